@@ -1,0 +1,1 @@
+"""One module per dataset, wiring sources → records → transforms → sinks into CLI stages."""

@@ -1,0 +1,423 @@
+"""OpenWebText subsets → fairseq binaries (``out/owt/{dict.txt,train,valid}.{bin,idx}``).
+
+Work is split at the ``.xz`` members of each subset tar (a few hundred documents each). Every
+member becomes a small fairseq dataset under ``work/owt/`` written by one worker process; a
+member already done is never redone, so an interrupted run (even ``kill -9``) resumes where it was.
+The members are then concatenated in archive order into the split files, which are therefore
+byte-identical for every ``--workers`` value and to an uninterrupted run.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import __version__
+from ..errors import VlprepError
+from ..fileio import TMP_MARK, atomic_path, ensure_dir, read_json, sha256_file, write_json
+from ..layout import Layout
+from ..records import owt as records
+from ..sinks import fairseq
+from ..sources.archives import TarMember
+from ..sources.checksums import VerifiedRecord
+from ..sources.mirror import Mirror
+from ..transforms.bpe import LineEncoder, get_backend
+from ..transforms.dictionary import EOS, Dictionary, load_dictionary
+from ..transforms.text import clean_document
+from .fetching import FetchReport, fetch_from_hub, fetch_from_mirror
+
+NAME = "owt"
+HUB_REPO = "Skylion007/openwebtext"
+DEFAULT_REVISION = "8cfd553694d06979cfec29248b200468786f0294"
+ALL_SUBSETS = tuple(range(21))
+DEFAULT_SPLITS = {"train": (0, 1, 2, 3, 4), "valid": (5,)}
+KNOWN_SHA256: dict[str, str] = {}
+"""sha256 of official files where published; the hub's LFS sha256 is checked for every hub fetch."""
+PIPELINE_VERSION = "owt-1"
+"""Bumped whenever the bytes a chunk produces would change, so stale work is never reused."""
+
+COUNTERS = ("documents", "documents_kept", "lines", "bpe_tokens", "ids", "text_bytes", "nul_removed",
+            "empty_lines_dropped", "unk", "separators")
+
+
+# ----------------------------------------------------------------------------------------- fetch
+
+def fetch(layout: Layout, subsets: tuple[int, ...], revision: str = DEFAULT_REVISION,
+          mirror: str | None = None) -> FetchReport:
+    """Download and verify the subset tars; record where they came from in ``raw/owt/SOURCE.json``."""
+    raw = ensure_dir(layout.raw(NAME))
+    relpaths = [records.subset_relpath(s) for s in subsets]
+    if mirror:
+        report = fetch_from_mirror(raw, relpaths, Mirror(mirror), KNOWN_SHA256)
+        source = {"mirror": mirror}
+    else:
+        report = fetch_from_hub(raw, relpaths, HUB_REPO, revision, KNOWN_SHA256)
+        source = {"hub_repo": HUB_REPO, "revision": revision, "commit": report.commit}
+    sources_path = raw / "SOURCE.json"
+    known = read_json(sources_path) if sources_path.exists() else {}
+    for relpath in relpaths:
+        known[relpath] = {**source, "sha256": report.sha256[relpath]}
+    write_json(sources_path, known)
+    return report
+
+
+# -------------------------------------------------------------------------------------- binarize
+
+@dataclass(frozen=True)
+class BinarizeConfig:
+    """Everything that decides the output bytes (hashed into the name of the work folder)."""
+
+    splits: dict[str, tuple[int, ...]] = field(default_factory=lambda: dict(DEFAULT_SPLITS))
+    doc_separator: bool = False
+    limit: int | None = None
+    dict_path: str | None = None
+    tokenizer: str = "tiktoken"
+
+    def key(self, dictionary: Dictionary) -> str:
+        blob = json.dumps({"pipeline": PIPELINE_VERSION, "dict": dictionary.sha256,
+                           "sep": self.doc_separator, "limit": self.limit}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """One ``.xz`` member to turn into a small fairseq dataset at ``prefix``."""
+
+    subset_tar: str
+    member: TarMember
+    prefix: str
+    dict_path: str | None
+    tokenizer: str
+    doc_separator: bool
+    max_docs: int | None
+
+
+def binarize(layout: Layout, config: BinarizeConfig, workers: int = 1) -> dict:
+    """Build ``out/owt`` from the fetched subsets; return the statistics written to stats.json."""
+    dictionary = load_dictionary(Path(config.dict_path) if config.dict_path else None)
+    get_backend(config.tokenizer)  # fail now, not in a worker, if the tokenizer cannot be built
+    out = ensure_dir(layout.out(NAME))
+    key = config.key(dictionary)
+    subsets = [s for split in config.splits.values() for s in split]
+    plans = {s: _plan_subset(layout, s, key) for s in subsets}
+
+    jobs_done = _run_chunks(plans, config, workers)
+    stats_path = out / "stats.json"
+    if stats_path.exists() and _outputs_current(read_json(stats_path), key, plans, config, out):
+        return read_json(stats_path)
+
+    dtype = fairseq.dtype_for_vocab(len(dictionary))
+    stats: dict = {
+        "dataset": NAME, "vlprep_version": __version__, "work_key": key,
+        "tokenizer": config.tokenizer, "doc_separator": config.doc_separator, "limit": config.limit,
+        "dictionary": {"sha256": dictionary.sha256, "source": dictionary.source, "symbols": len(dictionary)},
+        "dtype": dtype.name, "subsets": {}, "splits": {}, "files": {},
+    }
+    for subset, plan in plans.items():
+        stats["subsets"][f"{subset:02d}"] = {**_sum_counts(jobs_done[subset]), **plan.describe()}
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for split, split_subsets in config.splits.items():
+            parts = [part for s in split_subsets for part in jobs_done[s]]
+            tmp_prefix = out / f"{split}{TMP_MARK}{os.getpid()}"
+            counts = _merge(parts, tmp_prefix, dtype, config.doc_separator, split)
+            stats["splits"][split] = {"subsets": list(split_subsets), **counts}
+            staged += [(Path(f"{tmp_prefix}.bin"), out / f"{split}.bin"),
+                       (Path(f"{tmp_prefix}.idx"), out / f"{split}.idx")]
+        dict_tmp = out / f"dict.txt{TMP_MARK}{os.getpid()}"
+        dict_tmp.write_text(dictionary.to_text(), encoding="utf-8")
+        staged.append((dict_tmp, out / "dict.txt"))
+        for tmp, final in staged:
+            stats["files"][final.name] = {"sha256": sha256_file(tmp), "bytes": tmp.stat().st_size}
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    stats_path.unlink(missing_ok=True)  # outputs and stats change together: no stale stats meanwhile
+    for tmp, final in staged:
+        os.replace(tmp, final)
+    write_json(stats_path, stats)
+    return stats
+
+
+@dataclass(frozen=True)
+class SubsetPlan:
+    subset: int
+    tar: Path
+    sha256: str
+    chunks: list[TarMember]
+    work_dir: Path
+
+    def prefix(self, index: int) -> Path:
+        return self.work_dir / f"{index:05d}"
+
+    def describe(self) -> dict:
+        return {"file": records.subset_relpath(self.subset), "sha256": self.sha256, "xz_members": len(self.chunks)}
+
+
+def _plan_subset(layout: Layout, subset: int, key: str) -> SubsetPlan:
+    raw = layout.raw(NAME)
+    relpath = records.subset_relpath(subset)
+    record = VerifiedRecord(raw)
+    if not (raw / relpath).exists():
+        raise VlprepError(f"{raw / relpath} is missing", fix=f"run: vlprep fetch owt --subsets {subset}")
+    if not record.is_current(relpath):
+        raise VlprepError(
+            f"{raw / relpath} is not the file that fetch verified (changed or never verified)",
+            fix=f"run: vlprep fetch owt --subsets {subset}  (it re-verifies or re-downloads the file)",
+        )
+    sha = record.entries[relpath].sha256
+    work_dir = layout.work(NAME) / f"chunks-{key}" / f"{subset:02d}-{sha[:16]}"
+    return SubsetPlan(subset, raw / relpath, sha, records.list_chunks(raw / relpath), work_dir)
+
+
+def _run_chunks(plans: dict[int, SubsetPlan], config: BinarizeConfig, workers: int) -> dict[int, list[dict]]:
+    """Binarize every chunk not done yet; return each subset's chunk results in archive order."""
+    done: dict[int, dict[int, dict]] = {s: {} for s in plans}
+    pending: list[tuple[int, int, ChunkJob]] = []
+    for subset, plan in plans.items():
+        ensure_dir(plan.work_dir)
+        remaining = config.limit
+        for index, member in enumerate(plan.chunks):
+            if remaining is not None and remaining <= 0:
+                break
+            result = _load_chunk_result(plan.prefix(index))
+            job = ChunkJob(str(plan.tar), member, str(plan.prefix(index)), config.dict_path,
+                           config.tokenizer, config.doc_separator, remaining)
+            if result is None and remaining is not None:
+                result = binarize_chunk(job)  # --limit: counts decide the next job, so run in order
+            if result is None:
+                pending.append((subset, index, job))
+            else:
+                done[subset][index] = {**result, "prefix": job.prefix}
+                if remaining is not None:
+                    remaining -= result["documents"]
+    total = sum(job.member.size for _, _, job in pending)
+    with tqdm(total=total, desc="binarize owt", unit="B", unit_scale=True, disable=None) as bar:
+        for (subset, index, job), result in _execute(pending, workers, bar):
+            done[subset][index] = {**result, "prefix": job.prefix}
+    return {s: [results[i] for i in sorted(results)] for s, results in done.items()}
+
+
+def _execute(pending: list[tuple[int, int, ChunkJob]], workers: int,
+             bar: tqdm) -> Iterator[tuple[tuple[int, int, ChunkJob], dict]]:
+    """Run jobs on ``workers`` processes with a bounded queue (memory stays flat)."""
+    if workers <= 1 or len(pending) <= 1:
+        for item in pending:
+            result = binarize_chunk(item[2])
+            bar.update(item[2].member.size)
+            yield item, result
+        return
+    context = multiprocessing.get_context("spawn")
+    queue = iter(pending)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        running: dict[Future, tuple[int, int, ChunkJob]] = {}
+        for item in queue:
+            running[pool.submit(binarize_chunk, item[2])] = item
+            if len(running) >= 2 * workers:
+                break
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                item = running.pop(future)
+                result = future.result()
+                bar.update(item[2].member.size)
+                yield item, result
+                for nxt in queue:
+                    running[pool.submit(binarize_chunk, nxt[2])] = nxt
+                    break
+
+
+@functools.lru_cache(maxsize=4)
+def _encoder(dict_path: str | None, tokenizer: str) -> tuple[LineEncoder, int]:
+    dictionary = load_dictionary(Path(dict_path) if dict_path else None)
+    return LineEncoder(dictionary, get_backend(tokenizer)), len(dictionary)
+
+
+def binarize_chunk(job: ChunkJob) -> dict:
+    """Clean, encode and write one ``.xz`` member as ``<prefix>.{bin,idx}`` + ``<prefix>.json``.
+
+    The ``.json`` is written last: its presence means the chunk is complete.
+    """
+    encoder, vocab_size = _encoder(job.dict_path, job.tokenizer)
+    counts = dict.fromkeys(COUNTERS, 0)
+    lines: list[str] = []
+    kept_line_counts: list[int] = []
+    for _, raw in records.iter_documents(Path(job.subset_tar), job.member):
+        if job.max_docs is not None and counts["documents"] >= job.max_docs:
+            break
+        document = clean_document(raw)
+        counts["documents"] += 1
+        counts["text_bytes"] += len(raw)
+        counts["nul_removed"] += document.nul_removed
+        counts["empty_lines_dropped"] += document.empty_dropped
+        if document.lines:
+            lines.extend(document.lines)
+            kept_line_counts.append(len(document.lines))
+    encoded = encoder.encode_batches(lines)
+    tokens, sizes = encoded.tokens, encoded.sizes
+    if job.doc_separator and len(kept_line_counts) > 1:
+        tokens, sizes = _insert_separators(tokens, sizes, kept_line_counts)
+    counts.update(documents_kept=len(kept_line_counts), lines=len(lines), bpe_tokens=encoded.bpe_tokens,
+                  ids=int(tokens.size), unk=encoded.unk, separators=int(sizes.size) - len(lines))
+    prefix = Path(job.prefix)
+    with atomic_path(Path(f"{prefix}.bin")) as tmp_bin, atomic_path(Path(f"{prefix}.idx")) as tmp_idx:
+        dtype = fairseq.dtype_for_vocab(vocab_size)
+        tmp_bin.write_bytes(tokens.astype(dtype).tobytes())
+        with open(tmp_idx, "wb") as handle:
+            fairseq.write_index(handle, dtype, [sizes], int(sizes.size))
+    result = {"member": job.member.name, "items": int(sizes.size), **counts}
+    write_json(Path(f"{prefix}.json"), result)
+    return result
+
+
+def _insert_separators(tokens: np.ndarray, sizes: np.ndarray, kept_line_counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Put one ``[</s>]`` item between consecutive kept documents (n−1 for n documents)."""
+    line_cuts = np.cumsum(kept_line_counts)[:-1]
+    token_ends = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+    token_cuts = token_ends[line_cuts]
+    return np.insert(tokens, token_cuts, EOS), np.insert(sizes, line_cuts, 1)
+
+
+def _load_chunk_result(prefix: Path) -> dict | None:
+    """A finished chunk's counts, or None if it is missing, partial or inconsistent."""
+    meta = Path(f"{prefix}.json")
+    if not meta.exists():
+        return None
+    try:
+        result = read_json(meta)
+        index = fairseq.read_index(Path(f"{prefix}.idx"))
+        ids = Path(f"{prefix}.bin").stat().st_size // index.dtype.itemsize
+    except (OSError, ValueError):
+        return None
+    if index.sizes.size != result.get("items") or ids != result.get("ids"):
+        return None
+    return result
+
+
+def _sum_counts(results: list[dict]) -> dict:
+    return {name: sum(r[name] for r in results) for name in COUNTERS} | {"chunks": len(results)}
+
+
+def _merge(parts: list[dict], tmp_prefix: Path, dtype: np.dtype, doc_separator: bool, split: str) -> dict:
+    """Concatenate chunk datasets in order into ``tmp_prefix.{bin,idx}``; return the split's counts."""
+    prefixes = [Path(p["prefix"]) for p in parts]
+    separator_before = _separators_between(parts) if doc_separator else [False] * len(parts)
+    eos = np.array([EOS], dtype=dtype).tobytes()
+    with open(f"{tmp_prefix}.bin", "wb") as out, tqdm(total=len(parts), desc=f"write {split}", disable=None,
+                                                         leave=False) as bar:
+        for prefix, separator in zip(prefixes, separator_before):
+            if separator:
+                out.write(eos)
+            with open(f"{prefix}.bin", "rb") as src:
+                shutil.copyfileobj(src, out, 8 << 20)
+            bar.update()
+    sizes = _SizeStream(prefixes, separator_before)
+    n_items = sum(p["items"] for p in parts) + sum(separator_before)
+    with open(f"{tmp_prefix}.idx", "wb") as handle:
+        fairseq.write_index(handle, dtype, sizes, n_items)
+    counts = _sum_counts(parts)
+    counts["separators"] += sum(separator_before)
+    counts["ids"] += sum(separator_before)
+    counts["items"] = n_items
+    return counts
+
+
+def _separators_between(parts: list[dict]) -> list[bool]:
+    """Which chunks need a ``[</s>]`` item before them: a kept document came earlier and one is here."""
+    flags, seen = [], False
+    for part in parts:
+        has_docs = part["documents_kept"] > 0
+        flags.append(seen and has_docs)
+        seen = seen or has_docs
+    return flags
+
+
+class _SizeStream:
+    """Item sizes of the merged split, chunk by chunk (re-iterable: the index reads them twice)."""
+
+    def __init__(self, prefixes: list[Path], separator_before: list[bool]) -> None:
+        self.prefixes, self.separator_before = prefixes, separator_before
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        one = np.ones(1, dtype=np.int32)
+        for prefix, separator in zip(self.prefixes, self.separator_before):
+            if separator:
+                yield one
+            yield np.array(fairseq.read_index(Path(f"{prefix}.idx")).sizes)
+
+
+def _outputs_current(stats: dict, key: str, plans: dict[int, SubsetPlan], config: BinarizeConfig,
+                     out: Path) -> bool:
+    """True if out/owt already holds the result of this exact work (nothing to merge again)."""
+    if stats.get("work_key") != key:
+        return False
+    if {k: v.get("subsets") for k, v in stats.get("splits", {}).items()} != {
+            k: list(v) for k, v in config.splits.items()}:
+        return False
+    if {k: v.get("sha256") for k, v in stats.get("subsets", {}).items()} != {
+            f"{s:02d}": p.sha256 for s, p in plans.items()}:
+        return False
+    for name, info in stats.get("files", {}).items():
+        path = out / name
+        if not path.exists() or path.stat().st_size != info["bytes"]:
+            return False
+    return bool(stats.get("files"))
+
+
+# ---------------------------------------------------------------------------------------- verify
+
+def verify(layout: Layout) -> dict:
+    """Re-read out/owt and check structure and counts against stats.json; raise on the first fault."""
+    out = layout.out(NAME)
+    stats_path = out / "stats.json"
+    if not stats_path.exists():
+        raise VlprepError(f"{stats_path} is missing: out/owt was never completed",
+                          fix="run: vlprep binarize owt")
+    stats = read_json(stats_path)
+    dictionary = load_dictionary(out / "dict.txt")
+    if dictionary.sha256 != stats["dictionary"]["sha256"]:
+        raise VlprepError(f"{out / 'dict.txt'} is not the dictionary the binaries were written with",
+                          fix="run: vlprep binarize owt (it rewrites out/owt)")
+    report = {}
+    for split, expected in stats["splits"].items():
+        prefix = out / split
+        try:
+            found = fairseq.check_dataset(prefix, len(dictionary), EOS)
+        except (fairseq.IndexFormatError, FileNotFoundError) as exc:
+            raise VlprepError(f"{prefix}: {exc}", fix="run: vlprep binarize owt (finished work is reused)") from exc
+        for name in ("items", "ids"):
+            if found[name] != expected[name]:
+                raise VlprepError(f"{prefix}: {found[name]:,} {name} on disk, stats.json says {expected[name]:,}",
+                                  fix="run: vlprep binarize owt")
+        report[split] = found
+    for name, info in stats["files"].items():
+        sha = sha256_file(out / name)
+        if sha != info["sha256"]:
+            raise VlprepError(f"{out / name}: sha256 {sha} differs from stats.json ({info['sha256']})",
+                              fix="run: vlprep binarize owt")
+    return report
+
+
+def summary_lines(stats: dict) -> list[str]:
+    """A short table of what stats.json holds, for the terminal."""
+    rows = [f"{'':8} {'documents':>11} {'lines':>12} {'tokens':>14} {'MB text':>9} {'NULs':>6} "
+            f"{'empty':>9} {'<unk>':>6}"]
+
+    def row(name: str, c: dict) -> str:
+        return (f"{name:8} {c['documents']:>11,} {c['lines']:>12,} {c['bpe_tokens']:>14,} "
+                f"{c['text_bytes'] / 1e6:>9.1f} {c['nul_removed']:>6,} {c['empty_lines_dropped']:>9,} {c['unk']:>6,}")
+
+    rows += [row(f"subset{k}", c) for k, c in stats["subsets"].items()]
+    rows += [row(split, c) for split, c in stats["splits"].items()]
+    return rows

@@ -1,0 +1,140 @@
+"""``vlprep demo``: the whole chain, offline, on a small sample built here.
+
+The sample has the real layout (subset tar → ``.xz`` members → tar of ``.txt``), including the
+dirt real OpenWebText throws at a pipeline (CRLF and lone CR, NUL bytes, blank and
+whitespace-only lines, invalid UTF-8, a literal ``<|endoftext|>``, U+2028, CJK, emoji). It is
+served over HTTP on 127.0.0.1 as a mirror, so fetch → binarize → verify run the very code paths of
+a real download.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import lzma
+import random
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .datasets import owt
+from .fileio import atomic_path, ensure_dir
+from .layout import Layout
+from .localserve import serve_directory
+from .records.owt import subset_relpath
+from .sources.checksums import SUMS_NAME, format_sha256sums
+
+WORDS = (
+    "the of and to in a is that for it as was with be by on not he this are or his from at which but "
+    "have an they you were her she there one all we their been has would when more will who if no out so "
+    "said what up its about than into them can only other new some could time these two may then do first "
+    "any my now such like our over man me even most made after also did many before must through back "
+    "years where much your way well down should because each just those people how too little state good "
+    "very make world still own see men work long get here between both life being under never day same "
+    "another know while last might us great old year off come since against go came right used take three "
+    "data model training vision language image caption token research network learning distillation"
+).split()
+DIRT = (
+    "Windows line\r\nends here\r\n",
+    "old Mac\rline ends\r",
+    "a NUL\x00 inside and \x00\x00 more",
+    "\n\n   \n\t\n",
+    "literal <|endoftext|> is only text",
+    "line\u2028separator and next\u0085line stay inside",
+    "CJK 漢字とかな and emoji 🙂🚀 and accents café naïve",
+    "tabs\tand  double  spaces   inside",
+)
+INVALID_UTF8 = b"broken \xff\xfe bytes \xc3 here\n"
+
+
+def sample_document(rng: random.Random, dirty: bool, paragraphs: int = 6) -> bytes:
+    """One English-like document; ``dirty`` mixes in the edge cases above."""
+    parts: list[str] = []
+    for _ in range(rng.randint(1, paragraphs)):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(5, 120))]
+        sentence = " ".join(words).capitalize() + rng.choice(".!?")
+        parts.append(sentence)
+        if dirty and rng.random() < 0.25:
+            parts.append(rng.choice(DIRT))
+        if rng.random() < 0.3:
+            parts.append("")
+    raw = ("\n".join(parts) + "\n").encode("utf-8")
+    if dirty and rng.random() < 0.05:
+        raw += INVALID_UTF8
+    return raw
+
+
+def _tar_bytes(files: list[tuple[str, bytes]], compress: Callable[[bytes], bytes] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 1_500_000_000, 0o644
+            archive.addfile(info, io.BytesIO(data))
+    data = buffer.getvalue()
+    return compress(data) if compress else data
+
+
+def write_owt_subset(path: Path, subset: int, chunks: int, docs_per_chunk: int, seed: int = 0,
+                     dirty: bool = True, empty_docs: bool = True, preset: int = 6) -> int:
+    """Write an OpenWebText-format subset tar; return the number of documents in it."""
+    rng = random.Random(f"{seed}-{subset}")
+    members: list[tuple[str, bytes]] = []
+    n_docs = 0
+    for chunk in range(chunks):
+        docs = []
+        for doc in range(docs_per_chunk):
+            body = sample_document(rng, dirty)
+            if empty_docs and rng.random() < 0.02:
+                body = rng.choice([b"", b"\n\n  \r\n", b"\x00\n"])
+            docs.append((f"{subset:02d}{chunk:04d}{doc:04d}-{hashlib.md5(body).hexdigest()}.txt", body))
+        n_docs += len(docs)
+        inner = _tar_bytes(docs, lambda data: lzma.compress(data, preset=preset))
+        members.append((f"openwebtext/urlsf_subset{subset:02d}-{chunk + 1}_data.xz", inner))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(_tar_bytes(members))
+    return n_docs
+
+
+def build_owt_mirror(root: Path, subsets: tuple[int, ...] = (0, 1, 2, 3, 4, 5), chunks: int = 2,
+                     docs_per_chunk: int = 25, seed: int = 0) -> int:
+    """A mirror folder holding sample subsets and a ``SHA256SUMS``; return the document count."""
+    total = 0
+    sums = {}
+    for subset in subsets:
+        relpath = subset_relpath(subset)
+        total += write_owt_subset(root / relpath, subset, chunks, docs_per_chunk, seed)
+        sums[relpath] = hashlib.sha256((root / relpath).read_bytes()).hexdigest()
+    (root / SUMS_NAME).write_text(format_sha256sums(sums))
+    return total
+
+
+@dataclass
+class DemoResult:
+    data_dir: Path
+    documents: int
+    stats: dict
+    seconds: float
+    outputs: list[Path]
+
+
+def run_demo(data_dir: Path, workers: int = 2, say: Callable[[str], None] = print) -> DemoResult:
+    """Build the sample, serve it, and run fetch → binarize → verify → stats on it."""
+    started = time.monotonic()
+    layout = Layout(Path(data_dir))
+    mirror_dir = ensure_dir(layout.root / "demo-mirror")
+    documents = build_owt_mirror(mirror_dir)
+    say(f"sample: {documents} OpenWebText-format documents in 6 subsets under {mirror_dir}")
+    with serve_directory(mirror_dir) as url:
+        say(f"serving it as a mirror at {url}")
+        report = owt.fetch(layout, subsets=(0, 1, 2, 3, 4, 5), mirror=url)
+    say(f"fetch owt: {len(report.fetched)} fetched, {len(report.skipped)} already verified")
+    stats = owt.binarize(layout, owt.BinarizeConfig(), workers=workers)
+    owt.verify(layout)
+    say("binarize owt + verify owt: ok")
+    for line in owt.summary_lines(stats):
+        say("  " + line)
+    out = layout.out(owt.NAME)
+    outputs = [out / name for name in sorted(stats["files"])] + [out / "stats.json"]
+    return DemoResult(layout.root, documents, stats, time.monotonic() - started, outputs)

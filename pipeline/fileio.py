@@ -1,0 +1,101 @@
+"""Writing files so that nothing half-written ever carries a final name.
+
+Every sink and source writes through :func:`atomic_path`: bytes go to a temporary sibling, are
+flushed to disk, and only a complete file is renamed into place. An interrupted run (even
+``kill -9``) therefore leaves at worst a ``*.tmp-*`` file that the next run ignores and replaces.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import VlprepError
+
+TMP_MARK = ".tmp-"
+HASH_CHUNK = 4 << 20
+
+
+def temp_sibling(path: Path) -> Path:
+    """A temporary name in the same folder (same filesystem, so rename is atomic)."""
+    return path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path; rename it onto ``path`` only if the block finishes."""
+    path = Path(path)
+    ensure_dir(path.parent)
+    tmp = temp_sibling(path)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create a folder, turning permission problems into an actionable error."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except PermissionError as exc:
+        raise VlprepError(
+            f"cannot create folder {path}: permission denied",
+            fix="choose a writable --data-dir (or VLPREP_DATA) or fix the folder's permissions",
+        ) from exc
+    if not os.access(path, os.W_OK):
+        raise VlprepError(
+            f"output folder {path} is not writable",
+            fix="choose a writable --data-dir (or VLPREP_DATA) or fix the folder's permissions",
+        )
+    return Path(path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically, with sorted keys so equal data gives equal bytes."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(HASH_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def explain_os_error(exc: OSError, what: str) -> VlprepError:
+    """Translate a disk-level failure into a message naming the file and the fix."""
+    where = exc.filename or what
+    if exc.errno == errno.ENOSPC:
+        return VlprepError(
+            f"no space left on device while writing {where}",
+            fix="free disk space or point --data-dir at a larger disk, then run the same command again "
+            "(finished work is kept)",
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return VlprepError(
+            f"cannot write {where}: {exc.strerror}",
+            fix="choose a writable --data-dir (or VLPREP_DATA) or fix the permissions",
+        )
+    return VlprepError(f"{what}: {exc.strerror or exc} ({where})")

@@ -1,0 +1,1 @@
+"""Per-dataset parsers that turn raw files into plain records."""

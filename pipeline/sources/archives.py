@@ -1,0 +1,102 @@
+"""Reading archives as streams, never unpacking them to disk, and never trusting member names.
+
+Every member name goes through :func:`safe_member_name`: absolute paths, ``..`` components and
+Windows drive letters are refused, because a later stage (or a user's ``tar -x``) would write them
+outside their folder. Corrupt or truncated archives raise :class:`VlprepError` naming the archive,
+the member and the fix.
+"""
+from __future__ import annotations
+
+import io
+import lzma
+import posixpath
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from ..errors import VlprepError
+
+ARCHIVE_ERRORS = (tarfile.TarError, lzma.LZMAError, EOFError, zlib.error, OSError)
+
+
+def safe_member_name(name: str, archive: str) -> str:
+    """The normalised member name, or an error if it would escape its folder."""
+    cleaned = name.replace("\\", "/")
+    normal = posixpath.normpath(cleaned)
+    if (cleaned.startswith("/") or normal == ".." or normal.startswith("../")
+            or (len(cleaned) > 1 and cleaned[1] == ":")):
+        raise VlprepError(
+            f"{archive}: member {name!r} points outside the archive's folder; refusing to read it",
+            fix="the archive is not the published one; fetch it again from the official source",
+        )
+    return normal
+
+
+@dataclass(frozen=True)
+class TarMember:
+    """Where one member's bytes lie inside an uncompressed tar, so a worker can read just them."""
+
+    name: str
+    offset: int
+    size: int
+
+
+def list_tar(path: Path) -> list[TarMember]:
+    """Regular-file members of an uncompressed tar with their data offsets (reads headers only)."""
+    path = Path(path)
+    total = path.stat().st_size
+    members: list[TarMember] = []
+    try:
+        with tarfile.open(path, mode="r:") as archive:
+            for info in archive:
+                name = safe_member_name(info.name, str(path))
+                if not info.isreg():
+                    continue
+                if info.offset_data + info.size > total:
+                    raise tarfile.ReadError(f"member {info.name} runs past the end of the file")
+                members.append(TarMember(name, info.offset_data, info.size))
+    except ARCHIVE_ERRORS as exc:
+        raise corrupt_archive(path, None, exc) from exc
+    return members
+
+
+def read_member(path: Path, member: TarMember) -> bytes:
+    """The raw bytes of one tar member."""
+    with open(path, "rb") as handle:
+        handle.seek(member.offset)
+        data = handle.read(member.size)
+    if len(data) != member.size:
+        raise corrupt_archive(Path(path), member.name, EOFError("file ends inside this member"))
+    return data
+
+
+def iter_tar_stream(fileobj: BinaryIO, label: str) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(name, bytes)`` of regular files from a (possibly compressed) tar stream, in order.
+
+    ``mode="r|*"`` reads strictly forward, so gz/xz/bz2 tars are decompressed on the fly and only
+    one member is in memory at a time.
+    """
+    with tarfile.open(fileobj=fileobj, mode="r|*") as archive:
+        for info in archive:
+            name = safe_member_name(info.name, label)
+            if not info.isreg():
+                continue
+            handle = archive.extractfile(info)
+            assert handle is not None
+            yield name, handle.read()
+
+
+def iter_xz_tar(data: bytes, label: str) -> Iterator[tuple[str, bytes]]:
+    """Members of an xz-compressed tar held as bytes (an OpenWebText ``.xz`` chunk)."""
+    with lzma.LZMAFile(io.BytesIO(data)) as stream:
+        yield from iter_tar_stream(stream, label)
+
+
+def corrupt_archive(path: Path, member: str | None, exc: BaseException) -> VlprepError:
+    where = f"{path}" + (f" (member {member})" if member else "")
+    return VlprepError(
+        f"{where} is truncated or corrupt: {exc}",
+        fix=f"delete {path} and run the fetch command again to download a verified copy",
+    )

