@@ -30,11 +30,9 @@ def clean_document(raw: bytes) -> CleanDocument:
     nul_removed = text.count("\x00")
     if nul_removed:
         text = text.replace("\x00", "")
-    pieces = text.split("\n")
-    if pieces and pieces[-1] == "" and len(pieces) > 1:
+    pieces = text.split("\n") if text else []
+    if len(pieces) > 1 and pieces[-1] == "":
         pieces.pop()
-    if pieces == [""]:
-        pieces = []
     lines = [stripped for piece in pieces if (stripped := piece.strip())]
     return CleanDocument(lines, nul_removed, len(pieces) - len(lines))
 
