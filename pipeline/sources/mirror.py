@@ -100,7 +100,7 @@ def _copy_verified(src: Path, dest: Path, expected_sha256: str | None, expected_
             desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024, total=src.stat().st_size,
             disable=None, leave=False,
         ) as bar:
-            while block := reader.read(CHUNK * 4):
+            while block := reader.read(CHUNK * 64):
                 writer.write(block)
                 digest.update(block)
                 bar.update(len(block))

@@ -1,0 +1,229 @@
+"""Downloads against real sockets on 127.0.0.1: resume, retries, refusals, the hub API, mirrors, archives."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from vlprep.pipeline.errors import VlprepError
+from vlprep.pipeline.localserve import RangeRequestHandler, serve_directory
+from vlprep.pipeline.sources import hub
+from vlprep.pipeline.sources.archives import iter_tar_stream, list_tar, safe_member_name
+from vlprep.pipeline.sources.http import RetryPolicy, download
+from vlprep.pipeline.sources.mirror import Mirror
+
+FAST = RetryPolicy(attempts=4, backoff=0.01, timeout=(5.0, 5.0))
+
+
+@pytest.fixture
+def payload(tmp_path) -> Path:
+    root = tmp_path / "srv"
+    root.mkdir()
+    (root / "file.bin").write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    return root
+
+
+class FlakyHandler(RangeRequestHandler):
+    """Fails the first requests in the ways real servers do; counts what it saw."""
+
+    plan: list[str] = []
+    seen: list[tuple[str, str | None]] = []
+
+    def do_GET(self):  # noqa: N802
+        type(self).seen.append((self.path, self.headers.get("Range")))
+        action = type(self).plan.pop(0) if type(self).plan else "ok"
+        if action == "503":
+            self.send_error(503)
+            return
+        if action == "404":
+            self.send_error(404)
+            return
+        if action == "cut":  # send half the body, then drop the connection
+            path = Path(self.translate_path(self.path))
+            data = path.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def flaky(payload):
+    FlakyHandler.plan, FlakyHandler.seen = [], []
+    with serve_directory(payload, FlakyHandler) as url:
+        yield url
+
+
+def test_resumes_with_range_after_a_cut_connection(flaky, payload, tmp_path):
+    FlakyHandler.plan = ["cut"]
+    expected = hashlib.sha256((payload / "file.bin").read_bytes()).hexdigest()
+    sha = download(f"{flaky}/file.bin", tmp_path / "out.bin", expected_sha256=expected, policy=FAST)
+    assert sha == expected
+    assert (tmp_path / "out.bin").read_bytes() == (payload / "file.bin").read_bytes()
+    resumed_at = FlakyHandler.seen[1][1]
+    assert resumed_at and resumed_at.startswith("bytes=") and resumed_at != "bytes=0-", "must resume, not restart"
+
+
+def test_retries_5xx_but_not_404(flaky, tmp_path):
+    FlakyHandler.plan = ["503", "503"]
+    download(f"{flaky}/file.bin", tmp_path / "a.bin", policy=FAST)
+    assert len(FlakyHandler.seen) == 3
+    FlakyHandler.plan, FlakyHandler.seen = ["404"], []
+    with pytest.raises(VlprepError, match="404"):
+        download(f"{flaky}/file.bin", tmp_path / "b.bin", policy=FAST)
+    assert len(FlakyHandler.seen) == 1
+    assert not (tmp_path / "b.bin").exists()
+
+
+def test_checksum_mismatch_is_refused_and_leaves_nothing(flaky, tmp_path):
+    with pytest.raises(VlprepError, match="sha256"):
+        download(f"{flaky}/file.bin", tmp_path / "c.bin", expected_sha256="0" * 64, policy=FAST)
+    assert list(tmp_path.glob("c.bin*")) == []
+
+
+def test_resumes_a_part_file_left_by_an_earlier_run(payload, tmp_path):
+    data = (payload / "file.bin").read_bytes()
+    (tmp_path / "d.bin.part").write_bytes(data[:1000])
+    with serve_directory(payload) as url:
+        download(f"{url}/file.bin", tmp_path / "d.bin", expected_size=len(data), policy=FAST)
+    assert (tmp_path / "d.bin").read_bytes() == data
+
+
+def test_http_mirror_checks_sha256sums(payload, tmp_path):
+    (payload / "SHA256SUMS").write_text(f"{'1' * 64}  file.bin\n")
+    with serve_directory(payload) as url:
+        with pytest.raises(VlprepError, match="does not match"):
+            Mirror(url).fetch("file.bin", tmp_path / "e.bin")
+    assert not (tmp_path / "e.bin").exists()
+
+
+def test_local_mirror_and_missing_file(payload, tmp_path):
+    sha = hashlib.sha256((payload / "file.bin").read_bytes()).hexdigest()
+    (payload / "SHA256SUMS").write_text(f"{sha} *file.bin\n")
+    assert Mirror(str(payload)).fetch("file.bin", tmp_path / "f.bin") == sha
+    with pytest.raises(VlprepError, match="has no file"):
+        Mirror(str(payload)).fetch("nope.bin", tmp_path / "g.bin")
+
+
+# ------------------------------------------------------------------------------------------- hub
+
+class HubHandler(http.server.BaseHTTPRequestHandler):
+    """Enough of the hub's file API: HEAD/GET /datasets/<repo>/resolve/<rev>/<path>."""
+
+    files: dict[str, bytes] = {}
+    commit = "a" * 40
+    gated = False
+
+    def log_message(self, *args):
+        pass
+
+    def _resolve(self):
+        parts = self.path.split("/resolve/", 1)
+        if len(parts) != 2 or not parts[0].startswith("/datasets/"):
+            return None, None
+        repo = parts[0][len("/datasets/"):]
+        rev, _, name = parts[1].partition("/")
+        return repo, name
+
+    def _headers(self, code, data, extra=None):
+        self.send_response(code)
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+
+    def do_HEAD(self):  # noqa: N802
+        self._answer(head=True)
+
+    def do_GET(self):  # noqa: N802
+        self._answer(head=False)
+
+    def _answer(self, head: bool):
+        repo, name = self._resolve()
+        if type(self).gated:
+            self._headers(403, b"", {"X-Error-Code": "GatedRepo", "X-Error-Message": "gated"})
+            return
+        if repo != "Skylion007/openwebtext":
+            self._headers(404, b"", {"X-Error-Code": "RepoNotFound", "X-Error-Message": "no repo"})
+            return
+        if name not in type(self).files:
+            self._headers(404, b"", {"X-Error-Code": "EntryNotFound", "X-Error-Message": "no file"})
+            return
+        data = type(self).files[name]
+        sha = hashlib.sha256(data).hexdigest()
+        extra = {"X-Repo-Commit": type(self).commit, "ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"',
+                 "X-Linked-Size": str(len(data)), "Accept-Ranges": "bytes"}
+        start = 0
+        if not head and self.headers.get("Range"):
+            start = int(self.headers["Range"].split("=")[1].split("-")[0])
+            extra["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        self._headers(206 if start else 200, data[start:], extra)
+        if not head:
+            self.wfile.write(data[start:])
+
+
+@pytest.fixture
+def hub_server(monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HubHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    HubHandler.files, HubHandler.gated = {"subsets/urlsf_subset00.tar": b"x" * 5000}, False
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    yield url
+    server.shutdown()
+
+
+def test_hub_resolves_commit_and_verifies_lfs_sha(hub_server, tmp_path):
+    remote = hub.resolve("Skylion007/openwebtext", "subsets/urlsf_subset00.tar", "main")
+    assert remote.commit == "a" * 40
+    assert remote.sha256 == hashlib.sha256(b"x" * 5000).hexdigest()
+    path, sha = hub.download(remote, tmp_path)
+    assert path == tmp_path / "subsets" / "urlsf_subset00.tar" and sha == remote.sha256
+
+
+def test_hub_errors_say_what_to_do(hub_server):
+    with pytest.raises(VlprepError, match="does not exist"):
+        hub.resolve("Skylion007/openwebtext", "subsets/urlsf_subset99.tar", "main")
+    HubHandler.gated = True
+    with pytest.raises(VlprepError, match="HF_TOKEN"):
+        hub.resolve("Skylion007/openwebtext", "subsets/urlsf_subset00.tar", "main")
+
+
+# -------------------------------------------------------------------------------------- archives
+
+@pytest.mark.parametrize("name", ["../evil.txt", "/etc/passwd", "a/../../b", "C:\\x.txt", "..\\x"])
+def test_member_names_that_escape_are_refused(name):
+    with pytest.raises(VlprepError, match="outside"):
+        safe_member_name(name, "a.tar")
+
+
+def test_escaping_member_in_a_real_tar_is_refused(tmp_path):
+    path = tmp_path / "bad.tar"
+    with tarfile.open(path, "w") as archive:
+        info = tarfile.TarInfo("../../escape.txt")
+        info.size = 3
+        archive.addfile(info, io.BytesIO(b"abc"))
+    with pytest.raises(VlprepError, match="outside"):
+        list_tar(path)
+    with open(path, "rb") as handle, pytest.raises(VlprepError, match="outside"):
+        list(iter_tar_stream(handle, str(path)))
+
+
+def test_truncated_tar_is_reported(tmp_path):
+    path = tmp_path / "t.tar"
+    with tarfile.open(path, "w") as archive:
+        info = tarfile.TarInfo("a.xz")
+        info.size = 100_000
+        archive.addfile(info, io.BytesIO(b"z" * 100_000))
+    path.write_bytes(path.read_bytes()[:50_000])
+    with pytest.raises(VlprepError, match="truncated or corrupt"):
+        list_tar(path)
