@@ -227,3 +227,29 @@ def test_demo_runs_offline_and_lists_outputs(tmp_path):
     result = run_cli("demo", "--data-dir", str(tmp_path / "demo"))
     assert "train.bin" in result.stdout and "stats.json" in result.stdout
     run_cli("verify", "owt", "--data-dir", str(tmp_path / "demo"))
+
+
+def test_fetch_from_hub_records_the_resolved_commit(tmp_path, owt_mirror):
+    import http.server
+    import threading
+
+    from .test_sources import HubHandler
+
+    HubHandler.files = {f"subsets/urlsf_subset{s:02d}.tar": (owt_mirror / "subsets" / f"urlsf_subset{s:02d}.tar").read_bytes()
+                        for s in (0, 5)}
+    HubHandler.gated, HubHandler.commit = False, "c0ffee" * 6 + "abcd"
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HubHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}", "HF_HUB_DISABLE_XET": "1"}
+    try:
+        data = tmp_path / "data"
+        result = run_cli("fetch", "owt", "--data-dir", str(data), "--subsets", "0,5", "--revision", "main", env=env)
+        assert HubHandler.commit in result.stdout
+        missing = run_cli("fetch", "owt", "--data-dir", str(data), "--subsets", "7", env=env, check=False)
+        assert missing.returncode != 0 and "urlsf_subset07.tar" in missing.stderr
+    finally:
+        server.shutdown()
+    run_cli("binarize", "owt", "--data-dir", str(data), "--train-subsets", "0")
+    stats = json.loads((data / "out" / "owt" / "stats.json").read_text())
+    assert stats["subsets"]["00"]["source"] == {"hub_repo": "Skylion007/openwebtext", "revision": "main",
+                                                "commit": HubHandler.commit}

@@ -157,12 +157,14 @@ class SubsetPlan:
     sha256: str
     chunks: list[TarMember]
     work_dir: Path
+    source: dict
 
     def prefix(self, index: int) -> Path:
         return self.work_dir / f"{index:05d}"
 
     def describe(self) -> dict:
-        return {"file": records.subset_relpath(self.subset), "sha256": self.sha256, "xz_members": len(self.chunks)}
+        return {"file": records.subset_relpath(self.subset), "sha256": self.sha256,
+                "xz_members": len(self.chunks), "source": self.source}
 
 
 def _plan_subset(layout: Layout, subset: int, key: str) -> SubsetPlan:
@@ -178,7 +180,9 @@ def _plan_subset(layout: Layout, subset: int, key: str) -> SubsetPlan:
         )
     sha = record.entries[relpath].sha256
     work_dir = layout.work(NAME) / f"chunks-{key}" / f"{subset:02d}-{sha[:16]}"
-    return SubsetPlan(subset, raw / relpath, sha, records.list_chunks(raw / relpath), work_dir)
+    sources = read_json(raw / "SOURCE.json") if (raw / "SOURCE.json").exists() else {}
+    source = {k: v for k, v in sources.get(relpath, {}).items() if k != "sha256"}
+    return SubsetPlan(subset, raw / relpath, sha, records.list_chunks(raw / relpath), work_dir, source)
 
 
 def _run_chunks(plans: dict[int, SubsetPlan], config: BinarizeConfig, workers: int) -> dict[int, list[dict]]:

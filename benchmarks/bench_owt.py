@@ -1,0 +1,192 @@
+"""OpenWebText binarization throughput: vlprep against tiktoken at its best and fairseq's pipeline.
+
+All three run in one process tree on the same input, a generated OpenWebText-format subset of at
+least 50 MB of text, and are reported as MB/s of cleaned text (the same numerator for all), tokens/s
+and peak RSS (the largest sum over the process tree, sampled from /proc):
+
+(a) tiktoken on the cleaned lines already in memory, ``encode_ordinary`` over chunks of 100 lines
+    on as many threads as vlprep has workers (about 3× faster here than ``encode_ordinary_batch``
+    per line, so this is the bar);
+(b) ``vlprep binarize owt`` end to end from the archives (xz, tar, cleaning, BPE, writing);
+(c) fairseq's reference: ``multiprocessing_bpe_encoder`` then ``fairseq-preprocess`` (mmap).
+
+Targets: (b) >= 0.75 x (a), (b) >= 5 x (c), peak RSS of (b) < 1 GB. Run:
+``.venv/bin/python benchmarks/bench_owt.py [--mb 50] [--workers 2] [--skip-fairseq]``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from vlprep.pipeline.demo import write_owt_subset
+from vlprep.pipeline.records.owt import iter_documents, list_chunks, subset_relpath
+from vlprep.pipeline.transforms.bpe import get_backend, vocabulary_files
+from vlprep.pipeline.transforms.text import clean_document
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "_work"
+
+
+class PeakRss:
+    """Samples the summed RSS of a process and all its descendants until stopped."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, sum(_rss(p) for p in _tree(self.pid)))
+            time.sleep(0.05)
+
+
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack += children.get(pid, [])
+    return found
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def make_input(target_mb: int) -> Path:
+    """Generate (once, cached) subset 00 with >= target_mb of text and a tiny subset 05."""
+    mirror = WORK / f"mirror-{target_mb}mb"
+    marker = mirror / "done"
+    if marker.exists():
+        return mirror
+    shutil.rmtree(mirror, ignore_errors=True)
+    docs_per_chunk = 400
+    chunks = max(2, int(target_mb * 1e6 / (docs_per_chunk * 1800)) + 1)
+    print(f"generating {chunks} xz members of {docs_per_chunk} documents (once; cached in {mirror})", flush=True)
+    write_owt_subset(mirror / subset_relpath(0), 0, chunks, docs_per_chunk, seed=1)
+    write_owt_subset(mirror / subset_relpath(5), 5, 2, 50, seed=1)
+    marker.write_text("ok")
+    return mirror
+
+
+def cleaned_lines(tar: Path) -> list[str]:
+    lines: list[str] = []
+    for chunk in list_chunks(tar):
+        for _, raw in iter_documents(tar, chunk):
+            lines += clean_document(raw).lines
+    return lines
+
+
+def bench_tiktoken(lines: list[str], threads: int) -> tuple[float, int]:
+    encoding = get_backend("tiktoken").encoding
+    chunks = [lines[i:i + 100] for i in range(0, len(lines), 100)]
+
+    def encode(chunk: list[str]) -> int:
+        return sum(len(encoding.encode_ordinary(line)) for line in chunk)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        tokens = sum(pool.map(encode, chunks))
+    return time.perf_counter() - started, tokens
+
+
+def timed(command: list[str], **kwargs) -> tuple[float, int]:
+    started = time.perf_counter()
+    process = subprocess.Popen(command, **kwargs)
+    with PeakRss(process.pid) as rss:
+        code = process.wait()
+    if code:
+        raise SystemExit(f"{command[:4]}... failed with exit code {code}")
+    return time.perf_counter() - started, rss.peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=int, default=50, help="text size of the generated input (MB)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--skip-fairseq", action="store_true")
+    args = parser.parse_args()
+
+    mirror = make_input(args.mb)
+    run = WORK / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    vlprep = [sys.executable, "-m", "vlprep.cli"]
+    subprocess.run(vlprep + ["fetch", "owt", "--data-dir", str(run), "--mirror", str(mirror), "--subsets", "0,5"],
+                   check=True, stdout=subprocess.DEVNULL)
+    tar = run / "raw" / "owt" / subset_relpath(0)
+    lines = cleaned_lines(tar)
+    text_mb = sum(len(line.encode("utf-8")) + 1 for line in lines) / 1e6
+    print(f"input: {tar.stat().st_size / 1e6:.1f} MB of xz archives, {text_mb:.1f} MB cleaned text, "
+          f"{len(lines):,} lines; workers/threads: {args.workers}")
+
+    rows = []
+    seconds, tokens = bench_tiktoken(lines, args.workers)
+    rows.append(("(a) tiktoken, 100-line chunks, in memory", seconds, tokens, _rss(os.getpid())))
+
+    seconds, peak = timed(vlprep + ["binarize", "owt", "--data-dir", str(run), "--train-subsets", "0",
+                                    "--valid-subsets", "5", "--workers", str(args.workers)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows.append(("(b) vlprep binarize owt, from archives", seconds, tokens, peak))
+
+    if not args.skip_fairseq:
+        lines_file = WORK / "lines.txt"
+        lines_file.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        encoder_json, vocab_bpe = vocabulary_files()
+        bpe_file, dest = WORK / "lines.bpe", WORK / "fairseq-bin"
+        shutil.rmtree(dest, ignore_errors=True)
+        s1, p1 = timed([sys.executable, "-m", "fairseq.examples.roberta.multiprocessing_bpe_encoder",
+                        "--encoder-json", str(encoder_json), "--vocab-bpe", str(vocab_bpe),
+                        "--inputs", str(lines_file), "--outputs", str(bpe_file), "--workers", str(args.workers)])
+        s2, p2 = timed([sys.executable, "-m", "fairseq_cli.preprocess", "--only-source", "--srcdict",
+                        str(run / "out" / "owt" / "dict.txt"), "--trainpref", str(bpe_file), "--destdir",
+                        str(dest), "--dataset-impl", "mmap", "--workers", str(args.workers)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rows.append(("(c) fairseq bpe encoder + preprocess", s1 + s2, tokens, max(p1, p2)))
+        same = (dest / "train.bin").read_bytes() == (run / "out" / "owt" / "train.bin").read_bytes() and \
+            (dest / "train.idx").read_bytes() == (run / "out" / "owt" / "train.idx").read_bytes()
+        print(f"(b) and (c) train.bin/.idx byte-identical: {same}")
+
+    print(f"\n{'':42} {'seconds':>8} {'MB/s':>7} {'Mtok/s':>7} {'peak RSS MB':>12}")
+    rate = {}
+    for name, seconds, tokens, peak in rows:
+        rate[name[:3]] = text_mb / seconds
+        print(f"{name:42} {seconds:8.2f} {text_mb / seconds:7.2f} {tokens / seconds / 1e6:7.2f} {peak / 1e6:12.0f}")
+    print(f"\n(b)/(a) = {rate['(b)'] / rate['(a)']:.2f}   (target >= 0.75)")
+    if "(c)" in rate:
+        print(f"(b)/(c) = {rate['(b)'] / rate['(c)']:.2f}   (target >= 5)")
+    print(f"peak RSS of (b) = {rows[1][3] / 1e6:.0f} MB   (target < 1000)")
+
+
+if __name__ == "__main__":
+    main()
