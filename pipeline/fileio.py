@@ -26,14 +26,20 @@ def temp_sibling(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path; rename it onto ``path`` only if the block finishes."""
+def atomic_path(path: Path, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path; rename it onto ``path`` only if the block finishes.
+
+    ``durable=False`` skips the fsync: right for intermediates that are validated before reuse
+    (a process kill never loses written pages; only a power cut could, and then the check fails
+    and the work is redone).
+    """
     path = Path(path)
     ensure_dir(path.parent)
     tmp = temp_sibling(path)
     try:
         yield tmp
-        _fsync_file(tmp)
+        if durable:
+            _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -66,9 +72,9 @@ def ensure_dir(path: Path) -> Path:
     return Path(path)
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any, durable: bool = True) -> None:
     """Write JSON atomically, with sorted keys so equal data gives equal bytes."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 

