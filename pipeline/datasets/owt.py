@@ -8,6 +8,7 @@ byte-identical for every ``--workers`` value and to an uninterrupted run.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -207,39 +208,53 @@ def _run_chunks(plans: dict[int, SubsetPlan], config: BinarizeConfig, workers: i
                 if remaining is not None:
                     remaining -= result["documents"]
     total = sum(job.member.size for _, _, job in pending)
-    with tqdm(total=total, desc="binarize owt", unit="B", unit_scale=True, disable=None) as bar:
-        for (subset, index, job), result in _execute(pending, workers, bar):
+    with _pool(workers if len(pending) > 1 else 1) as pool, \
+            tqdm(total=total, desc="binarize owt", unit="B", unit_scale=True, disable=None) as bar:
+        for (subset, index, job), result in _execute(pending, pool, workers, bar):
             done[subset][index] = {**result, "prefix": job.prefix}
     return {s: [results[i] for i in sorted(results)] for s, results in done.items()}
 
 
-def _execute(pending: list[tuple[int, int, ChunkJob]], workers: int,
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """Worker processes, started before any progress-bar thread exists (safe to fork).
+
+    fork (where the platform has it) starts workers instantly and works from a notebook or a
+    script read from stdin, where spawn cannot re-import ``__main__``.
+    """
+    if workers <= 1:
+        yield None
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
+        yield pool
+
+
+def _execute(pending: list[tuple[int, int, ChunkJob]], pool: ProcessPoolExecutor | None, workers: int,
              bar: tqdm) -> Iterator[tuple[tuple[int, int, ChunkJob], dict]]:
-    """Run jobs on ``workers`` processes with a bounded queue (memory stays flat)."""
-    if workers <= 1 or len(pending) <= 1:
+    """Run jobs in ``pool`` (or here) with a bounded queue, so memory stays flat."""
+    if pool is None:
         for item in pending:
             result = binarize_chunk(item[2])
             bar.update(item[2].member.size)
             yield item, result
         return
-    context = multiprocessing.get_context("spawn")
     queue = iter(pending)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        running: dict[Future, tuple[int, int, ChunkJob]] = {}
-        for item in queue:
-            running[pool.submit(binarize_chunk, item[2])] = item
-            if len(running) >= 2 * workers:
+    running: dict[Future, tuple[int, int, ChunkJob]] = {}
+    for item in queue:
+        running[pool.submit(binarize_chunk, item[2])] = item
+        if len(running) >= 2 * workers:
+            break
+    while running:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            item = running.pop(future)
+            result = future.result()
+            bar.update(item[2].member.size)
+            yield item, result
+            for nxt in queue:
+                running[pool.submit(binarize_chunk, nxt[2])] = nxt
                 break
-        while running:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                item = running.pop(future)
-                result = future.result()
-                bar.update(item[2].member.size)
-                yield item, result
-                for nxt in queue:
-                    running[pool.submit(binarize_chunk, nxt[2])] = nxt
-                    break
 
 
 @functools.lru_cache(maxsize=4)
