@@ -227,3 +227,40 @@ def test_truncated_tar_is_reported(tmp_path):
     path.write_bytes(path.read_bytes()[:50_000])
     with pytest.raises(VlprepError, match="truncated or corrupt"):
         list_tar(path)
+
+
+def test_zip_members_stream_and_escapes_are_refused(tmp_path):
+    import zipfile
+
+    from vlprep.pipeline.sources.archives import iter_zip
+
+    good = tmp_path / "good.zip"
+    with zipfile.ZipFile(good, "w") as archive:
+        archive.writestr("dir/a.txt", b"alpha")
+        archive.writestr("b.json", b"{}")
+    assert [(n, s.read()) for n, s in iter_zip(good)] == [("dir/a.txt", b"alpha"), ("b.json", b"{}")]
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("../../evil.txt", b"x")
+    with pytest.raises(VlprepError, match="outside"):
+        list(iter_zip(bad))
+    (tmp_path / "cut.zip").write_bytes(good.read_bytes()[:40])
+    with pytest.raises(VlprepError, match="truncated or corrupt"):
+        list(iter_zip(tmp_path / "cut.zip"))
+
+
+def test_gz_tar_streams(tmp_path):
+    import gzip
+
+    from vlprep.pipeline.sources.archives import open_gz
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        info = tarfile.TarInfo("x/1.txt")
+        info.size = 2
+        archive.addfile(info, io.BytesIO(b"hi"))
+    (tmp_path / "a.tar.gz").write_bytes(gzip.compress(buffer.getvalue()))
+    with open(tmp_path / "a.tar.gz", "rb") as handle:
+        assert list(iter_tar_stream(handle, "a.tar.gz")) == [("x/1.txt", b"hi")]
+    with open_gz(tmp_path / "a.tar.gz") as stream:
+        assert stream.read() == buffer.getvalue()

@@ -111,3 +111,30 @@ def corrupt_archive(path: Path, member: str | None, exc: BaseException) -> Vlpre
         f"{where} is truncated or corrupt: {exc}",
         fix=f"delete {path} and run the fetch command again to download a verified copy",
     )
+
+
+def iter_zip(path: Path) -> Iterator[tuple[str, BinaryIO]]:
+    """Yield ``(name, open member stream)`` of a zip's regular files, in central-directory order.
+
+    Members are read as streams (``ZipFile.open``), never extracted; names are checked first.
+    """
+    import zipfile
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                name = safe_member_name(info.filename, str(path))
+                if info.is_dir():
+                    continue
+                with archive.open(info) as stream:
+                    yield name, stream
+    except (zipfile.BadZipFile, *ARCHIVE_ERRORS) as exc:
+        raise corrupt_archive(path, None, exc) from exc
+
+
+def open_gz(path: Path) -> BinaryIO:
+    """A gzip file as a decompressing stream (read it forward; errors surface as it is read)."""
+    import gzip
+
+    return gzip.open(path, "rb")  # type: ignore[return-value]
