@@ -16,9 +16,9 @@ import multiprocessing
 import os
 import shutil
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -292,10 +292,7 @@ def binarize_chunk(job: ChunkJob) -> dict:
     prefix = Path(job.prefix)
     with atomic_path(Path(f"{prefix}.bin"), durable=False) as tmp_bin, \
             atomic_path(Path(f"{prefix}.idx"), durable=False) as tmp_idx:
-        dtype = fairseq.dtype_for_vocab(vocab_size)
-        tmp_bin.write_bytes(tokens.astype(dtype).tobytes())
-        with open(tmp_idx, "wb") as handle:
-            fairseq.write_index(handle, dtype, [sizes], int(sizes.size))
+        fairseq.write_dataset(tmp_bin, tmp_idx, tokens, sizes, vocab_size)
     result = {"member": job.member.name, "items": int(sizes.size), **counts}
     write_json(Path(f"{prefix}.json"), result, durable=False)
     return result

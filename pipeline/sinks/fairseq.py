@@ -118,12 +118,11 @@ def read_tokens(bin_path: Path, dtype: np.dtype) -> np.ndarray:
     return np.memmap(bin_path, mode="r", dtype=dtype)
 
 
-def write_dataset(prefix: Path, tokens: np.ndarray, sizes: np.ndarray, vocab_size: int) -> None:
-    """Write ``prefix.bin`` / ``prefix.idx`` for items held in memory (used for small chunks)."""
+def write_dataset(bin_path: Path, idx_path: Path, tokens: np.ndarray, sizes: np.ndarray, vocab_size: int) -> None:
+    """Write a ``.bin`` / ``.idx`` pair for items held in memory (one work chunk at a time)."""
     dtype = dtype_for_vocab(vocab_size)
-    with open(f"{prefix}.bin", "wb") as handle:
-        handle.write(np.asarray(tokens).astype(dtype, copy=False).tobytes())
-    with open(f"{prefix}.idx", "wb") as handle:
+    Path(bin_path).write_bytes(np.asarray(tokens).astype(dtype, copy=False).tobytes())
+    with open(idx_path, "wb") as handle:
         write_index(handle, dtype, [sizes], len(sizes))
 
 
