@@ -1,6 +1,7 @@
 """OpenWebText through the command line, as a user runs it: real subprocesses, real files."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -51,10 +52,11 @@ def test_output_is_identical_for_every_worker_count(tmp_path, fetched):
     other = tmp_path / "other"
     other.mkdir()
     (other / "raw").symlink_to(fetched / "raw")
-    run_cli("binarize", "owt", "--data-dir", str(other), "--workers", "3")
-    assert outputs(other) == one
+    run_cli("binarize", "owt", "--data-dir", str(other), "--workers", "3", "--tokenizer", "tiktoken")
+    assert outputs(other) == one  # other worker count and the reference tokenizer: same bytes
     stats = json.loads((other / "out" / "owt" / "stats.json").read_text())
     assert stats["splits"] == stats_one["splits"]
+    assert (stats_one["tokenizer"], stats["tokenizer"]) == ("gigatoken", "tiktoken")
     train = stats["splits"]["train"]
     assert train["documents"] == 5 * 3 * 20
     assert train["items"] == train["lines"] and train["ids"] == train["bpe_tokens"] + train["lines"]
@@ -74,6 +76,29 @@ def test_doc_separator_puts_one_item_between_kept_documents(fetched):
         assert (sizes == 1).sum() == counts["separators"]
         assert sizes[0] != 1 and sizes[-1] != 1
     run_cli("verify", "owt", "--data-dir", str(fetched))
+
+
+def test_tokenizer_check_reencodes_random_lines_with_the_reference(fetched):
+    run_cli("binarize", "owt", "--data-dir", str(fetched), "--doc-separator", "--limit", "30")
+    result = run_cli("verify", "owt", "--data-dir", str(fetched), "--tokenizer-check", "300", "--seed", "3")
+    assert "tokenizer check: ok (300 random items" in result.stdout
+
+
+def test_tokenizer_check_catches_a_wrong_id_that_structure_checks_miss(fetched):
+    run_cli("binarize", "owt", "--data-dir", str(fetched))
+    out = fetched / "out" / "owt"
+    index = read_index(out / "valid.idx")
+    tokens = np.fromfile(out / "valid.bin", dtype=index.dtype)
+    victim = int(index.sizes[:3].sum()) + 1  # inside item 3, not its </s>
+    tokens[victim] = 1000 if tokens[victim] != 1000 else 1001
+    tokens.tofile(out / "valid.bin")
+    stats = json.loads((out / "stats.json").read_text())  # as if the binarizer itself had written it
+    stats["files"]["valid.bin"]["sha256"] = hashlib.sha256((out / "valid.bin").read_bytes()).hexdigest()
+    (out / "stats.json").write_text(json.dumps(stats))
+    run_cli("verify", "owt", "--data-dir", str(fetched))  # structurally sound
+    failed = run_cli("verify", "owt", "--data-dir", str(fetched), "--tokenizer-check", "20000", check=False)
+    assert failed.returncode == 1
+    assert "valid.bin item 3 " in failed.stderr and "differ from the tiktoken encoding" in failed.stderr
 
 
 def test_limit_takes_the_first_documents_of_each_subset(fetched):

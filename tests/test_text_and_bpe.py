@@ -6,7 +6,9 @@ import random
 import numpy as np
 import pytest
 
-from vlprep.pipeline.transforms.bpe import LineEncoder, get_backend, vocabulary_files
+from vlprep.pipeline.demo import sample_document
+from vlprep.pipeline.transforms.bpe import (BACKENDS, REFERENCE, LineEncoder, available_backends, default_backend,
+                                          get_backend, vocabulary_files)
 from vlprep.pipeline.transforms.dictionary import EOS, UNK, load_dictionary, parse_dictionary
 from vlprep.pipeline.transforms.text import clean_caption, clean_document
 
@@ -52,28 +54,73 @@ def dirty_lines(n: int, seed: int = 0) -> list[str]:
     return lines
 
 
-def test_literal_special_token_is_ordinary_text():
-    ids = get_backend("tiktoken").encode("<|endoftext|>")
-    assert 50256 not in ids.tolist() and len(ids) > 1
+SCRIPTS = ("Привет мир, как дела? Ελληνικά κείμενα. हिन्दी में लिखा गया पाठ। ภาษาไทยไม่มีช่องว่าง 한국어 문장입니다 "
+           "العربية من اليمين עברית גם 中文没有空格 日本語とカタカナ 👩‍👩‍👧‍👦 🏳️‍🌈 é ñ Z̤͔ͧ̑̓ ﷽ ℕ⁵ ½ "
+           "I'M YOU'LL they'RE 2024-11-23 3.14159 1,000,000 $5.00 ...!!! ??? ---- ____ 		   spaced")
+BACKEND_NAMES = sorted(available_backends())
 
 
-def test_joined_encoding_equals_per_line_tiktoken():
-    backend = get_backend("tiktoken")
+def multilingual_lines(n: int, seed: int) -> list[str]:
+    """Cleaned lines mixing scripts, combining marks, ZWJ emoji, digits and odd whitespace."""
+    rng = random.Random(seed)
+    pieces = SCRIPTS.split(" ") + [" ", "", " ", "　", "�", "​", "﻿", " ", "  ", "	"]
+    lines = []
+    for _ in range(n):
+        line = "".join(rng.choice(pieces) + rng.choice(["", " ", ""]) for _ in range(rng.randint(1, 60))).strip()
+        if line:
+            lines.append(line)
+    return lines
+
+
+def corpus(seed: int) -> list[str]:
+    """The dirty corpus the backends are held to: generated lines, several scripts, demo documents."""
+    demo_lines = [line for _ in range(400)
+                  for line in clean_document(sample_document(random.Random(seed), dirty=True)).lines]
+    return dirty_lines(3000, seed) + multilingual_lines(3000, seed) + demo_lines
+
+
+def test_gigatoken_is_installed_and_the_default():
+    assert "gigatoken" in available_backends()
+    assert default_backend() == "gigatoken" and REFERENCE == "tiktoken"
+    assert set(BACKENDS) == {"gigatoken", "tiktoken"}
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_literal_special_token_is_ordinary_text(name):
+    ids = get_backend(name).encode("<|endoftext|>")
+    assert 50256 not in ids.tolist() and ids.tolist() == [27, 91, 437, 1659, 5239, 91, 29]
+
+
+@pytest.mark.parametrize("name", [n for n in BACKEND_NAMES if n != REFERENCE])
+def test_backend_ids_identical_to_reference_on_every_line(name):
+    reference, backend = get_backend(REFERENCE), get_backend(name)
+    lines = corpus(seed=7)
+    assert len(lines) > 6000
+    for line in lines:
+        assert backend.encode(line).tolist() == reference.encode(line).tolist(), repr(line[:80])
+    joined = "\n".join(lines)  # the way LineEncoder calls it: one long text
+    assert np.array_equal(backend.encode(joined), reference.encode(joined))
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_joined_encoding_equals_per_line_tiktoken(name):
+    backend = get_backend(name)
     lines = dirty_lines(3000)
     encoder = LineEncoder(load_dictionary(), backend)
     encoded = encoder.encode_batches(lines)
-    expected = [backend.encoding.encode_ordinary(line) for line in lines]
+    expected = [get_backend(REFERENCE).encoding.encode_ordinary(line) for line in lines]
     assert encoded.sizes.tolist() == [len(e) + 1 for e in expected]
     table = encoder.table
     flat = np.concatenate([np.append(table[np.array(e, dtype=np.int64)], EOS) for e in expected])
     assert np.array_equal(encoded.tokens, flat)
 
 
-def test_ids_equal_fairseq_gpt2_encoder():
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_ids_equal_fairseq_gpt2_encoder(name):
     gpt2_bpe = pytest.importorskip("fairseq.data.encoders.gpt2_bpe_utils")
     encoder_json, vocab_bpe = vocabulary_files()
     reference = gpt2_bpe.get_encoder(str(encoder_json), str(vocab_bpe))
-    backend = get_backend("tiktoken")
+    backend = get_backend(name)
     for line in dirty_lines(1500, seed=1):
         assert backend.encode(line).tolist() == reference.encode(line), repr(line[:80])
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import random
 import shutil
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from ..sinks import fairseq
 from ..sources.archives import TarMember
 from ..sources.checksums import VerifiedRecord
 from ..sources.mirror import Mirror
-from ..transforms.bpe import LineEncoder, check_backend, get_backend
+from ..transforms.bpe import REFERENCE, LineEncoder, check_backend, default_backend, get_backend
 from ..transforms.dictionary import EOS, Dictionary, load_dictionary
 from ..transforms.text import clean_document
 from .fetching import FetchReport, fetch_from_hub, fetch_from_mirror
@@ -46,6 +47,9 @@ KNOWN_SHA256: dict[str, str] = {}
 """sha256 of official files where published; the hub's LFS sha256 is checked for every hub fetch."""
 PIPELINE_VERSION = "owt-1"
 """Bumped whenever the bytes a chunk produces would change, so stale work is never reused."""
+
+PROVENANCE = "provenance.json"
+"""Per split, the archive member behind each run of items (read by ``verify --tokenizer-check``)."""
 
 COUNTERS = ("documents", "documents_kept", "lines", "bpe_tokens", "ids", "text_bytes", "nul_removed",
             "empty_lines_dropped", "unk", "separators")
@@ -82,7 +86,8 @@ class BinarizeConfig:
     doc_separator: bool = False
     limit: int | None = None
     dict_path: str | None = None
-    tokenizer: str = "tiktoken"
+    tokenizer: str = field(default_factory=default_backend)
+    """Not part of :meth:`key`: every backend gives the same ids, so finished work is shared."""
 
     def key(self, dictionary: Dictionary) -> str:
         blob = json.dumps({"pipeline": PIPELINE_VERSION, "dict": dictionary.sha256,
@@ -127,17 +132,22 @@ def binarize(layout: Layout, config: BinarizeConfig, workers: int = 1) -> dict:
     for subset, plan in plans.items():
         stats["subsets"][f"{subset:02d}"] = {**_sum_counts(jobs_done[subset]), **plan.describe()}
     staged: list[tuple[Path, Path]] = []
+    provenance: dict = {"dataset": NAME, "doc_separator": config.doc_separator, "splits": {}}
     try:
         for split, split_subsets in config.splits.items():
             parts = [part for s in split_subsets for part in jobs_done[s]]
             tmp_prefix = out / f"{split}{TMP_MARK}{os.getpid()}"
             counts = _merge(parts, tmp_prefix, dtype, config.doc_separator, split)
             stats["splits"][split] = {"subsets": list(split_subsets), **counts}
+            provenance["splits"][split] = _provenance(parts, config.doc_separator)
             staged += [(Path(f"{tmp_prefix}.bin"), out / f"{split}.bin"),
                        (Path(f"{tmp_prefix}.idx"), out / f"{split}.idx")]
         dict_tmp = out / f"dict.txt{TMP_MARK}{os.getpid()}"
         dict_tmp.write_text(dictionary.to_text(), encoding="utf-8")
         staged.append((dict_tmp, out / "dict.txt"))
+        provenance_tmp = out / f"{PROVENANCE}{TMP_MARK}{os.getpid()}"
+        write_json(provenance_tmp, provenance, durable=False)
+        staged.append((provenance_tmp, out / PROVENANCE))
         for tmp, final in staged:
             stats["files"][final.name] = {"sha256": sha256_file(tmp), "bytes": tmp.stat().st_size}
     except BaseException:
@@ -208,10 +218,16 @@ def _run_chunks(plans: dict[int, SubsetPlan], config: BinarizeConfig, workers: i
                 if remaining is not None:
                     remaining -= result["documents"]
     total = sum(job.member.size for _, _, job in pending)
+    if pending:
+        _encoder(config.dict_path, config.tokenizer)  # built once here, inherited by forked workers
     with _pool(workers if len(pending) > 1 else 1) as pool, \
             tqdm(total=total, desc="binarize owt", unit="B", unit_scale=True, disable=None) as bar:
         for (subset, index, job), result in _execute(pending, pool, workers, bar):
             done[subset][index] = {**result, "prefix": job.prefix}
+    for subset, results in done.items():
+        for index, result in results.items():
+            member = plans[subset].chunks[index]
+            result.update(subset=subset, offset=member.offset, size=member.size)
     return {s: [results[i] for i in sorted(results)] for s, results in done.items()}
 
 
@@ -263,17 +279,33 @@ def _encoder(dict_path: str | None, tokenizer: str) -> tuple[LineEncoder, int]:
     return LineEncoder(dictionary, get_backend(tokenizer)), len(dictionary)
 
 
-def binarize_chunk(job: ChunkJob) -> dict:
-    """Clean, encode and write one ``.xz`` member as ``<prefix>.{bin,idx}`` + ``<prefix>.json``.
+@dataclass
+class ChunkText:
+    """The cleaned lines of one ``.xz`` member, grouped by the documents that kept any."""
 
-    The ``.json`` is written last: its presence means the chunk is complete.
-    """
-    encoder, vocab_size = _encoder(job.dict_path, job.tokenizer)
+    lines: list[str]
+    kept_line_counts: list[int]
+    counts: dict[str, int]
+
+    def items(self, doc_separator: bool) -> list[str | None]:
+        """The chunk's items in written order: each line, and None for a ``[</s>]`` separator."""
+        items: list[str | None] = []
+        start = 0
+        for number, count in enumerate(self.kept_line_counts):
+            if doc_separator and number:
+                items.append(None)
+            items += self.lines[start:start + count]
+            start += count
+        return items
+
+
+def read_chunk_text(subset_tar: Path, member: TarMember, max_docs: int | None) -> ChunkText:
+    """Read and clean the first ``max_docs`` (all when None) documents of one ``.xz`` member."""
     counts = dict.fromkeys(COUNTERS, 0)
     lines: list[str] = []
     kept_line_counts: list[int] = []
-    for _, raw in records.iter_documents(Path(job.subset_tar), job.member):
-        if job.max_docs is not None and counts["documents"] >= job.max_docs:
+    for _, raw in records.iter_documents(subset_tar, member):
+        if max_docs is not None and counts["documents"] >= max_docs:
             break
         document = clean_document(raw)
         counts["documents"] += 1
@@ -283,6 +315,17 @@ def binarize_chunk(job: ChunkJob) -> dict:
         if document.lines:
             lines.extend(document.lines)
             kept_line_counts.append(len(document.lines))
+    return ChunkText(lines, kept_line_counts, counts)
+
+
+def binarize_chunk(job: ChunkJob) -> dict:
+    """Clean, encode and write one ``.xz`` member as ``<prefix>.{bin,idx}`` + ``<prefix>.json``.
+
+    The ``.json`` is written last: its presence means the chunk is complete.
+    """
+    encoder, vocab_size = _encoder(job.dict_path, job.tokenizer)
+    text = read_chunk_text(Path(job.subset_tar), job.member, job.max_docs)
+    counts, lines, kept_line_counts = text.counts, text.lines, text.kept_line_counts
     encoded = encoder.encode_batches(lines)
     tokens, sizes = encoded.tokens, encoded.sizes
     if job.doc_separator and len(kept_line_counts) > 1:
@@ -348,6 +391,19 @@ def _merge(parts: list[dict], tmp_prefix: Path, dtype: np.dtype, doc_separator: 
     counts["ids"] += sum(separator_before)
     counts["items"] = n_items
     return counts
+
+
+def _provenance(parts: list[dict], doc_separator: bool) -> list[dict]:
+    """Where each ``.xz`` member's items start in the split, so any item can be traced to its text."""
+    separator_before = _separators_between(parts) if doc_separator else [False] * len(parts)
+    rows, first = [], 0
+    for part, separator in zip(parts, separator_before):
+        first += separator
+        rows.append({"subset": part["subset"], "member": part["member"], "offset": part["offset"],
+                     "size": part["size"], "documents": part["documents"], "first_item": first,
+                     "items": part["items"]})
+        first += part["items"]
+    return rows
 
 
 def _separators_between(parts: list[dict]) -> list[bool]:
@@ -424,6 +480,73 @@ def verify(layout: Layout) -> dict:
             raise VlprepError(f"{out / name}: sha256 {sha} differs from stats.json ({info['sha256']})",
                               fix="run: vlprep binarize owt")
     return report
+
+
+def tokenizer_check(layout: Layout, samples: int, seed: int = 0) -> dict:
+    """Re-encode ``samples`` random items' source lines with the reference BPE; compare with disk.
+
+    Items are drawn uniformly over both splits (seeded, so a failure can be replayed). Each drawn
+    item is traced through ``provenance.json`` to its ``.xz`` member, whose documents are read and
+    cleaned again; the line is encoded by :data:`~vlprep.pipeline.transforms.bpe.REFERENCE`,
+    mapped through ``dict.txt``, ended with ``</s>`` and compared id for id.
+    """
+    out = layout.out(NAME)
+    provenance_path = out / PROVENANCE
+    if not provenance_path.exists():
+        raise VlprepError(f"{provenance_path} is missing", fix="run: vlprep binarize owt")
+    provenance = read_json(provenance_path)
+    encoder = LineEncoder(load_dictionary(out / "dict.txt"), get_backend(REFERENCE))
+    rng = random.Random(seed)
+    population = [(split, row) for split, rows in provenance["splits"].items() for row in rows if row["items"]]
+    if not population or samples <= 0:
+        return {"checked": 0, "reference": REFERENCE, "seed": seed}
+    drawn = rng.choices(range(len(population)), weights=[row["items"] for _, row in population], k=samples)
+    wanted: dict[int, list[int]] = {}
+    for index in drawn:
+        wanted.setdefault(index, []).append(rng.randrange(population[index][1]["items"]))
+    datasets = {split: _open_items(out / split) for split in provenance["splits"]}
+    checked = 0
+    for index in tqdm(sorted(wanted), desc="tokenizer check", unit="member", disable=None, leave=False):
+        split, row = population[index]
+        tar = _raw_subset(layout, row["subset"])
+        member = TarMember(row["member"], row["offset"], row["size"])
+        items = read_chunk_text(tar, member, row["documents"]).items(provenance["doc_separator"])
+        if len(items) != row["items"]:
+            raise VlprepError(f"{tar}:{row['member']} now gives {len(items)} items, {row['items']} were written",
+                              fix="the raw file changed since binarize; run: vlprep binarize owt")
+        for within in wanted[index]:
+            line, position = items[within], row["first_item"] + within
+            expected = [EOS] if line is None else encoder.encode([line]).tokens.tolist()
+            found = datasets[split](position)
+            if found != expected:
+                shown = "a document separator" if line is None else repr(line[:60])
+                raise VlprepError(
+                    f"{out / split}.bin item {position:,} ({tar.name}:{row['member']}, {shown}): "
+                    f"{len(found)} ids on disk differ from the {REFERENCE} encoding ({len(expected)} ids)",
+                    fix="run: vlprep binarize owt --tokenizer tiktoken into a fresh --data-dir and compare")
+            checked += 1
+    return {"checked": checked, "reference": REFERENCE, "seed": seed, "members": len(wanted)}
+
+
+def _open_items(prefix: Path):
+    """A function from item number to its ids, reading ``prefix.{idx,bin}`` memory-mapped."""
+    index = fairseq.read_index(Path(f"{prefix}.idx"))
+    tokens = fairseq.read_tokens(Path(f"{prefix}.bin"), index.dtype)
+    itemsize = index.dtype.itemsize
+
+    def item(number: int) -> list[int]:
+        start = int(index.pointers[number]) // itemsize
+        return tokens[start:start + int(index.sizes[number])].tolist()
+    return item
+
+
+def _raw_subset(layout: Layout, subset: int) -> Path:
+    """The fetched subset tar, refused unless it is still the file fetch verified."""
+    raw, relpath = layout.raw(NAME), records.subset_relpath(subset)
+    if not (raw / relpath).exists() or not VerifiedRecord(raw).is_current(relpath):
+        raise VlprepError(f"{raw / relpath} is missing or changed since it was verified",
+                          fix=f"run: vlprep fetch owt --subsets {subset}")
+    return raw / relpath
 
 
 def summary_lines(stats: dict) -> list[str]:

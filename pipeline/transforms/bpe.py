@@ -7,10 +7,12 @@ downloads, checked by sha256). Text is always encoded as ordinary text: a litera
 """
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
-from dataclasses import dataclass
 import importlib.util
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -59,24 +61,29 @@ def vocabulary_files() -> tuple[Path, Path]:
     return files
 
 
+@functools.lru_cache(maxsize=None)
+def gpt2_ranks() -> dict[bytes, int]:
+    """GPT-2's mergeable ranks (token bytes → id), decoded by tiktoken's own data-gym loader."""
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
+    encoder_json, vocab_bpe = vocabulary_files()  # both sha256-checked
+    return data_gym_to_mergeable_bpe_ranks(vocab_bpe_file=str(vocab_bpe), encoder_json_file=str(encoder_json))
+
+
 class TiktokenBackend:
-    """tiktoken's GPT-2 encoding, the reference implementation."""
+    """tiktoken's GPT-2 encoding: the reference implementation, and the fallback."""
 
     name = "tiktoken"
 
     def __init__(self) -> None:
         import tiktoken
-        from tiktoken.load import data_gym_to_mergeable_bpe_ranks
         from tiktoken_ext.openai_public import r50k_pat_str
 
-        encoder_json, vocab_bpe = vocabulary_files()
-        ranks = data_gym_to_mergeable_bpe_ranks(  # both files were sha256-checked just above
-            vocab_bpe_file=str(vocab_bpe), encoder_json_file=str(encoder_json))
         self.encoding = tiktoken.Encoding(
             name="gpt2-offline",
             pat_str=r50k_pat_str,
-            mergeable_ranks=ranks,
-            special_tokens={"<|endoftext|>": 50256},
+            mergeable_ranks=gpt2_ranks(),
+            special_tokens={"<|endoftext|>": 50256},  # never used: text is encoded as ordinary text
             explicit_n_vocab=GPT2_N_VOCAB,
         )
 
@@ -84,23 +91,70 @@ class TiktokenBackend:
         return np.array(self.encoding.encode_ordinary(text), dtype=np.int64)
 
 
-BACKENDS = {"tiktoken": TiktokenBackend}
+class GigatokenBackend:
+    """gigatoken's byte-level BPE over the same ranks: several times faster than tiktoken, same ids.
+
+    Built with the GPT-2 pre-tokenizer and *no* special tokens: gigatoken would otherwise turn a
+    literal ``<|endoftext|>`` in a document into id 50256, and text is always ordinary text here.
+    ``Tokenizer.encode`` runs on the calling thread, so worker processes never oversubscribe the
+    cores (and never touch a thread pool inherited through ``fork``).
+    """
+
+    name = "gigatoken"
+
+    def __init__(self) -> None:
+        import gigatoken
+
+        with tempfile.TemporaryDirectory(prefix="vlprep-bpe-") as tmp:
+            rank_file = Path(tmp) / "gpt2.tiktoken"  # gigatoken loads ranks from a file only
+            rank_file.write_bytes(tiktoken_rank_file(gpt2_ranks()))
+            self.tokenizer = gigatoken.Tokenizer.from_tiktoken(rank_file, pretokenizer="gpt2", special_tokens={})
+        if self.tokenizer.vocab_size != GPT2_N_VOCAB - 1:
+            raise VlprepError(f"gigatoken built a vocabulary of {self.tokenizer.vocab_size} tokens, "
+                              f"expected {GPT2_N_VOCAB - 1}", fix="use --tokenizer tiktoken")
+
+    def encode(self, text: str) -> np.ndarray:
+        return self.tokenizer.encode(text)
+
+
+def tiktoken_rank_file(ranks: dict[bytes, int]) -> bytes:
+    """Ranks in the ``.tiktoken`` text format: ``base64(token) rank`` per line, in rank order."""
+    ordered = sorted(ranks.items(), key=lambda item: item[1])
+    return b"".join(base64.b64encode(token) + b" %d\n" % rank for token, rank in ordered)
+
+
+BACKENDS = {"gigatoken": GigatokenBackend, "tiktoken": TiktokenBackend}
+REFERENCE = "tiktoken"
+"""The backend every other one is held against (tests, ``vlprep verify owt --tokenizer-check``)."""
+
+
+def available_backends() -> tuple[str, ...]:
+    """Backend names whose library is installed, fastest first."""
+    return tuple(name for name in BACKENDS if importlib.util.find_spec(name) is not None)
+
+
+def default_backend() -> str:
+    """The one place that decides which BPE implementation is used when none is asked for."""
+    available = available_backends()
+    return available[0] if available else REFERENCE
 
 
 def check_backend(name: str) -> None:
-    """Refuse an unknown backend name and check the vocabulary files, without building anything."""
+    """Refuse an unknown or missing backend and check the vocabulary files, without building anything."""
     if name not in BACKENDS:
         raise VlprepError(f"unknown tokenizer {name!r}", fix=f"use one of: {', '.join(BACKENDS)}")
+    if importlib.util.find_spec(name) is None:
+        raise VlprepError(f"tokenizer {name!r} is not installed",
+                          fix=f"pip install {name}, or use --tokenizer {REFERENCE}")
     vocabulary_files()
 
 
 @functools.lru_cache(maxsize=None)
-def get_backend(name: str = "tiktoken") -> Backend:
-    """The process-wide instance of a backend (building one takes about a second)."""
-    try:
-        return BACKENDS[name]()
-    except KeyError:
-        raise VlprepError(f"unknown tokenizer {name!r}", fix=f"use one of: {', '.join(BACKENDS)}") from None
+def get_backend(name: str | None = None) -> Backend:
+    """The process-wide instance of a backend (the default one when ``name`` is None)."""
+    name = name or default_backend()
+    check_backend(name)
+    return BACKENDS[name]()
 
 
 @dataclass(frozen=True)
