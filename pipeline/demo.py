@@ -48,11 +48,25 @@ DIRT = (
 INVALID_UTF8 = b"broken \xff\xfe bytes \xc3 here\n"
 
 
-def sample_document(rng: random.Random, dirty: bool, paragraphs: int = 6) -> bytes:
+@dataclass(frozen=True)
+class Vocabulary:
+    """Words to draw from, uniformly or with cumulative weights (e.g. Zipf's law, as real text)."""
+
+    words: tuple[str, ...] = tuple(WORDS)
+    cum_weights: tuple[float, ...] | None = None
+
+    def draw(self, rng: random.Random, k: int) -> list[str]:
+        if self.cum_weights is None:
+            return [rng.choice(self.words) for _ in range(k)]
+        return rng.choices(self.words, cum_weights=self.cum_weights, k=k)
+
+
+def sample_document(rng: random.Random, dirty: bool, paragraphs: int = 6,
+                    vocabulary: Vocabulary = Vocabulary()) -> bytes:
     """One English-like document; ``dirty`` mixes in the edge cases above."""
     parts: list[str] = []
     for _ in range(rng.randint(1, paragraphs)):
-        words = [rng.choice(WORDS) for _ in range(rng.randint(5, 120))]
+        words = vocabulary.draw(rng, rng.randint(5, 120))
         sentence = " ".join(words).capitalize() + rng.choice(".!?")
         parts.append(sentence)
         if dirty and rng.random() < 0.25:
@@ -77,7 +91,8 @@ def _tar_bytes(files: list[tuple[str, bytes]], compress: Callable[[bytes], bytes
 
 
 def write_owt_subset(path: Path, subset: int, chunks: int, docs_per_chunk: int, seed: int = 0,
-                     dirty: bool = True, empty_docs: bool = True, preset: int = 6, paragraphs: int = 6) -> int:
+                     dirty: bool = True, empty_docs: bool = True, preset: int = 6, paragraphs: int = 6,
+                     vocabulary: Vocabulary = Vocabulary()) -> int:
     """Write an OpenWebText-format subset tar; return the number of documents in it."""
     rng = random.Random(f"{seed}-{subset}")
     members: list[tuple[str, bytes]] = []
@@ -85,7 +100,7 @@ def write_owt_subset(path: Path, subset: int, chunks: int, docs_per_chunk: int, 
     for chunk in range(chunks):
         docs = []
         for doc in range(docs_per_chunk):
-            body = sample_document(rng, dirty, paragraphs)
+            body = sample_document(rng, dirty, paragraphs, vocabulary)
             if empty_docs and rng.random() < 0.02:
                 body = rng.choice([b"", b"\n\n  \r\n", b"\x00\n"])
             docs.append((f"{subset:02d}{chunk:04d}{doc:04d}-{hashlib.md5(body).hexdigest()}.txt", body))

@@ -264,3 +264,55 @@ def test_gz_tar_streams(tmp_path):
         assert list(iter_tar_stream(handle, "a.tar.gz")) == [("x/1.txt", b"hi")]
     with open_gz(tmp_path / "a.tar.gz") as stream:
         assert stream.read() == buffer.getvalue()
+
+
+def _tar(fmt: int, entries: list[tuple[str, bytes | None, bytes]]) -> bytes:
+    """A tar in memory: (name, data or None for a directory, type) per entry."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as archive:
+        for name, data, kind in entries:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.SYMTYPE:
+                info.linkname = "target.txt"
+            if data is not None and kind == tarfile.REGTYPE:
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+            else:
+                archive.addfile(info)
+    return buffer.getvalue()
+
+
+def _tarfile_listing(raw: bytes) -> list[tuple[str, bytes]]:
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
+        return [(i.name, archive.extractfile(i).read()) for i in archive if i.isreg()]
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+@pytest.mark.parametrize("long_names", [False, True])
+def test_fast_tar_listing_equals_tarfile(fmt, long_names):
+    from vlprep.pipeline.sources.archives import list_tar_bytes
+
+    deep = "/".join(["folder"] * 12) if long_names else "folder"  # > 100 chars: prefix, L or pax
+    entries = [(f"{deep}/", None, tarfile.DIRTYPE), (f"{deep}/a.txt", b"alpha\n" * 100, tarfile.REGTYPE),
+               ("empty.txt", b"", tarfile.REGTYPE), ("link", None, tarfile.SYMTYPE),
+               ("caf\u00e9 \u6f22.txt", b"x" * 513, tarfile.REGTYPE), ("last.txt", b"z", tarfile.REGTYPE)]
+    raw = _tar(fmt, entries)
+    fast = [(name, raw[start:start + size]) for name, start, size in list_tar_bytes(raw, "t.tar")]
+    assert fast == _tarfile_listing(raw)
+    assert [n for n, _ in fast][-1] == "last.txt" and len(fast) == 4
+
+
+def test_fast_tar_listing_refuses_damage_tarfile_would_skip_silently():
+    from vlprep.pipeline.sources.archives import list_tar_bytes
+
+    raw = bytearray(_tar(tarfile.GNU_FORMAT, [("a.txt", b"a" * 600, tarfile.REGTYPE),
+                                              ("b.txt", b"b", tarfile.REGTYPE)]))
+    raw[1536 + 3] ^= 0x20  # the second header's name: its checksum no longer holds
+    assert len(_tarfile_listing(bytes(raw))) == 1  # tarfile just stops: one member silently lost
+    with pytest.raises(tarfile.ReadError, match="checksum"):
+        list_tar_bytes(bytes(raw), "t.tar")
+    with pytest.raises(tarfile.ReadError, match="past the end"):
+        list_tar_bytes(bytes(raw[:700]), "t.tar")
+    with pytest.raises(VlprepError, match="outside"):
+        list_tar_bytes(_tar(tarfile.GNU_FORMAT, [("../evil.txt", b"x", tarfile.REGTYPE)]), "t.tar")

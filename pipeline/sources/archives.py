@@ -18,6 +18,7 @@ from typing import BinaryIO, Iterator
 
 from ..errors import VlprepError
 
+BLOCK = 512
 ARCHIVE_ERRORS = (tarfile.TarError, lzma.LZMAError, EOFError, zlib.error, OSError)
 
 
@@ -96,13 +97,64 @@ def iter_xz_tar(data: bytes, label: str) -> Iterator[tuple[str, bytes]]:
     member (a few MB for OpenWebText), never a whole subset.
     """
     raw = lzma.decompress(data)
+    for name, start, size in list_tar_bytes(raw, label):
+        yield name, raw[start:start + size]
+
+
+_PLAIN_TYPES = frozenset(b"0\x001234567")
+"""Header types the fast path reads itself; long names, pax and sparse members go to tarfile."""
+_REGULAR_TYPES = frozenset(b"0\x007")
+
+
+def list_tar_bytes(raw: bytes, label: str) -> list[tuple[str, int, int]]:
+    """``(name, data offset, size)`` of the regular files of a tar held in memory, in order.
+
+    Parses the 512-byte headers directly (with tarfile's own field decoders and checksum rule),
+    about 10x faster than ``tarfile`` for archives of many small files; archives using GNU long
+    names, pax headers or sparse files are handed to ``tarfile`` unchanged. Unlike ``tarfile``,
+    which silently stops at a damaged header in mid-archive, a bad header here is an error.
+    """
+    members: list[tuple[str, int, int]] = []
+    pos, end = 0, len(raw)
+    while pos + BLOCK <= end:
+        header = raw[pos:pos + BLOCK]
+        if header.count(0) == BLOCK:
+            return members
+        kind = header[156]
+        if kind not in _PLAIN_TYPES or header[124] & 0x80:
+            return _list_tar_bytes_with_tarfile(raw, label)
+        if tarfile.nti(header[148:156]) not in tarfile.calc_chksums(header):
+            raise tarfile.ReadError(f"bad header checksum at byte {pos}")
+        size = tarfile.nti(header[124:136])
+        name = tarfile.nts(header[0:100], "utf-8", "surrogateescape")
+        prefix = tarfile.nts(header[345:500], "utf-8", "surrogateescape")
+        is_dir = kind == ord("5") or (kind in (0, ord("0")) and name.endswith("/"))
+        if is_dir:
+            name = name.rstrip("/")
+        if prefix:
+            name = prefix + "/" + name
+        name = safe_member_name(name, label)
+        data = pos + BLOCK
+        if kind in _REGULAR_TYPES and not is_dir:
+            if data + size > end:
+                raise tarfile.ReadError(f"member {name} runs past the end of the archive")
+            members.append((name, data, size))
+        pos = data + -(-size // BLOCK) * BLOCK if kind in _REGULAR_TYPES and not is_dir else data
+    if pos != end and raw[pos:].count(0) != end - pos:
+        raise tarfile.ReadError(f"archive ends inside a header at byte {pos}")
+    return members
+
+
+def _list_tar_bytes_with_tarfile(raw: bytes, label: str) -> list[tuple[str, int, int]]:
+    members = []
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
         for info in archive:
             name = safe_member_name(info.name, label)
             if info.isreg():
                 if info.offset_data + info.size > len(raw):
                     raise tarfile.ReadError(f"member {info.name} runs past the end of the archive")
-                yield name, raw[info.offset_data: info.offset_data + info.size]
+                members.append((name, info.offset_data, info.size))
+    return members
 
 
 def corrupt_archive(path: Path, member: str | None, exc: BaseException) -> VlprepError:

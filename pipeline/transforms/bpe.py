@@ -11,6 +11,7 @@ import base64
 import functools
 import hashlib
 import importlib.util
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import VlprepError
+from ..fileio import atomic_path
 from .dictionary import EOS, UNK, Dictionary
 
 ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
@@ -61,13 +63,57 @@ def vocabulary_files() -> tuple[Path, Path]:
     return files
 
 
+RANK_FILE_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
+"""sha256 of GPT-2's ranks in ``.tiktoken`` format, as decoded from the two files above."""
+
+
+def cache_dir() -> Path:
+    """Where derived, re-creatable files go: ``$VLPREP_CACHE``, else ``$XDG_CACHE_HOME/vlprep``."""
+    if os.environ.get("VLPREP_CACHE"):
+        return Path(os.environ["VLPREP_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vlprep"
+
+
 @functools.lru_cache(maxsize=None)
-def gpt2_ranks() -> dict[bytes, int]:
-    """GPT-2's mergeable ranks (token bytes → id), decoded by tiktoken's own data-gym loader."""
+def rank_file() -> Path:
+    """GPT-2's ranks as a ``.tiktoken`` file (the form gigatoken loads), built once and cached.
+
+    Decoding the data-gym files takes about 0.3 s, paid by every run otherwise; the cached file is
+    trusted only while its sha256 is :data:`RANK_FILE_SHA256`. Where no cache folder is writable,
+    the file goes to the temporary folder.
+    """
+    name = f"gpt2-{RANK_FILE_SHA256[:16]}.tiktoken"
+    candidates = [cache_dir() / name, Path(tempfile.gettempdir()) / f"vlprep-{os.getuid()}" / name]
+    for path in candidates:
+        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == RANK_FILE_SHA256:
+            return path
+    data = tiktoken_rank_file(_ranks_from_data_gym())
+    if hashlib.sha256(data).hexdigest() != RANK_FILE_SHA256:
+        raise VlprepError("GPT-2 ranks decoded from the vocabulary files have an unexpected sha256 (a bug in vlprep)")
+    errors = []
+    for path in candidates:
+        try:
+            with atomic_path(path, durable=False) as tmp:
+                tmp.write_bytes(data)
+            return path
+        except OSError as exc:
+            errors.append(f"{path.parent}: {exc.strerror or exc}")
+    raise VlprepError(f"cannot write the GPT-2 rank file ({'; '.join(errors)})",
+                      fix="set VLPREP_CACHE to a writable folder")
+
+
+def _ranks_from_data_gym() -> dict[bytes, int]:
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
     encoder_json, vocab_bpe = vocabulary_files()  # both sha256-checked
     return data_gym_to_mergeable_bpe_ranks(vocab_bpe_file=str(vocab_bpe), encoder_json_file=str(encoder_json))
+
+
+@functools.lru_cache(maxsize=None)
+def gpt2_ranks() -> dict[bytes, int]:
+    """GPT-2's mergeable ranks (token bytes → id), read from the checked :func:`rank_file`."""
+    return {base64.b64decode(token): int(rank) for token, rank in
+            (line.split() for line in rank_file().read_bytes().splitlines())}
 
 
 class TiktokenBackend:
@@ -105,10 +151,7 @@ class GigatokenBackend:
     def __init__(self) -> None:
         import gigatoken
 
-        with tempfile.TemporaryDirectory(prefix="vlprep-bpe-") as tmp:
-            rank_file = Path(tmp) / "gpt2.tiktoken"  # gigatoken loads ranks from a file only
-            rank_file.write_bytes(tiktoken_rank_file(gpt2_ranks()))
-            self.tokenizer = gigatoken.Tokenizer.from_tiktoken(rank_file, pretokenizer="gpt2", special_tokens={})
+        self.tokenizer = gigatoken.Tokenizer.from_tiktoken(rank_file(), pretokenizer="gpt2", special_tokens={})
         if self.tokenizer.vocab_size != GPT2_N_VOCAB - 1:
             raise VlprepError(f"gigatoken built a vocabulary of {self.tokenizer.vocab_size} tokens, "
                               f"expected {GPT2_N_VOCAB - 1}", fix="use --tokenizer tiktoken")
@@ -181,14 +224,14 @@ class LineEncoder:
 
     def __init__(self, dictionary: Dictionary, backend: Backend) -> None:
         self.backend = backend
-        self.table = dictionary.gpt2_lookup(GPT2_N_VOCAB)
+        self.table = dictionary.gpt2_lookup(GPT2_N_VOCAB).astype(np.int32)
 
     def encode(self, lines: list[str]) -> EncodedLines:
         if not lines:
-            return EncodedLines(np.empty(0, np.int64), np.empty(0, np.int32), 0)
+            return EncodedLines(np.empty(0, np.int32), np.empty(0, np.int32), 0)
         raw = self.backend.encode("\n".join(lines))
         newline = raw == NEWLINE_ID
-        tokens = np.empty(raw.size + 1, dtype=np.int64)
+        tokens = np.empty(raw.size + 1, dtype=self.table.dtype)
         tokens[:-1] = self.table[raw]
         unk = int(np.count_nonzero(tokens[:-1] == UNK))
         tokens[:-1][newline] = EOS
@@ -201,14 +244,12 @@ class LineEncoder:
 
     def encode_batches(self, lines: list[str]) -> EncodedLines:
         """:meth:`encode` in slices of about :data:`BATCH_CHARS` characters (bounded memory)."""
-        parts: list[EncodedLines] = []
-        start, chars = 0, 0
-        for end, line in enumerate(lines, start=1):
-            chars += len(line) + 1
-            if chars >= BATCH_CHARS:
-                parts.append(self.encode(lines[start:end]))
-                start, chars = end, 0
-        parts.append(self.encode(lines[start:]))
+        if not lines:
+            return self.encode(lines)
+        ends = np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines)) + 1)
+        cuts = np.searchsorted(ends, np.arange(BATCH_CHARS, ends[-1], BATCH_CHARS), side="right")
+        bounds = [0, *sorted(set(cuts.tolist()) - {0, len(lines)}), len(lines)]
+        parts = [self.encode(lines[a:b]) for a, b in zip(bounds, bounds[1:])]
         if len(parts) == 1:
             return parts[0]
         return EncodedLines(

@@ -26,8 +26,9 @@ def clean_document(raw: bytes) -> CleanDocument:
     as a dropped empty line; every other empty or whitespace-only line is.
     """
     text = raw.decode("utf-8", errors="replace")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    nul_removed = text.count("\x00")
+    if "\r" in text:  # a membership test is a fast scan; most documents need no rewriting
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    nul_removed = text.count("\x00") if "\x00" in text else 0
     if nul_removed:
         text = text.replace("\x00", "")
     pieces = text.split("\n") if text else []
