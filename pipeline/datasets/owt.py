@@ -8,15 +8,12 @@ byte-identical for every ``--workers`` value and to an uninterrupted run.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
-import multiprocessing
 import os
 import random
 import shutil
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -28,6 +25,7 @@ from .. import __version__
 from ..errors import VlprepError
 from ..fileio import TMP_MARK, atomic_path, ensure_dir, read_json, sha256_file, write_json
 from ..layout import Layout
+from ..parallel import process_pool, run_bounded
 from ..records import owt as records
 from ..sinks import fairseq
 from ..sources.archives import TarMember
@@ -220,57 +218,16 @@ def _run_chunks(plans: dict[int, SubsetPlan], config: BinarizeConfig, workers: i
     total = sum(job.member.size for _, _, job in pending)
     if pending:
         _encoder(config.dict_path, config.tokenizer)  # built once here, inherited by forked workers
-    with _pool(workers if len(pending) > 1 else 1) as pool, \
+    with process_pool(workers if len(pending) > 1 else 1) as pool, \
             tqdm(total=total, desc="binarize owt", unit="B", unit_scale=True, disable=None) as bar:
-        for (subset, index, job), result in _execute(pending, pool, workers, bar):
+        for (subset, index, job), result in run_bounded(_run_job, pending, pool, workers):
+            bar.update(job.member.size)
             done[subset][index] = {**result, "prefix": job.prefix}
     for subset, results in done.items():
         for index, result in results.items():
             member = plans[subset].chunks[index]
             result.update(subset=subset, offset=member.offset, size=member.size)
     return {s: [results[i] for i in sorted(results)] for s, results in done.items()}
-
-
-@contextlib.contextmanager
-def _pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
-    """Worker processes, started before any progress-bar thread exists (safe to fork).
-
-    fork (where the platform has it) starts workers instantly and works from a notebook or a
-    script read from stdin, where spawn cannot re-import ``__main__``.
-    """
-    if workers <= 1:
-        yield None
-        return
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
-        yield pool
-
-
-def _execute(pending: list[tuple[int, int, ChunkJob]], pool: ProcessPoolExecutor | None, workers: int,
-             bar: tqdm) -> Iterator[tuple[tuple[int, int, ChunkJob], dict]]:
-    """Run jobs in ``pool`` (or here) with a bounded queue, so memory stays flat."""
-    if pool is None:
-        for item in pending:
-            result = binarize_chunk(item[2])
-            bar.update(item[2].member.size)
-            yield item, result
-        return
-    queue = iter(pending)
-    running: dict[Future, tuple[int, int, ChunkJob]] = {}
-    for item in queue:
-        running[pool.submit(binarize_chunk, item[2])] = item
-        if len(running) >= 2 * workers:
-            break
-    while running:
-        finished, _ = wait(running, return_when=FIRST_COMPLETED)
-        for future in finished:
-            item = running.pop(future)
-            result = future.result()
-            bar.update(item[2].member.size)
-            yield item, result
-            for nxt in queue:
-                running[pool.submit(binarize_chunk, nxt[2])] = nxt
-                break
 
 
 @functools.lru_cache(maxsize=4)
@@ -316,6 +273,10 @@ def read_chunk_text(subset_tar: Path, member: TarMember, max_docs: int | None) -
             lines.extend(document.lines)
             kept_line_counts.append(len(document.lines))
     return ChunkText(lines, kept_line_counts, counts)
+
+
+def _run_job(item: tuple[int, int, ChunkJob]) -> dict:
+    return binarize_chunk(item[2])
 
 
 def binarize_chunk(job: ChunkJob) -> dict:
