@@ -14,7 +14,9 @@ from .pipeline.errors import VlprepError
 from .pipeline.fileio import explain_os_error
 from .pipeline.layout import DEFAULT_DATA_DIR, Layout
 
-DATASETS = ("owt",)
+DATASETS = ("owt", "coco", "vg")
+TEXT_DATASETS = ("owt",)
+IMAGE_DATASETS = ("coco", "vg")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -113,27 +115,33 @@ def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, 
     """Download and verify a dataset's raw files into DATA_DIR/raw/DATASET.
 
     Files come from their official source (OpenWebText: the Hugging Face hub, honouring HF_ENDPOINT
-    and HF_TOKEN) or from --mirror. Every file is checked by size and sha256; a verified file is
-    not downloaded again, an interrupted download resumes.
+    and HF_TOKEN; COCO and Visual Genome: their published URLs) or from --mirror. Every file is
+    checked by size and sha256; a verified file is not downloaded again, an interrupted download
+    resumes.
 
     \b
     Examples:
       vlprep fetch owt
       vlprep fetch owt --subsets 0,5 --mirror /datasets/owt-mirror
-      vlprep fetch owt --mirror https://my-mirror.example.org/openwebtext
+      vlprep fetch coco --mirror https://my-mirror.example.org/coco
+      vlprep fetch vg
     """
-    from .pipeline.datasets import owt
+    from .pipeline.datasets import coco, owt, vg
 
     layout = Layout.from_env(data_dir)
     for name in _datasets(dataset):
-        report = owt.fetch(layout, subsets, revision or owt.DEFAULT_REVISION, mirror)
-        origin = f"mirror {mirror}" if mirror else f"{owt.HUB_REPO}@{report.commit}"
+        if name == "owt":
+            report = owt.fetch(layout, subsets, revision or owt.DEFAULT_REVISION, mirror)
+            origin = f"mirror {mirror}" if mirror else f"{owt.HUB_REPO}@{report.commit}"
+        else:
+            report = {"coco": coco, "vg": vg}[name].fetch(layout, mirror)
+            origin = f"mirror {mirror}" if mirror else "the official URLs"
         click.echo(f"{name}: {len(report.fetched)} fetched, {len(report.skipped)} already verified, from {origin}")
         click.echo(f"  {layout.raw(name)}/SHA256SUMS")
 
 
 @main.command()
-@dataset_argument
+@click.argument("dataset", type=click.Choice(TEXT_DATASETS))
 @data_dir_option
 @workers_option
 @limit_option
@@ -182,6 +190,59 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
 
 
 @main.command()
+@click.argument("dataset", type=click.Choice(IMAGE_DATASETS))
+@data_dir_option
+@workers_option
+@click.option("--split", default=None, help="COCO: karpathy-train (default; train + restval), karpathy-val, "
+              "karpathy-test, train2014 or val2014. VG has one split, train.")
+@click.option("--variant", type=click.Choice(["regions", "concat"]), default="regions", show_default=True,
+              help="VG only: every region description a pair, or descriptions packed into <=64-token captions.")
+@click.option("--leak-guard/--no-leak-guard", default=True, show_default=True,
+              help="VG only: leave out images whose coco_id is in COCO Karpathy val or test.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train-split shuffle.")
+@click.option("--resize", type=click.IntRange(min=16), default=None, metavar="PIXELS",
+              help="Scale the shorter side down to PIXELS and store JPEG q95. Default: original bytes.")
+@click.option("--shard-samples", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="At most this many samples per shard.")
+@click.option("--shard-mb", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="About this many MB per shard.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images (for trials).")
+@click.option("--tokenizer", type=click.Choice(["gigatoken", "tiktoken"]), default=None,
+              help="GPT-2 BPE implementation (identical ids). Default: gigatoken when installed.")
+@friendly_errors
+def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant: str, leak_guard: bool, seed: int,
+          resize: int | None, shard_samples: int, shard_mb: int, limit: int | None, tokenizer: str | None) -> None:
+    """Write image-text WebDataset shards in DATA_DIR/out/DATASET, one sample per image.
+
+    Each sample is <key>.jpg (original bytes unless --resize) and <key>.json (ids, cleaned texts,
+    token ids <s> + <=62 BPE + </s>, untruncated lengths). Train splits are shuffled with --seed;
+    the same input gives byte-identical shards. Beside them: <split>.index.json (wids format),
+    <split>.errors.jsonl (images skipped and why), stats.json, and a manifest of the image ids used
+    in DATA_DIR/manifests/. An interrupted run resumes at shard granularity.
+
+    \b
+    Examples:
+      vlprep shard coco                          # karpathy-train: 113,287 images
+      vlprep shard coco --split train2014 --resize 256
+      vlprep shard vg --variant concat --workers 8
+    """
+    from .pipeline.datasets import coco, imagetext, vg
+
+    layout = Layout.from_env(data_dir)
+    common = dict(workers=workers, seed=seed, resize=resize, limit=limit, max_count=shard_samples,
+                  max_bytes=shard_mb * 1_000_000, tokenizer=tokenizer)
+    if dataset == "coco":
+        stats = coco.shard(layout, split or coco.DEFAULT_SPLIT, **common)
+    else:
+        if split not in (None, vg.SPLIT):
+            raise click.BadParameter(f"Visual Genome has one split, {vg.SPLIT}", param_hint="--split")
+        stats = vg.shard(layout, variant, leak_guard=leak_guard, **common)
+    for line in imagetext.summary_lines(stats):
+        click.echo(line)
+    click.echo(f"written: {layout.out(dataset)}/")
+
+
+@main.command()
 @dataset_argument
 @data_dir_option
 @click.option("--tokenizer-check", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
@@ -199,10 +260,16 @@ def verify(dataset: str, data_dir: Path, tokenizer_check: int, seed: int) -> Non
     Examples:
       vlprep verify owt
       vlprep verify owt --tokenizer-check 1000    # and hold 1000 random lines against tiktoken
+      vlprep verify coco                         # decode every image of every shard
     """
-    from .pipeline.datasets import owt
+    from .pipeline.datasets import imagetext, owt
 
     layout = Layout.from_env(data_dir)
+    if dataset in IMAGE_DATASETS:
+        for split, found in imagetext.verify(layout, dataset).items():
+            click.echo(f"{dataset} {split}: ok ({found['shards']} shards, {found['images']:,} images decoded, "
+                       f"{found['texts']:,} texts)")
+        return
     for split, found in owt.verify(layout).items():
         click.echo(f"owt {split}: ok ({found['items']:,} items, {found['ids']:,} ids)")
     if tokenizer_check:
@@ -232,6 +299,12 @@ def stats(dataset: str, data_dir: Path, as_json: bool) -> None:
     data = read_json(path)
     if as_json:
         click.echo(path.read_text().rstrip())
+        return
+    if dataset in IMAGE_DATASETS:
+        from .pipeline.datasets import imagetext
+
+        for line in imagetext.summary_lines(data):
+            click.echo(line)
         return
     for line in owt.summary_lines(data):
         click.echo(line)

@@ -72,3 +72,29 @@ def fetch_from_hub(raw: Path, relpaths: list[str], repo_id: str, revision: str,
             report.fetched.append(relpath)
         report.sha256[relpath] = record.entries[relpath].sha256
     return report
+
+
+def fetch_from_urls(raw: Path, urls: dict[str, str], known: dict[str, str] | None = None) -> FetchReport:
+    """Fetch each ``relpath: url`` into ``raw/relpath`` (resumable, retried, checked where known)."""
+    from ..sources.http import download
+
+    known = known or {}
+    record = VerifiedRecord(raw)
+    report = FetchReport()
+    for relpath, url in urls.items():
+        if record.is_current(relpath, known.get(relpath)):
+            report.skipped.append(relpath)
+        else:
+            sha = download(url, raw / relpath, expected_sha256=known.get(relpath))
+            record.add(relpath, sha, url)
+            report.fetched.append(relpath)
+        report.sha256[relpath] = record.entries[relpath].sha256
+    return report
+
+
+def fetch_files(raw: Path, urls: dict[str, str], mirror: str | None,
+                known: dict[str, str] | None = None) -> FetchReport:
+    """From ``--mirror`` when given (same relative paths), else from the official URLs."""
+    if mirror:
+        return fetch_from_mirror(raw, list(urls), Mirror(mirror), known)
+    return fetch_from_urls(raw, urls, known)

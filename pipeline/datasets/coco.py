@@ -1,0 +1,57 @@
+"""COCO captions 2014 → WebDataset shards, one sample per image with all its captions."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from ..errors import VlprepError
+from ..layout import Layout
+from ..records import coco as records
+from ..transforms.text import clean_caption
+from . import imagetext
+from .fetching import FetchReport, fetch_files
+
+NAME = "coco"
+URLS = {
+    records.IMAGE_ZIPS["train2014"]: "http://images.cocodataset.org/zips/train2014.zip",
+    records.IMAGE_ZIPS["val2014"]: "http://images.cocodataset.org/zips/val2014.zip",
+    records.ANNOTATIONS_ZIP: "http://images.cocodataset.org/annotations/annotations_trainval2014.zip",
+    records.KARPATHY_ZIP: "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip",
+}
+DEFAULT_SPLIT = "karpathy-train"
+EXPECTED = {"karpathy-train": (113_287, 566_747), "train2014": (82_783, 414_113),
+            "karpathy-val": (5_000, None), "karpathy-test": (5_000, None), "val2014": (40_504, None)}
+"""(images, captions) of the published files; checked unless ``--limit`` is set."""
+
+
+def fetch(layout: Layout, mirror: str | None = None) -> FetchReport:
+    return fetch_files(layout.raw(NAME), URLS, mirror)
+
+
+def images(layout: Layout, split: str) -> list[records.CocoImage]:
+    raw = layout.raw(NAME)
+    needed = records.KARPATHY_ZIP if split in records.KARPATHY_SPLITS else records.ANNOTATIONS_ZIP
+    if not (raw / needed).exists():
+        raise VlprepError(f"{raw / needed} is missing", fix="run: vlprep fetch coco")
+    if split in records.KARPATHY_SPLITS:
+        return records.karpathy_images(raw, split)
+    return records.official_images(raw, split)
+
+
+def specs(found: list[records.CocoImage]) -> Iterator[imagetext.SampleSpec]:
+    for image in found:
+        meta = {"dataset": NAME, "image_id": image.cocoid, "cocoid": image.cocoid, "file_name": image.file_name,
+                "text_ids": image.caption_ids}
+        yield imagetext.SampleSpec(f"{image.cocoid:012d}", image.image_zip, image.member, meta,
+                                   [clean_caption(text) for text in image.captions])
+
+
+def shard(layout: Layout, split: str = DEFAULT_SPLIT, workers: int = 1, seed: int = 0, resize: int | None = None,
+          limit: int | None = None, max_count: int = 10_000, max_bytes: int = 1_000_000_000,
+          tokenizer: str | None = None) -> dict:
+    if split not in records.SPLITS:
+        raise VlprepError(f"unknown COCO split {split!r}", fix=f"use one of: {', '.join(records.SPLITS)}")
+    found = images(layout, split)[:limit]
+    config = imagetext.ShardConfig(NAME, split, shuffle=split in ("karpathy-train", "train2014"), seed=seed,
+                                   resize=resize, max_count=max_count, max_bytes=max_bytes, limit=limit,
+                                   tokenizer=tokenizer)
+    return imagetext.build(layout, config, specs(found), workers, expected=EXPECTED[split])

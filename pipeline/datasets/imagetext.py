@@ -1,0 +1,372 @@
+"""Image–text datasets (COCO, Visual Genome) → WebDataset shards, shared by both.
+
+Stages: the dataset module yields one :class:`SampleSpec` per image (ids, cleaned texts, where the
+image lies); captions are encoded in batches and each sample's json is written to a work file in
+sample order (memory holds one batch). The order is then fixed (seeded shuffle for train splits),
+shards are planned from the images' stored sizes, and each shard is written by a worker from the
+work file and the image zips. A shard whose completion record exists is never rewritten, so an
+interrupted run resumes at shard granularity and ends with the same bytes.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import random
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from tqdm import tqdm
+
+from .. import __version__
+from ..errors import VlprepError
+from ..fileio import atomic_path, ensure_dir, read_json, write_json
+from ..layout import Layout
+from ..parallel import process_pool, run_bounded
+from ..sinks import shards as shard_sink
+from ..transforms.bpe import get_backend
+from ..transforms.captions import MAX_BPE, MAX_TOKENS, CaptionEncoder
+from ..transforms.dictionary import load_dictionary
+from ..transforms.images import ImageError, prepare_image
+
+WORK_VERSION = "imagetext-1"
+BATCH_IMAGES = 2000
+
+
+@dataclass
+class SampleSpec:
+    """One image and its texts, before encoding."""
+
+    key: str
+    image_zip: str
+    member: str
+    meta: dict
+    texts: list[str]
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    """Everything that decides the shard bytes (hashed into the work folder's name)."""
+
+    dataset: str
+    split: str
+    shuffle: bool
+    seed: int = 0
+    resize: int | None = None
+    max_count: int = 10_000
+    max_bytes: int = 1_000_000_000
+    limit: int | None = None
+    variant: dict = field(default_factory=dict)
+    tokenizer: str | None = None
+
+    def key(self, dictionary_sha: str) -> str:
+        blob = {k: v for k, v in self.__dict__.items() if k != "tokenizer"}
+        blob.update(version=WORK_VERSION, dict=dictionary_sha)
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _json_bytes(data: dict) -> bytes:
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def write_samples(specs: Iterable[SampleSpec], encoder: CaptionEncoder, path: Path) -> list[dict]:
+    """Encode texts in batches and write one json line per sample; return each sample's locator."""
+    locators: list[dict] = []
+    with atomic_path(path, durable=False) as tmp, open(tmp, "wb") as handle:
+        batch: list[SampleSpec] = []
+
+        def flush() -> None:
+            encoded = iter(encoder.encode([t for spec in batch for t in spec.texts]))
+            for spec in batch:
+                tokens = [next(encoded) for _ in spec.texts]
+                meta = {**spec.meta, "key": spec.key, "texts": spec.texts,
+                        "tokens": [t.ids for t in tokens], "lengths": [t.length for t in tokens]}
+                offset = handle.tell()
+                handle.write(_json_bytes(meta) + b"\n")
+                locators.append({"key": spec.key, "zip": spec.image_zip, "member": spec.member,
+                                 "offset": offset, "texts": len(spec.texts)})
+            batch.clear()
+
+        for spec in specs:
+            batch.append(spec)
+            if len(batch) >= BATCH_IMAGES:
+                flush()
+        flush()
+    return locators
+
+
+_ZIPS: dict[str, zipfile.ZipFile] = {}
+
+
+def _zip(path: str) -> zipfile.ZipFile:
+    """One open handle per image zip and process (the central directory is read once)."""
+    if path not in _ZIPS:
+        try:
+            _ZIPS[path] = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise VlprepError(f"{path} is missing or not a readable zip: {exc}",
+                              fix="run the fetch command for this dataset again") from exc
+    return _ZIPS[path]
+
+
+def _close_zips() -> None:
+    for handle in _ZIPS.values():
+        handle.close()
+    _ZIPS.clear()
+
+
+def _member_size(raw: Path, locator: dict) -> int | None:
+    try:
+        return _zip(str(raw / locator["zip"])).getinfo(locator["member"]).file_size
+    except KeyError:
+        return None
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    index: int
+    path: str
+    raw: str
+    samples_path: str
+    locators: list[dict]
+    resize: int | None
+    record: str
+
+
+def write_one_shard(job: ShardJob) -> dict:
+    """Write one shard from its samples; return (and record) what it holds and what was skipped."""
+    raw = Path(job.raw)
+    errors: list[dict] = []
+    lengths: Counter = Counter()
+    counts = Counter()
+
+    def samples() -> Iterator[tuple[str, dict[str, bytes]]]:
+        with open(job.samples_path, "rb") as handle:
+            for locator in job.locators:
+                handle.seek(locator["offset"])
+                meta = json.loads(handle.readline())
+                try:
+                    data = _zip(str(raw / locator["zip"])).read(locator["member"])
+                    image = prepare_image(data, job.resize)
+                except KeyError:
+                    errors.append({"key": locator["key"], "file": f"{locator['zip']}:{locator['member']}",
+                                   "error": "missing from the zip"})
+                    continue
+                except (ImageError, zipfile.BadZipFile, OSError) as exc:
+                    errors.append({"key": locator["key"], "file": f"{locator['zip']}:{locator['member']}",
+                                   "error": f"cannot decode: {exc}"})
+                    continue
+                meta.update(width=image.width, height=image.height)
+                if image.converted:
+                    meta["converted"] = image.converted
+                    counts["converted"] += 1
+                counts["images"] += 1
+                counts["texts"] += len(meta["texts"])
+                counts["truncated"] += sum(length > MAX_BPE for length in meta["lengths"])
+                lengths.update(meta["lengths"])
+                yield locator["key"], {"jpg": image.data, "json": _json_bytes(meta)}
+
+    info = shard_sink.write_shard(Path(job.path), samples())
+    result = {"shard": info.__dict__, "errors": errors, "counts": dict(counts),
+              "lengths": {str(k): v for k, v in sorted(lengths.items())}}
+    write_json(Path(job.record), result, durable=False)
+    return result
+
+
+def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], workers: int,
+          extra: dict | None = None, expected: tuple[int | None, int | None] | None = None) -> dict:
+    """Write ``out/<dataset>/<split>-*.tar`` + index, errors, stats and the manifest; return stats."""
+    dictionary = load_dictionary()
+    key = config.key(dictionary.sha256)
+    raw = layout.raw(config.dataset)
+    work = ensure_dir(layout.work(config.dataset) / f"{config.split}-{key}")
+    out = ensure_dir(layout.out(config.dataset))
+    plan_path = work / "plan.json"
+    if plan_path.exists():
+        plan = read_json(plan_path)
+    else:
+        encoder = CaptionEncoder(dictionary, get_backend(config.tokenizer))
+        locators = write_samples(tqdm(specs, desc=f"encode {config.dataset} {config.split}", unit="img",
+                                      disable=None, leave=False), encoder, work / "samples.jsonl")
+        plan = _plan(raw, config, locators, expected)
+        plan["extra"] = extra or {}
+        write_json(plan_path, plan, durable=False)
+    runs = plan["runs"]
+    jobs = []
+    for index, (start, stop) in enumerate(runs):
+        path = out / shard_sink.shard_name(config.split, index)
+        record = work / f"shard-{index:06d}.json"
+        if record.exists() and path.exists() and path.stat().st_size == read_json(record)["shard"]["filesize"]:
+            continue
+        jobs.append(ShardJob(index, str(path), str(raw), str(work / "samples.jsonl"),
+                             [plan["locators"][i] for i in plan["order"][start:stop]], config.resize, str(record)))
+    _close_zips()  # a forked worker must not share the parent's file offsets
+    with process_pool(min(workers, len(jobs))) as pool, \
+            tqdm(total=sum(len(j.locators) for j in jobs), desc=f"shard {config.dataset} {config.split}",
+                 unit="img", disable=None) as bar:
+        for job, _ in run_bounded(write_one_shard, jobs, pool, workers):
+            bar.update(len(job.locators))
+    for stale in out.glob(f"{config.split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
+        if int(stale.stem.rsplit("-", 1)[1]) >= len(runs):  # left by an earlier, larger configuration
+            stale.unlink()
+    results = [read_json(work / f"shard-{i:06d}.json") for i in range(len(runs))]
+    return _finish(layout, config, plan, results, key)
+
+
+def _plan(raw: Path, config: ShardConfig, locators: list[dict], expected) -> dict:
+    """Fix the sample order and cut it into shards by the images' stored sizes."""
+    missing = []
+    sizes = []
+    kept = []
+    for position, locator in enumerate(locators):
+        size = _member_size(raw, locator)
+        if size is None:
+            missing.append({"key": locator["key"], "file": f"{locator['zip']}:{locator['member']}",
+                            "error": "missing from the zip"})
+        else:
+            kept.append(position)
+            sizes.append(size)
+    if expected and config.limit is None:
+        images, texts = expected
+        found_texts = sum(loc["texts"] for loc in locators)
+        if (images is not None and len(locators) != images) or (texts is not None and found_texts != texts):
+            raise VlprepError(
+                f"{config.dataset} {config.split}: the annotations list {len(locators):,} images and "
+                f"{found_texts:,} texts; the published files have {images:,} images"
+                + (f" and {texts:,} texts" if texts is not None else ""),
+                fix="fetch the published files again (or pass --limit for a partial trial)")
+    order = list(range(len(kept)))
+    if config.shuffle:
+        random.Random(config.seed).shuffle(order)
+    size_of = dict(zip(kept, sizes))
+    order = [kept[i] for i in order]
+    runs = shard_sink.plan_shards([size_of[i] for i in order], config.max_count, config.max_bytes)
+    return {"locators": locators, "order": order, "runs": runs, "missing": missing}
+
+
+def _finish(layout: Layout, config: ShardConfig, plan: dict, results: list[dict], key: str) -> dict:
+    out = layout.out(config.dataset)
+    shards = [shard_sink.ShardInfo(**r["shard"]) for r in results]
+    shard_sink.write_wids_index(out / f"{config.split}.index.json", config.split, shards)
+    errors = plan["missing"] + [e for r in results for e in r["errors"]]
+    with atomic_path(out / f"{config.split}.errors.jsonl") as tmp:
+        tmp.write_bytes(b"".join(_json_bytes(e) + b"\n" for e in sorted(errors, key=lambda e: e["key"])))
+    counts: Counter = Counter()
+    lengths: Counter = Counter()
+    for result in results:
+        counts.update(result["counts"])
+        lengths.update({int(k): v for k, v in result["lengths"].items()})
+    images, texts = counts["images"], counts["texts"]
+    token_sum = sum(k * v for k, v in lengths.items())
+    split_stats = {
+        "images": images, "texts": texts, "pairs": texts,
+        "texts_per_image": round(texts / images, 3) if images else 0.0,
+        "mean_text_tokens": round(token_sum / texts, 3) if texts else 0.0,
+        "truncated_texts": counts["truncated"], "converted_images": counts["converted"],
+        "skipped_images": len(errors), "skipped_by_cause": dict(Counter(e["error"].split(":")[0] for e in errors)),
+        "shards": len(shards), "bytes": sum(s.filesize for s in shards),
+        "text_length_histogram": {str(k): lengths[k] for k in sorted(lengths)},
+        "config": {k: v for k, v in config.__dict__.items()}, "work_key": key,
+        **_extra_stats(plan),
+    }
+    stats_path = out / "stats.json"
+    stats = read_json(stats_path) if stats_path.exists() else {"dataset": config.dataset, "splits": {}}
+    stats["vlprep_version"] = __version__
+    stats["splits"][config.split] = split_stats
+    write_json(stats_path, stats)
+    _write_manifest(layout, config, plan, errors)
+    return stats
+
+
+def _extra_stats(plan: dict) -> dict:
+    extra = dict(plan.get("extra", {}))
+    if "leak_guarded_ids" in extra:
+        extra["leak_guarded"] = len(extra.pop("leak_guarded_ids"))
+    return extra
+
+
+def verify(layout: Layout, dataset: str) -> dict:
+    """Read every shard back with webdataset, decode every image, check ids and counts; raise on a fault."""
+    import io
+
+    import webdataset as wds
+    from PIL import Image
+
+    out = layout.out(dataset)
+    stats_path = out / "stats.json"
+    if not stats_path.exists():
+        raise VlprepError(f"{stats_path} is missing", fix=f"run: vlprep shard {dataset}")
+    stats = read_json(stats_path)
+    n_symbols = len(load_dictionary())
+    report = {}
+    for split, expected in stats["splits"].items():
+        shards = shard_sink.read_wids_index(out / f"{split}.index.json")
+        images = texts = 0
+        for shard in tqdm(shards, desc=f"verify {dataset} {split}", unit="shard", disable=None, leave=False):
+            path = out / shard.url
+            if not path.exists() or path.stat().st_size != shard.filesize:
+                raise VlprepError(f"{path}: missing or not {shard.filesize:,} bytes as the index says",
+                                  fix=f"run: vlprep shard {dataset} (finished shards are kept)")
+            if hashlib.md5(path.read_bytes()).hexdigest() != shard.md5sum:
+                raise VlprepError(f"{path}: md5 differs from {split}.index.json", fix=f"run: vlprep shard {dataset}")
+            count = 0
+            for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False):
+                where = f"{path}:{sample['__key__']}"
+                if set(sample) - {"__key__", "__url__", "__local_path__"} != {"jpg", "json"}:
+                    raise VlprepError(f"{where}: members {sorted(sample)} are not jpg + json",
+                                      fix=f"run: vlprep shard {dataset}")
+                meta = json.loads(sample["json"])
+                try:
+                    with Image.open(io.BytesIO(sample["jpg"])) as image:
+                        image.load()
+                except OSError as exc:
+                    raise VlprepError(f"{where}: image does not decode ({exc})", fix=f"run: vlprep shard {dataset}")
+                _check_tokens(meta, n_symbols, where)
+                count += 1
+                texts += len(meta["texts"])
+            if count != shard.nsamples:
+                raise VlprepError(f"{path}: {count} samples, the index says {shard.nsamples}",
+                                  fix=f"run: vlprep shard {dataset}")
+            images += count
+        if (images, texts) != (expected["images"], expected["texts"]):
+            raise VlprepError(f"{dataset} {split}: {images:,} images / {texts:,} texts in the shards, stats.json "
+                              f"says {expected['images']:,} / {expected['texts']:,}", fix=f"run: vlprep shard {dataset}")
+        report[split] = {"shards": len(shards), "images": images, "texts": texts}
+    return report
+
+
+def _check_tokens(meta: dict, n_symbols: int, where: str) -> None:
+    from ..transforms.dictionary import BOS, EOS
+
+    if len(meta["tokens"]) != len(meta["texts"]) or len(meta["lengths"]) != len(meta["texts"]):
+        raise VlprepError(f"{where}: texts, tokens and lengths differ in number", fix="run the shard command again")
+    for ids, length in zip(meta["tokens"], meta["lengths"]):
+        if (len(ids) > MAX_TOKENS or ids[0] != BOS or ids[-1] != EOS or len(ids) != min(length, MAX_BPE) + 2
+                or any(not 0 <= i < n_symbols for i in ids) or BOS in ids[1:] or EOS in ids[:-1]):
+            raise VlprepError(f"{where}: token ids {ids[:8]}... break the <s> + <=62 + </s> rule",
+                              fix="run the shard command again")
+
+
+def summary_lines(stats: dict) -> list[str]:
+    rows = [f"{'split':16} {'images':>9} {'texts/img':>9} {'tokens/text':>11} {'pairs':>10} {'skipped':>8} "
+            f"{'truncated':>9}"]
+    for split, s in stats["splits"].items():
+        rows.append(f"{split:16} {s['images']:>9,} {s['texts_per_image']:>9.2f} {s['mean_text_tokens']:>11.2f} "
+                    f"{s['pairs']:>10,} {s['skipped_images']:>8,} {s['truncated_texts']:>9,}")
+    return rows
+
+
+def _write_manifest(layout: Layout, config: ShardConfig, plan: dict, errors: list[dict]) -> None:
+    """``manifests/<dataset>-<split>.tsv.gz``: every image id considered and what became of it."""
+    skipped = {e["key"]: e["error"].split(":")[0] for e in errors}
+    rows = [(loc["key"], "skipped: " + skipped[loc["key"]] if loc["key"] in skipped else "used")
+            for loc in plan["locators"]]
+    rows += [(f"{k:09d}", "leak-guarded") for k in plan.get("extra", {}).get("leak_guarded_ids", [])]
+    body = "key\tstatus\n" + "".join(f"{k}\t{s}\n" for k, s in sorted(rows))
+    path = ensure_dir(layout.root / "manifests") / f"{config.dataset}-{config.split}.tsv.gz"
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw_handle:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw_handle, mtime=0) as handle:
+            handle.write(body.encode("utf-8"))

@@ -1,0 +1,124 @@
+"""Visual Genome 1.2 → WebDataset shards: ``regions`` (every region description a pair) or
+``concat`` (an image's descriptions packed into as few ≤ 64-token captions as possible).
+
+Leak guard: images whose ``coco_id`` is in COCO's Karpathy val or test split are left out unless
+``--no-leak-guard``, so a model pretrained on VG is not evaluated on images it has seen.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Iterator
+
+from ..errors import VlprepError
+from ..layout import Layout
+from ..records import coco as coco_records
+from ..records import vg as records
+from ..transforms.bpe import get_backend
+from ..transforms.captions import MAX_BPE, CaptionEncoder
+from ..transforms.dictionary import load_dictionary
+from ..transforms.text import clean_caption
+from . import imagetext
+from .fetching import FetchReport, fetch_files
+
+NAME = "vg"
+SPLIT = "train"
+VARIANTS = ("regions", "concat")
+BASE = "https://homes.cs.washington.edu/~ranjay/visualgenome/data/dataset/"
+URLS = {
+    "images.zip": "https://cs.stanford.edu/people/rak248/VG_100K_2/images.zip",
+    "images2.zip": "https://cs.stanford.edu/people/rak248/VG_100K_2/images2.zip",
+    records.REGIONS_ZIP: BASE + records.REGIONS_ZIP,
+    records.IMAGE_DATA_ZIP: BASE + records.IMAGE_DATA_ZIP,
+}
+LEAK_SPLITS = ("val", "test")
+_SENTENCE_END = re.compile(r"[.!?]$")
+
+
+def fetch(layout: Layout, mirror: str | None = None) -> FetchReport:
+    return fetch_files(layout.raw(NAME), URLS, mirror)
+
+
+def join_descriptions(first: str, second: str) -> str:
+    """The ``concat`` joiner: ``". "`` between descriptions, or ``" "`` after one that already ends a
+    sentence (``.``, ``!``, ``?``), so no ``..`` appears."""
+    return f"{first} {second}" if _SENTENCE_END.search(first) else f"{first}. {second}"
+
+
+def pack(phrases: list[str], length: Callable[[str], int]) -> list[tuple[str, list[int]]]:
+    """Greedy in-order packing into captions of at most 62 BPE tokens (64 with ``<s>``/``</s>``).
+
+    A description is never split; one longer than the limit stands alone (and is truncated, with its
+    full length kept). Because the order is fixed, greedy filling gives the fewest captions.
+    """
+    groups: list[tuple[str, list[int]]] = []
+    for index, phrase in enumerate(phrases):
+        if groups:
+            text, members = groups[-1]
+            candidate = join_descriptions(text, phrase)
+            if length(candidate) <= MAX_BPE:
+                groups[-1] = (candidate, members + [index])
+                continue
+        groups.append((phrase, [index]))
+    return groups
+
+
+def guarded_coco_ids(layout: Layout) -> set[int]:
+    raw = layout.raw(coco_records.__name__.rsplit(".", 1)[-1])
+    if not (raw / coco_records.KARPATHY_ZIP).exists():
+        raise VlprepError(f"the leak guard needs COCO's Karpathy split ({raw / coco_records.KARPATHY_ZIP})",
+                          fix="run: vlprep fetch coco  (or pass --no-leak-guard to keep every VG image)")
+    return coco_records.karpathy_cocoids(raw, LEAK_SPLITS)
+
+
+def specs(layout: Layout, variant: str, guard: set[int], limit: int | None, counts: dict,
+          encoder: CaptionEncoder) -> Iterator[imagetext.SampleSpec]:
+    raw = layout.raw(NAME)
+    for name in (records.IMAGE_DATA_ZIP, records.REGIONS_ZIP):
+        if not (raw / name).exists():
+            raise VlprepError(f"{raw / name} is missing", fix="run: vlprep fetch vg")
+    meta_by_id = records.image_data(raw)
+    for image_id, regions in records.iter_regions(raw):
+        if limit is not None and counts["images_considered"] >= limit:
+            return
+        counts["images_considered"] += 1
+        image = meta_by_id.get(image_id)
+        if image is None:
+            counts["not_in_image_data"] += 1
+            continue
+        if image.coco_id is not None and image.coco_id in guard:
+            counts["leak_guarded_ids"].append(image_id)
+            continue
+        regions = sorted(regions, key=lambda r: r.region_id)
+        cleaned = [(r, clean_caption(r.phrase)) for r in regions]
+        counts["empty_descriptions_dropped"] += sum(1 for _, text in cleaned if not text)
+        cleaned = [(r, text) for r, text in cleaned if text]
+        meta = {"dataset": NAME, "image_id": image_id, "coco_id": image.coco_id, "variant": variant}
+        if variant == "regions":
+            texts = [text for _, text in cleaned]
+            meta.update(region_ids=[r.region_id for r, _ in cleaned],
+                        boxes=[[r.x, r.y, r.width, r.height] for r, _ in cleaned])
+        else:
+            groups = pack([text for _, text in cleaned], encoder.length)
+            texts = [text for text, _ in groups]
+            meta.update(region_ids=[[cleaned[i][0].region_id for i in members] for _, members in groups],
+                        boxes=[[[cleaned[i][0].x, cleaned[i][0].y, cleaned[i][0].width, cleaned[i][0].height]
+                                for i in members] for _, members in groups],
+                        joiner="'. ' between descriptions, ' ' after one ending in . ! or ?")
+        counts["descriptions"] += len(cleaned)
+        yield imagetext.SampleSpec(f"{image_id:09d}", image.image_zip, image.member, meta, texts)
+
+
+def shard(layout: Layout, variant: str = "regions", workers: int = 1, seed: int = 0, resize: int | None = None,
+          limit: int | None = None, leak_guard: bool = True, max_count: int = 10_000,
+          max_bytes: int = 1_000_000_000, tokenizer: str | None = None) -> dict:
+    if variant not in VARIANTS:
+        raise VlprepError(f"unknown VG variant {variant!r}", fix=f"use one of: {', '.join(VARIANTS)}")
+    guard = guarded_coco_ids(layout) if leak_guard else set()
+    counts: dict = {"images_considered": 0, "not_in_image_data": 0, "empty_descriptions_dropped": 0,
+                    "descriptions": 0, "leak_guarded_ids": []}
+    encoder = CaptionEncoder(load_dictionary(), get_backend(tokenizer))
+    config = imagetext.ShardConfig(NAME, SPLIT if variant == "regions" else f"{SPLIT}-{variant}", shuffle=True,
+                                   seed=seed, resize=resize, max_count=max_count, max_bytes=max_bytes, limit=limit,
+                                   variant={"variant": variant, "leak_guard": leak_guard}, tokenizer=tokenizer)
+    return imagetext.build(layout, config, specs(layout, variant, guard, limit, counts, encoder), workers,
+                           extra=counts)

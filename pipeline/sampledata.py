@@ -1,0 +1,150 @@
+"""Small COCO- and Visual Genome-format mirrors built locally, for ``vlprep demo`` and the tests.
+
+Real formats throughout: zips of real JPEGs at the published member paths, the published JSON
+shapes (Karpathy's ``dataset_coco.json``, COCO ``captions_*2014.json``, VG ``image_data.json`` and
+``region_descriptions.json``), and the dirt real data has: captions with NULs, newlines, runs of
+spaces and over-long text, a truncated JPEG, a CMYK JPEG, a PNG named ``.jpg``, an image listed in
+the annotations but absent from the zip, VG images that are also in COCO's Karpathy val/test.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+import zipfile
+from pathlib import Path
+
+from PIL import Image
+
+from .demo import WORDS
+from .fileio import atomic_path, ensure_dir
+from .sources.checksums import SUMS_NAME, format_sha256sums
+
+FIXED_DATE = (2014, 1, 1, 0, 0, 0)
+
+
+def jpeg(rng: random.Random, size: tuple[int, int] = (64, 48), mode: str = "RGB", fmt: str = "JPEG") -> bytes:
+    """A small real image: a colour gradient with noise, so it compresses like a photo."""
+    width, height = size
+    image = Image.new("RGB", size)
+    base = [rng.randrange(256) for _ in range(3)]
+    image.putdata([((base[0] + x * 3 + rng.randrange(20)) % 256, (base[1] + y * 4) % 256,
+                    (base[2] + x + y + rng.randrange(20)) % 256) for y in range(height) for x in range(width)])
+    if mode != "RGB":
+        image = image.convert(mode)
+    out = io.BytesIO()
+    image.save(out, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return out.getvalue()
+
+
+def caption(rng: random.Random, dirty: bool) -> str:
+    text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 16))).capitalize() + "."
+    if dirty:
+        text = rng.choice([f"  {text}\n", f"{text}\x00", f"a  lot   of\tspace {text}", f"{text} " + "very " * 80,
+                           f"line\nbreak {text}", f"{text} 🙂 café"])
+    return text
+
+
+def _zip(path: Path, files: dict[str, bytes]) -> None:
+    with atomic_path(path, durable=False) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+        for name in sorted(files):
+            archive.writestr(zipfile.ZipInfo(name, FIXED_DATE), files[name])
+
+
+def _images(rng: random.Random, folder: str, names: list[str], damaged: dict[str, str]) -> dict[str, bytes]:
+    files = {}
+    for name in names:
+        kind = damaged.get(name)
+        if kind == "missing":
+            continue
+        data = {"truncated": lambda: jpeg(rng)[:300], "cmyk": lambda: jpeg(rng, mode="CMYK"),
+                "png": lambda: jpeg(rng, fmt="PNG")}.get(kind, lambda: jpeg(rng, (rng.randint(40, 90), 48)))()
+        files[f"{folder}/{name}"] = data
+    return files
+
+
+def build_coco_mirror(root: Path, n_train: int = 24, n_val: int = 24, seed: int = 0) -> dict:
+    """COCO at its mirror paths; return the ids by Karpathy split (for VG's leak guard)."""
+    rng = random.Random(f"coco-{seed}")
+    train_ids = sorted(rng.sample(range(1, 600_000), n_train))
+    val_ids = sorted(rng.sample(range(1, 600_000), n_val))
+    names = {i: f"COCO_train2014_{i:012d}.jpg" for i in train_ids} | {i: f"COCO_val2014_{i:012d}.jpg" for i in val_ids}
+    damaged = {names[train_ids[1]]: "truncated", names[train_ids[2]]: "missing", names[train_ids[3]]: "cmyk",
+               names[train_ids[4]]: "png"}
+    _zip(root / "zips/train2014.zip", _images(rng, "train2014", [names[i] for i in train_ids], damaged))
+    _zip(root / "zips/val2014.zip", _images(rng, "val2014", [names[i] for i in val_ids], damaged))
+    captions = {i: [caption(rng, rng.random() < 0.3) for _ in range(5 + (rng.random() < 0.2))]
+                for i in train_ids + val_ids}
+    karpathy_split = {i: "train" for i in train_ids}
+    for n, i in enumerate(val_ids):
+        karpathy_split[i] = ("val", "test", "restval", "restval")[n % 4]
+    sent = 0
+    rows = []
+    for imgid, i in enumerate(train_ids + val_ids):
+        folder = "train2014" if i in train_ids else "val2014"
+        sentences = []
+        for text in captions[i]:
+            sentences.append({"tokens": text.lower().split(), "raw": text, "imgid": imgid, "sentid": sent})
+            sent += 1
+        rows.append({"filepath": folder, "sentids": [s["sentid"] for s in sentences], "filename": names[i],
+                     "imgid": imgid, "split": karpathy_split[i], "sentences": sentences, "cocoid": i})
+    karpathy = json.dumps({"images": rows, "dataset": "coco"}).encode()
+    _zip(root / "caption_datasets.zip", {"dataset_coco.json": karpathy, "dataset_flickr8k.json": b'{"images": []}'})
+    annotations = {}
+    ann_id = 1000
+    for split, ids in (("train2014", train_ids), ("val2014", val_ids)):
+        anns = []
+        for i in ids:
+            for text in captions[i]:
+                anns.append({"image_id": i, "id": ann_id, "caption": text})
+                ann_id += 7
+        images = [{"id": i, "file_name": names[i], "width": 64, "height": 48} for i in ids]
+        annotations[f"annotations/captions_{split}.json"] = json.dumps(
+            {"info": {}, "images": images, "annotations": anns}).encode()
+    _zip(root / "annotations/annotations_trainval2014.zip", annotations)
+    _write_sums(root, ["zips/train2014.zip", "zips/val2014.zip", "annotations/annotations_trainval2014.zip",
+                       "caption_datasets.zip"])
+    by_split: dict[str, list[int]] = {}
+    for i, split in karpathy_split.items():
+        by_split.setdefault(split, []).append(i)
+    return by_split
+
+
+def build_vg_mirror(root: Path, coco_split_ids: dict[str, list[int]], n_images: int = 30, seed: int = 0) -> dict:
+    """Visual Genome at its mirror paths; some images carry COCO ids (a few from Karpathy val/test)."""
+    rng = random.Random(f"vg-{seed}")
+    ids = list(range(1, n_images + 1))
+    coco_ids: dict[int, int | None] = {i: None for i in ids}
+    coco_ids[ids[0]] = coco_split_ids["val"][0]
+    coco_ids[ids[1]] = coco_split_ids["test"][0]
+    coco_ids[ids[2]] = coco_split_ids["train"][0]
+    folders = {i: "VG_100K" if i % 3 else "VG_100K_2" for i in ids}
+    rows = [{"image_id": i, "url": f"https://cs.stanford.edu/people/rak248/{folders[i]}/{i}.jpg",
+             "width": 64, "height": 48, "coco_id": coco_ids[i], "flickr_id": None} for i in ids]
+    damaged = {f"{ids[5]}.jpg": "truncated", f"{ids[6]}.jpg": "missing"}
+    for folder, zip_name in (("VG_100K", "images.zip"), ("VG_100K_2", "images2.zip")):
+        _zip(root / zip_name, _images(rng, folder, [f"{i}.jpg" for i in ids if folders[i] == folder], damaged))
+    regions = []
+    region_id = 5000
+    for i in ids:
+        image_regions = []
+        for _ in range(rng.randint(3, 12)):
+            region_id += rng.randint(1, 9)
+            phrase = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 8)))
+            if rng.random() < 0.1:
+                phrase = rng.choice(["", "   ", f"{phrase}.", f"  {phrase}\x00 ", " ".join(WORDS[:70])])
+            image_regions.append({"region_id": region_id, "width": rng.randint(1, 60), "height": rng.randint(1, 40),
+                                  "image_id": i, "phrase": phrase, "y": rng.randint(0, 40), "x": rng.randint(0, 60)})
+        rng.shuffle(image_regions)
+        regions.append({"regions": image_regions, "id": i})
+    _zip(root / "image_data.json.zip", {"image_data.json": json.dumps(rows).encode()})
+    _zip(root / "region_descriptions.json.zip", {"region_descriptions.json": json.dumps(regions).encode()})
+    _write_sums(root, ["images.zip", "images2.zip", "image_data.json.zip", "region_descriptions.json.zip"])
+    return {"images": len(ids), "regions": sum(len(r["regions"]) for r in regions)}
+
+
+def _write_sums(root: Path, relpaths: list[str]) -> None:
+    sums = {rel: hashlib.sha256((root / rel).read_bytes()).hexdigest() for rel in relpaths}
+    ensure_dir(root)
+    (root / SUMS_NAME).write_text(format_sha256sums(sums))
