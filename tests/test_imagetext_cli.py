@@ -1,0 +1,185 @@
+"""COCO and Visual Genome through the command line: real zips, real JPEGs, HTTP on loopback."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+import webdataset as wds
+from PIL import Image
+
+from vlprep.pipeline.datasets.vg import join_descriptions, pack
+from vlprep.pipeline.localserve import serve_directory
+from vlprep.pipeline.sampledata import build_coco_mirror, build_vg_mirror
+from vlprep.pipeline.transforms.bpe import REFERENCE, get_backend
+from vlprep.pipeline.transforms.dictionary import load_dictionary
+from vlprep.pipeline.transforms.text import clean_caption
+
+from .conftest import run_cli
+
+TRIAL = ("--limit", "100000")  # sample data: the published-count check is for full runs
+
+
+@pytest.fixture(scope="module")
+def mirrors(tmp_path_factory) -> tuple[Path, Path, dict]:
+    root = tmp_path_factory.mktemp("image-mirrors")
+    splits = build_coco_mirror(root / "coco", n_train=30, n_val=24)
+    build_vg_mirror(root / "vg", splits, n_images=30)
+    return root / "coco", root / "vg", splits
+
+
+@pytest.fixture
+def fetched_images(tmp_path, mirrors) -> Path:
+    coco, vg, _ = mirrors
+    data = tmp_path / "data"
+    with serve_directory(coco) as url:
+        run_cli("fetch", "coco", "--data-dir", str(data), "--mirror", url)
+    run_cli("fetch", "vg", "--data-dir", str(data), "--mirror", str(vg))
+    return data
+
+
+def samples(path: Path) -> list[dict]:
+    return [dict(s) for s in wds.WebDataset(str(path), shardshuffle=False, empty_check=False)]
+
+
+def shard_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.glob("*.tar"))}
+
+
+def test_coco_shards_are_identical_for_every_worker_count_and_verify(tmp_path, fetched_images):
+    run_cli("shard", "coco", "--data-dir", str(fetched_images), "--workers", "1", "--shard-samples", "7", *TRIAL)
+    out = fetched_images / "out" / "coco"
+    first = shard_bytes(out)
+    assert len(first) == 6  # train 30 + restval 12, less one image missing from its zip: 41, by 7
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "raw").symlink_to(fetched_images / "raw")
+    run_cli("shard", "coco", "--data-dir", str(other), "--workers", "3", "--shard-samples", "7", *TRIAL,
+            "--tokenizer", REFERENCE)
+    assert shard_bytes(other / "out" / "coco") == first
+    run_cli("verify", "coco", "--data-dir", str(fetched_images))
+    index = json.loads((out / "karpathy-train.index.json").read_text())
+    assert index["__kind__"] == "wids-shard-index-v1"
+    assert sum(s["nsamples"] for s in index["shardlist"]) == 42 - 2  # one missing, one truncated JPEG
+    stats = json.loads((out / "stats.json").read_text())["splits"]["karpathy-train"]
+    assert stats["skipped_images"] == 2 and stats["skipped_by_cause"] == {"cannot decode": 1, "missing from the zip": 1}
+    assert stats["converted_images"] == 2  # the CMYK JPEG and the PNG named .jpg
+    errors = (out / "karpathy-train.errors.jsonl").read_text().splitlines()
+    assert len(errors) == 2 and all("train2014.zip:train2014/COCO_train2014_" in e for e in errors)
+
+
+def test_coco_sample_content_tokens_and_tar_headers(fetched_images):
+    run_cli("shard", "coco", "--data-dir", str(fetched_images), *TRIAL)
+    shard = fetched_images / "out" / "coco" / "karpathy-train-000000.tar"
+    with tarfile.open(shard) as tar:
+        members = tar.getmembers()
+    assert all(m.mtime == 0 and m.uid == 0 and m.uname == "" for m in members)
+    keys = [m.name.split(".")[0] for m in members]
+    assert keys[0::2] == keys[1::2]  # each sample's members are contiguous
+    table = load_dictionary().gpt2_lookup(50257)
+    reference = get_backend(REFERENCE)
+    truncated = 0
+    for sample in samples(shard):
+        meta = json.loads(sample["json"])
+        assert "." not in sample["__key__"] and meta["key"] == sample["__key__"]
+        assert Image.open(io.BytesIO(sample["jpg"])).format == "JPEG"
+        for text, ids, length in zip(meta["texts"], meta["tokens"], meta["lengths"]):
+            assert text == clean_caption(text) and text  # cleaned: no NUL, newline or double space
+            bpe = table[reference.encode(text)].tolist()
+            assert length == len(bpe) and ids == [0, *bpe[:62], 2] and len(ids) <= 64
+            truncated += length > 62
+    assert truncated > 0
+
+
+def test_coco_train_is_shuffled_by_seed_and_val_keeps_file_order(tmp_path, fetched_images):
+    run_cli("shard", "coco", "--data-dir", str(fetched_images), *TRIAL)
+    out = fetched_images / "out" / "coco"
+    order = [s["__key__"] for s in samples(out / "karpathy-train-000000.tar")]
+    assert order != sorted(order)
+    run_cli("shard", "coco", "--data-dir", str(fetched_images), "--seed", "1", *TRIAL)
+    assert [s["__key__"] for s in samples(out / "karpathy-train-000000.tar")] != order
+    run_cli("shard", "coco", "--data-dir", str(fetched_images), "--split", "train2014", *TRIAL)
+    run_cli("shard", "coco", "--data-dir", str(fetched_images), "--split", "karpathy-test", *TRIAL)
+    test_keys = [s["__key__"] for s in samples(out / "karpathy-test-000000.tar")]
+    assert len(test_keys) == 6
+    manifest = gzip.decompress((fetched_images / "manifests" / "coco-karpathy-test.tsv.gz").read_bytes()).decode()
+    assert manifest.splitlines()[0] == "key\tstatus" and manifest.count("\tused") == 6
+
+
+def test_full_split_count_mismatch_is_an_error_without_limit(fetched_images):
+    failed = run_cli("shard", "coco", "--data-dir", str(fetched_images), check=False)
+    assert failed.returncode == 1 and "113,287" in failed.stderr and "--limit" in failed.stderr
+
+
+def test_shard_resumes_after_losing_a_shard(fetched_images):
+    run_cli("shard", "coco", "--data-dir", str(fetched_images), "--shard-samples", "5", *TRIAL)
+    out = fetched_images / "out" / "coco"
+    before = shard_bytes(out)
+    (out / "karpathy-train-000002.tar").unlink()
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")}
+    run_cli("shard", "coco", "--data-dir", str(fetched_images), "--shard-samples", "5", *TRIAL)
+    assert shard_bytes(out) == before
+    assert all(out.joinpath(n).stat().st_mtime_ns == t for n, t in mtimes.items())  # finished shards untouched
+
+
+def test_vg_leak_guard_regions_and_concat(fetched_images, mirrors):
+    _, _, splits = mirrors
+    run_cli("shard", "vg", "--data-dir", str(fetched_images), "--workers", "2")
+    out = fetched_images / "out" / "vg"
+    stats = json.loads((out / "stats.json").read_text())["splits"]["train"]
+    assert stats["leak_guarded"] == 2 and stats["skipped_images"] == 2
+    metas = [json.loads(s["json"]) for s in samples(out / "train-000000.tar")]
+    guarded = set(splits["val"]) | set(splits["test"])
+    assert not any(m["coco_id"] in guarded for m in metas)
+    assert any(m["coco_id"] in splits["train"] for m in metas)
+    for meta in metas:
+        assert len(meta["texts"]) == len(meta["region_ids"]) == len(meta["boxes"]) == len(meta["tokens"])
+        assert meta["region_ids"] == sorted(meta["region_ids"])
+    manifest = gzip.decompress((fetched_images / "manifests" / "vg-train.tsv.gz").read_bytes()).decode()
+    assert manifest.count("\tleak-guarded") == 2
+
+    run_cli("shard", "vg", "--data-dir", str(fetched_images), "--variant", "concat")
+    concat = {json.loads(s["json"])["image_id"]: json.loads(s["json"]) for s in samples(out / "train-concat-000000.tar")}
+    regions = {m["image_id"]: m for m in metas}
+    assert concat.keys() == regions.keys()
+    for image_id, meta in concat.items():
+        flat = [r for group in meta["region_ids"] for r in group]
+        assert flat == regions[image_id]["region_ids"]  # every description once, in order, never split
+        assert all(len(ids) <= 64 for ids in meta["tokens"])
+        assert all(length <= 62 or len(group) == 1 for length, group in zip(meta["lengths"], meta["region_ids"]))
+    assert sum(len(m["texts"]) for m in concat.values()) < sum(len(m["texts"]) for m in regions.values())
+    run_cli("verify", "vg", "--data-dir", str(fetched_images))
+
+    run_cli("shard", "vg", "--data-dir", str(fetched_images), "--no-leak-guard")
+    stats = json.loads((out / "stats.json").read_text())["splits"]["train"]
+    assert stats["leak_guarded"] == 0 and stats["images"] == 28
+
+
+def test_vg_without_coco_says_how_to_guard(tmp_path, mirrors):
+    _, vg, _ = mirrors
+    data = tmp_path / "data"
+    run_cli("fetch", "vg", "--data-dir", str(data), "--mirror", str(vg))
+    failed = run_cli("shard", "vg", "--data-dir", str(data), check=False)
+    assert failed.returncode == 1 and "vlprep fetch coco" in failed.stderr and "--no-leak-guard" in failed.stderr
+
+
+def test_pack_is_greedy_in_order_and_never_splits():
+    length = lambda text: len(text.split())  # noqa: E731 - a stand-in length: words
+    phrases = ["a b", "c d e.", "f", "x " * 70, "g h"]
+    groups = pack(phrases, length)
+    assert [members for _, members in groups] == [[0, 1, 2], [3], [4]]
+    assert groups[0][0] == "a b. c d e. f"
+    assert join_descriptions("ends here!", "next") == "ends here! next"
+
+
+def test_verify_catches_a_damaged_shard(fetched_images):
+    run_cli("shard", "coco", "--data-dir", str(fetched_images), *TRIAL)
+    shard = fetched_images / "out" / "coco" / "karpathy-train-000000.tar"
+    data = bytearray(shard.read_bytes())
+    data[2000] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    failed = run_cli("verify", "coco", "--data-dir", str(fetched_images), check=False)
+    assert failed.returncode == 1 and "karpathy-train-000000.tar" in failed.stderr
