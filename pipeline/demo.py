@@ -134,6 +134,34 @@ class DemoResult:
     outputs: list[Path]
 
 
+def _image_text_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list[Path]:
+    """COCO and Visual Genome samples: fetch over HTTP → shard → verify → stats."""
+    from .datasets import coco, imagetext, vg
+    from .sampledata import build_coco_mirror, build_vg_mirror
+
+    root = layout.root / "demo-mirror"
+    splits = build_coco_mirror(root / "coco")
+    build_vg_mirror(root / "vg", splits)
+    with serve_directory(root) as url:
+        coco.fetch(layout, mirror=f"{url}/coco")
+        vg.fetch(layout, mirror=f"{url}/vg")
+    say("fetch coco + fetch vg: ok (sample zips of real JPEGs served on 127.0.0.1)")
+    trial = 1_000_000  # sample data: skip the check against the published image counts
+    coco.shard(layout, workers=workers, limit=trial)
+    vg.shard(layout, "regions", workers=workers, limit=trial)
+    stats = {}
+    stats["coco"] = coco.shard(layout, "karpathy-test", workers=workers, limit=trial)
+    stats["vg"] = vg.shard(layout, "concat", workers=workers, limit=trial)
+    outputs = []
+    for name in ("coco", "vg"):
+        imagetext.verify(layout, name)
+        say(f"shard {name} + verify {name}: ok")
+        for line in imagetext.summary_lines(stats[name]):
+            say("  " + line)
+        outputs += sorted(layout.out(name).glob("*.index.json")) + [layout.out(name) / "stats.json"]
+    return outputs
+
+
 def run_demo(data_dir: Path, workers: int = 2, say: Callable[[str], None] = print) -> DemoResult:
     """Build the sample, serve it, and run fetch → binarize → verify → stats on it."""
     started = time.monotonic()
@@ -152,4 +180,5 @@ def run_demo(data_dir: Path, workers: int = 2, say: Callable[[str], None] = prin
         say("  " + line)
     out = layout.out(owt.NAME)
     outputs = [out / name for name in sorted(stats["files"])] + [out / "stats.json"]
+    outputs += _image_text_demo(layout, workers, say)
     return DemoResult(layout.root, documents, stats, time.monotonic() - started, outputs)

@@ -25,7 +25,7 @@ def outputs(data: Path) -> dict[str, bytes]:
     return {name: (data / "out" / "owt" / name).read_bytes() for name in OUT_FILES}
 
 
-@pytest.mark.parametrize("command", ["fetch", "binarize", "verify", "stats", "demo"])
+@pytest.mark.parametrize("command", ["fetch", "binarize", "shard", "verify", "stats", "demo"])
 def test_every_command_has_help_with_an_example(command):
     result = run_cli(command, "--help")
     assert "Example" in result.stdout
