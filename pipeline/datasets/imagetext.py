@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import VlprepError
-from ..fileio import atomic_path, ensure_dir, read_json, write_json
+from ..fileio import atomic_path, ensure_dir, file_digest, read_json, write_json
 from ..layout import Layout
 from ..parallel import process_pool, run_bounded
 from ..sinks import shards as shard_sink
@@ -310,7 +310,7 @@ def verify(layout: Layout, dataset: str) -> dict:
             if not path.exists() or path.stat().st_size != shard.filesize:
                 raise VlprepError(f"{path}: missing or not {shard.filesize:,} bytes as the index says",
                                   fix=f"run: vlprep shard {dataset} (finished shards are kept)")
-            if hashlib.md5(path.read_bytes()).hexdigest() != shard.md5sum:
+            if file_digest(path, "md5") != shard.md5sum:
                 raise VlprepError(f"{path}: md5 differs from {split}.index.json", fix=f"run: vlprep shard {dataset}")
             count = 0
             for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False):

@@ -8,7 +8,6 @@ follows the wids shard-index format (``url`` relative to the index, ``nsamples``
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tarfile
@@ -16,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, file_digest
 
 MTIME = 0
 MODE = 0o444
@@ -61,7 +60,7 @@ def write_shard(path: Path, samples: Iterable[tuple[str, dict[str, bytes]]]) -> 
                     data = members[ext]
                     tar.addfile(_header(f"{key}.{ext}", len(data)), io.BytesIO(data))
                 count += 1
-        md5 = hashlib.md5(tmp.read_bytes()).hexdigest()
+        md5 = file_digest(tmp, "md5")
         size = tmp.stat().st_size
     return ShardInfo(path.name, count, size, md5)
 
