@@ -12,8 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import VlprepError
-from ..sources.archives import ARCHIVE_ERRORS, corrupt_archive
+from ..sources.archives import ARCHIVE_ERRORS, corrupt_archive, open_zip_member
 
 KARPATHY_ZIP = "caption_datasets.zip"
 ANNOTATIONS_ZIP = "annotations/annotations_trainval2014.zip"
@@ -21,11 +20,6 @@ IMAGE_ZIPS = {"train2014": "zips/train2014.zip", "val2014": "zips/val2014.zip"}
 KARPATHY_SPLITS = {"karpathy-train": ("train", "restval"), "karpathy-val": ("val",), "karpathy-test": ("test",)}
 OFFICIAL_SPLITS = ("train2014", "val2014")
 SPLITS = (*KARPATHY_SPLITS, *OFFICIAL_SPLITS)
-EXPECTED = {"karpathy-train": (113_287, 566_747), "karpathy-val": (5_000, 25_010),
-            "karpathy-test": (5_000, 25_010), "train2014": (82_783, 414_113), "val2014": (40_504, 202_654)}
-"""(images, captions) of the published files, checked unless ``--limit`` is set."""
-
-
 @dataclass(frozen=True)
 class CocoImage:
     cocoid: int
@@ -44,16 +38,10 @@ class CocoImage:
 
 
 def _read_zip_json(path: Path, suffix: str) -> dict:
-    import zipfile
-
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.endswith(suffix)]
-            if not names:
-                raise VlprepError(f"{path} holds no {suffix}", fix="fetch the published file again")
-            with archive.open(names[0]) as handle:
-                return json.load(handle)
-    except (zipfile.BadZipFile, json.JSONDecodeError, *ARCHIVE_ERRORS) as exc:
+        with open_zip_member(path, suffix) as handle:
+            return json.load(handle)
+    except (json.JSONDecodeError, *ARCHIVE_ERRORS) as exc:
         raise corrupt_archive(path, suffix, exc) from exc
 
 

@@ -7,19 +7,17 @@ image's ``url``.
 """
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import VlprepError
-from ..sources.archives import ARCHIVE_ERRORS, corrupt_archive
+from ..sources.archives import ARCHIVE_ERRORS, corrupt_archive, open_zip_member
 
 IMAGE_DATA_ZIP = "image_data.json.zip"
 REGIONS_ZIP = "region_descriptions.json.zip"
 IMAGE_ZIPS = ("images.zip", "images2.zip")
 FOLDER_ZIPS = {"VG_100K": "images.zip", "VG_100K_2": "images2.zip"}
-EXPECTED_IMAGES = 108_077
 
 
 @dataclass(frozen=True)
@@ -49,26 +47,14 @@ class Region:
     height: int
 
 
-def _open_json_member(path: Path, suffix: str):
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, *ARCHIVE_ERRORS) as exc:
-        raise corrupt_archive(path, None, exc) from exc
-    names = [n for n in archive.namelist() if n.endswith(suffix)]
-    if not names:
-        raise VlprepError(f"{path} holds no {suffix}", fix="fetch the published file again")
-    return archive, archive.open(names[0])
-
-
 def image_data(raw: Path) -> dict[int, VgImage]:
     """Every image's metadata by id (108 k small rows: fine in memory)."""
     import ijson
 
     path = raw / IMAGE_DATA_ZIP
-    archive, handle = _open_json_member(path, "image_data.json")
     images: dict[int, VgImage] = {}
     try:
-        with archive, handle:
+        with open_zip_member(path, "image_data.json") as handle:
             for row in ijson.items(handle, "item", use_float=True):
                 image_id = int(row.get("image_id", row.get("id")))
                 url = str(row.get("url") or "")
@@ -89,9 +75,8 @@ def iter_regions(raw: Path) -> Iterator[tuple[int, list[Region]]]:
     import ijson
 
     path = raw / REGIONS_ZIP
-    archive, handle = _open_json_member(path, "region_descriptions.json")
     try:
-        with archive, handle:
+        with open_zip_member(path, "region_descriptions.json") as handle:
             for row in ijson.items(handle, "item", use_float=True):
                 regions = row.get("regions") or []
                 image_id = row.get("id", regions[0]["image_id"] if regions else None)

@@ -7,10 +7,12 @@ the member and the fix.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import lzma
 import posixpath
 import tarfile
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import BinaryIO, Iterator
 from ..errors import VlprepError
 
 BLOCK = 512
-ARCHIVE_ERRORS = (tarfile.TarError, lzma.LZMAError, EOFError, zlib.error, OSError)
+ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, lzma.LZMAError, EOFError, zlib.error, OSError)
 
 
 def safe_member_name(name: str, archive: str) -> str:
@@ -170,8 +172,6 @@ def iter_zip(path: Path) -> Iterator[tuple[str, BinaryIO]]:
 
     Members are read as streams (``ZipFile.open``), never extracted; names are checked first.
     """
-    import zipfile
-
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
@@ -181,8 +181,25 @@ def iter_zip(path: Path) -> Iterator[tuple[str, BinaryIO]]:
                     continue
                 with archive.open(info) as stream:
                     yield name, stream
-    except (zipfile.BadZipFile, *ARCHIVE_ERRORS) as exc:
+    except ARCHIVE_ERRORS as exc:
         raise corrupt_archive(path, None, exc) from exc
+
+
+@contextlib.contextmanager
+def open_zip_member(path: Path, suffix: str) -> Iterator[BinaryIO]:
+    """The first member of a zip whose name ends with ``suffix``, as a stream (e.g. a JSON file
+    inside a published annotation zip); a corrupt zip or a missing member names the file and the fix."""
+    path = Path(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except ARCHIVE_ERRORS as exc:
+        raise corrupt_archive(path, None, exc) from exc
+    with archive:
+        names = [n for n in archive.namelist() if n.endswith(suffix)]
+        if not names:
+            raise VlprepError(f"{path} holds no {suffix}", fix="fetch the published file again")
+        with archive.open(names[0]) as handle:
+            yield handle
 
 
 def open_gz(path: Path) -> BinaryIO:
