@@ -9,6 +9,7 @@ interrupted run resumes at shard granularity and ends with the same bytes.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -125,6 +126,17 @@ def _member_size(raw: Path, locator: dict) -> int | None:
         return None
 
 
+def _skipped(locator: dict, error: str) -> dict:
+    """One line of ``<split>.errors.jsonl``: the sample, the file inside its zip, and why."""
+    return {"key": locator["key"], "file": f"{locator['zip']}:{locator['member']}", "error": error}
+
+
+@functools.lru_cache(maxsize=4)
+def caption_encoder(tokenizer: str | None) -> CaptionEncoder:
+    """The process-wide caption encoder (default dictionary; the backend is built once)."""
+    return CaptionEncoder(load_dictionary(), get_backend(tokenizer))
+
+
 @dataclass(frozen=True)
 class ShardJob:
     index: int
@@ -152,12 +164,10 @@ def write_one_shard(job: ShardJob) -> dict:
                     data = _zip(str(raw / locator["zip"])).read(locator["member"])
                     image = prepare_image(data, job.resize)
                 except KeyError:
-                    errors.append({"key": locator["key"], "file": f"{locator['zip']}:{locator['member']}",
-                                   "error": "missing from the zip"})
+                    errors.append(_skipped(locator, "missing from the zip"))
                     continue
                 except (ImageError, zipfile.BadZipFile, OSError) as exc:
-                    errors.append({"key": locator["key"], "file": f"{locator['zip']}:{locator['member']}",
-                                   "error": f"cannot decode: {exc}"})
+                    errors.append(_skipped(locator, f"cannot decode: {exc}"))
                     continue
                 meta.update(width=image.width, height=image.height)
                 if image.converted:
@@ -188,9 +198,9 @@ def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], work
     if plan_path.exists():
         plan = read_json(plan_path)
     else:
-        encoder = CaptionEncoder(dictionary, get_backend(config.tokenizer))
         locators = write_samples(tqdm(specs, desc=f"encode {config.dataset} {config.split}", unit="img",
-                                      disable=None, leave=False), encoder, work / "samples.jsonl")
+                                      disable=None, leave=False), caption_encoder(config.tokenizer),
+                                 work / "samples.jsonl")
         plan = _plan(raw, config, locators, expected)
         plan["extra"] = extra or {}
         write_json(plan_path, plan, durable=False)
@@ -224,8 +234,7 @@ def _plan(raw: Path, config: ShardConfig, locators: list[dict], expected) -> dic
     for position, locator in enumerate(locators):
         size = _member_size(raw, locator)
         if size is None:
-            missing.append({"key": locator["key"], "file": f"{locator['zip']}:{locator['member']}",
-                            "error": "missing from the zip"})
+            missing.append(_skipped(locator, "missing from the zip"))
         else:
             kept.append(position)
             sizes.append(size)

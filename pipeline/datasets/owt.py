@@ -176,7 +176,8 @@ class SubsetPlan:
                 "xz_members": len(self.chunks), "source": self.source}
 
 
-def _plan_subset(layout: Layout, subset: int, key: str) -> SubsetPlan:
+def _verified_subset(layout: Layout, subset: int) -> tuple[Path, str]:
+    """The fetched subset tar and its sha256, refused unless it is still the file fetch verified."""
     raw = layout.raw(NAME)
     relpath = records.subset_relpath(subset)
     record = VerifiedRecord(raw)
@@ -187,7 +188,13 @@ def _plan_subset(layout: Layout, subset: int, key: str) -> SubsetPlan:
             f"{raw / relpath} is not the file that fetch verified (changed or never verified)",
             fix=f"run: vlprep fetch owt --subsets {subset}  (it re-verifies or re-downloads the file)",
         )
-    sha = record.entries[relpath].sha256
+    return raw / relpath, record.entries[relpath].sha256
+
+
+def _plan_subset(layout: Layout, subset: int, key: str) -> SubsetPlan:
+    raw = layout.raw(NAME)
+    relpath = records.subset_relpath(subset)
+    _, sha = _verified_subset(layout, subset)
     work_dir = layout.work(NAME) / f"chunks-{key}" / f"{subset:02d}-{sha[:16]}"
     sources = read_json(raw / "SOURCE.json") if (raw / "SOURCE.json").exists() else {}
     source = {k: v for k, v in sources.get(relpath, {}).items() if k != "sha256"}
@@ -466,10 +473,11 @@ def tokenizer_check(layout: Layout, samples: int, seed: int = 0) -> dict:
     for index in drawn:
         wanted.setdefault(index, []).append(rng.randrange(population[index][1]["items"]))
     datasets = {split: _open_items(out / split) for split in provenance["splits"]}
+    tars = {s: _verified_subset(layout, s)[0] for s in {population[i][1]["subset"] for i in wanted}}
     checked = 0
     for index in tqdm(sorted(wanted), desc="tokenizer check", unit="member", disable=None, leave=False):
         split, row = population[index]
-        tar = _raw_subset(layout, row["subset"])
+        tar = tars[row["subset"]]
         member = TarMember(row["member"], row["offset"], row["size"])
         items = read_chunk_text(tar, member, row["documents"]).items(provenance["doc_separator"])
         if len(items) != row["items"]:
@@ -499,15 +507,6 @@ def _open_items(prefix: Path):
         start = int(index.pointers[number]) // itemsize
         return tokens[start:start + int(index.sizes[number])].tolist()
     return item
-
-
-def _raw_subset(layout: Layout, subset: int) -> Path:
-    """The fetched subset tar, refused unless it is still the file fetch verified."""
-    raw, relpath = layout.raw(NAME), records.subset_relpath(subset)
-    if not (raw / relpath).exists() or not VerifiedRecord(raw).is_current(relpath):
-        raise VlprepError(f"{raw / relpath} is missing or changed since it was verified",
-                          fix=f"run: vlprep fetch owt --subsets {subset}")
-    return raw / relpath
 
 
 def summary_lines(stats: dict) -> list[str]:

@@ -13,11 +13,10 @@ from ..errors import VlprepError
 from ..layout import Layout
 from ..records import coco as coco_records
 from ..records import vg as records
-from ..transforms.bpe import get_backend
 from ..transforms.captions import MAX_BPE, CaptionEncoder
-from ..transforms.dictionary import load_dictionary
 from ..transforms.text import clean_caption
 from . import imagetext
+from .coco import NAME as COCO
 from .fetching import FetchReport, fetch_files
 
 NAME = "vg"
@@ -63,7 +62,7 @@ def pack(phrases: list[str], length: Callable[[str], int]) -> list[tuple[str, li
 
 
 def guarded_coco_ids(layout: Layout) -> set[int]:
-    raw = layout.raw(coco_records.__name__.rsplit(".", 1)[-1])
+    raw = layout.raw(COCO)
     if not (raw / coco_records.KARPATHY_ZIP).exists():
         raise VlprepError(f"the leak guard needs COCO's Karpathy split ({raw / coco_records.KARPATHY_ZIP})",
                           fix="run: vlprep fetch coco  (or pass --no-leak-guard to keep every VG image)")
@@ -116,7 +115,7 @@ def shard(layout: Layout, variant: str = "regions", workers: int = 1, seed: int 
     guard = guarded_coco_ids(layout) if leak_guard else set()
     counts: dict = {"images_considered": 0, "not_in_image_data": 0, "empty_descriptions_dropped": 0,
                     "descriptions": 0, "leak_guarded_ids": []}
-    encoder = CaptionEncoder(load_dictionary(), get_backend(tokenizer))
+    encoder = imagetext.caption_encoder(tokenizer)
     config = imagetext.ShardConfig(NAME, SPLIT if variant == "regions" else f"{SPLIT}-{variant}", shuffle=True,
                                    seed=seed, resize=resize, max_count=max_count, max_bytes=max_bytes, limit=limit,
                                    variant={"variant": variant, "leak_guard": leak_guard}, tokenizer=tokenizer)
