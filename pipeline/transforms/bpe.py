@@ -192,10 +192,14 @@ def check_backend(name: str) -> None:
     vocabulary_files()
 
 
-@functools.lru_cache(maxsize=None)
 def get_backend(name: str | None = None) -> Backend:
     """The process-wide instance of a backend (the default one when ``name`` is None)."""
-    name = name or default_backend()
+    return _build_backend(name or default_backend())
+
+
+@functools.lru_cache(maxsize=None)
+def _build_backend(name: str) -> Backend:
+    """Cached by resolved name, so ``None`` and the default's name share one instance."""
     check_backend(name)
     return BACKENDS[name]()
 
