@@ -30,7 +30,7 @@ from ..parallel import process_pool, run_bounded
 from ..sinks import shards as shard_sink
 from ..transforms.bpe import get_backend
 from ..transforms.captions import MAX_BPE, MAX_TOKENS, CaptionEncoder
-from ..transforms.dictionary import load_dictionary
+from ..transforms.dictionary import Dictionary, load_dictionary
 from ..transforms.images import ImageError, prepare_image
 
 WORK_VERSION = "imagetext-1"
@@ -131,10 +131,16 @@ def _skipped(locator: dict, error: str) -> dict:
     return {"key": locator["key"], "file": f"{locator['zip']}:{locator['member']}", "error": error}
 
 
+@functools.lru_cache(maxsize=1)
+def shipped_dictionary() -> Dictionary:
+    """The shipped GPT-2 dictionary, parsed once per process (captions always use it)."""
+    return load_dictionary()
+
+
 @functools.lru_cache(maxsize=4)
 def caption_encoder(tokenizer: str | None) -> CaptionEncoder:
     """The process-wide caption encoder (default dictionary; the backend is built once)."""
-    return CaptionEncoder(load_dictionary(), get_backend(tokenizer))
+    return CaptionEncoder(shipped_dictionary(), get_backend(tokenizer))
 
 
 @dataclass(frozen=True)
@@ -189,7 +195,7 @@ def write_one_shard(job: ShardJob) -> dict:
 def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], workers: int,
           extra: dict | None = None, expected: tuple[int | None, int | None] | None = None) -> dict:
     """Write ``out/<dataset>/<split>-*.tar`` + index, errors, stats and the manifest; return stats."""
-    dictionary = load_dictionary()
+    dictionary = shipped_dictionary()
     key = config.key(dictionary.sha256)
     raw = layout.raw(config.dataset)
     work = ensure_dir(layout.work(config.dataset) / f"{config.split}-{key}")
@@ -309,7 +315,7 @@ def verify(layout: Layout, dataset: str) -> dict:
     if not stats_path.exists():
         raise VlprepError(f"{stats_path} is missing", fix=f"run: vlprep shard {dataset}")
     stats = read_json(stats_path)
-    n_symbols = len(load_dictionary())
+    n_symbols = len(shipped_dictionary())
     report = {}
     for split, expected in stats["splits"].items():
         shards = shard_sink.read_wids_index(out / f"{split}.index.json")
