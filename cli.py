@@ -11,7 +11,7 @@ import click
 
 from .pipeline import __version__
 from .pipeline.errors import VlprepError
-from .pipeline.fileio import explain_os_error
+from .pipeline.fileio import explain_os_error, read_json
 from .pipeline.layout import DEFAULT_DATA_DIR, Layout
 
 DATASETS = ("owt", "coco", "vg")
@@ -279,35 +279,50 @@ def verify(dataset: str, data_dir: Path, tokenizer_check: int, seed: int) -> Non
 
 
 @main.command()
-@dataset_argument
+@click.argument("datasets", nargs=-1, required=True, type=click.Choice(DATASETS + ("all",)))
 @data_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print stats.json itself.")
+@click.option("--json", "as_json", is_flag=True, help="Print the stats.json files instead of tables.")
 @friendly_errors
-def stats(dataset: str, data_dir: Path, as_json: bool) -> None:
-    """Print the statistics of a finished dataset (from DATA_DIR/out/DATASET/stats.json).
+def stats(datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
+    """Print the statistics of finished datasets; for image-text ones, the method's Table 1.
+
+    Text datasets print their own table (from DATA_DIR/out/DATASET/stats.json). Image-text
+    datasets (coco, vg) together give Table 1: images, average texts per image, average text
+    length in GPT-2 tokens and pairs for every built split, a total row (each dataset's
+    pretraining split once) and the method's published rows beneath. It is written to
+    DATA_DIR/out/stats.json and stats.md, with text-lengths.png, a histogram of text lengths.
 
     \b
-    Example:
-      vlprep stats owt
+    Examples:
+      vlprep stats coco vg
+      vlprep stats owt --json
     """
-    from .pipeline.datasets import owt
-    from .pipeline.fileio import read_json
+    from .pipeline.datasets import owt, table
 
-    path = Layout.from_env(data_dir).out(dataset) / "stats.json"
-    if not path.exists():
-        raise VlprepError(f"{path} is missing", fix=f"run: vlprep binarize {dataset}")
-    data = read_json(path)
-    if as_json:
-        click.echo(path.read_text().rstrip())
-        return
-    if dataset in IMAGE_DATASETS:
-        from .pipeline.datasets import imagetext
-
-        for line in imagetext.summary_lines(data):
-            click.echo(line)
-        return
-    for line in owt.summary_lines(data):
-        click.echo(line)
+    layout = Layout.from_env(data_dir)
+    chosen = tuple(dict.fromkeys(d for name in datasets for d in _datasets(name)))
+    if "all" in datasets:
+        chosen = tuple(d for d in chosen if (layout.out(d) / "stats.json").exists())
+        if not chosen:
+            raise VlprepError(f"no dataset has been built in {layout.out_root()}",
+                              fix="run vlprep binarize owt or vlprep shard coco first")
+    for dataset in chosen:
+        path = layout.out(dataset) / "stats.json"
+        if not path.exists():
+            stage = "binarize" if dataset in TEXT_DATASETS else "shard"
+            raise VlprepError(f"{path} is missing", fix=f"run: vlprep {stage} {dataset}")
+        if as_json:
+            click.echo(path.read_text().rstrip())
+        elif dataset in TEXT_DATASETS:
+            for line in owt.summary_lines(read_json(path)):
+                click.echo(line)
+    image_sets = tuple(d for d in chosen if d in IMAGE_DATASETS)
+    if image_sets:
+        report = table.build_table(layout, image_sets)
+        if not as_json:
+            for line in table.summary_lines(report):
+                click.echo(line)
+            click.echo("written: " + ", ".join(str(p) for p in report.written))
 
 
 @main.command()

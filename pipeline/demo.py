@@ -136,7 +136,7 @@ class DemoResult:
 
 def _image_text_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list[Path]:
     """COCO and Visual Genome samples: fetch over HTTP → shard → verify → stats."""
-    from .datasets import coco, imagetext, vg
+    from .datasets import coco, imagetext, table, vg
     from .sampledata import build_coco_mirror, build_vg_mirror
 
     root = layout.root / "demo-mirror"
@@ -159,7 +159,11 @@ def _image_text_demo(layout: Layout, workers: int, say: Callable[[str], None]) -
         for line in imagetext.summary_lines(stats[name]):
             say("  " + line)
         outputs += sorted(layout.out(name).glob("*.index.json")) + [layout.out(name) / "stats.json"]
-    return outputs
+    report = table.build_table(layout, ("coco", "vg"))
+    say("stats coco vg (Table 1 of the sample):")
+    for line in table.summary_lines(report):
+        say("  " + line)
+    return outputs + report.written
 
 
 def run_demo(data_dir: Path, workers: int = 2, say: Callable[[str], None] = print) -> DemoResult:

@@ -26,3 +26,11 @@ class Layout:
 
     def out(self, dataset: str) -> Path:
         return self.root / "out" / dataset
+
+    def out_root(self) -> Path:
+        """``out/``: where tables over several datasets go (``stats.md``, ``text-lengths.png``)."""
+        return self.root / "out"
+
+    def manifests(self) -> Path:
+        """``manifests/``: the used-ID manifests, small enough to publish in git."""
+        return self.root / "manifests"

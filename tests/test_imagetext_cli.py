@@ -138,7 +138,7 @@ def test_vg_leak_guard_regions_and_concat(fetched_images, mirrors):
     for meta in metas:
         assert len(meta["texts"]) == len(meta["region_ids"]) == len(meta["boxes"]) == len(meta["tokens"])
         assert meta["region_ids"] == sorted(meta["region_ids"])
-    manifest = gzip.decompress((fetched_images / "manifests" / "vg-train.tsv.gz").read_bytes()).decode()
+    manifest = gzip.decompress((fetched_images / "manifests" / "vg-regions.tsv.gz").read_bytes()).decode()
     assert manifest.count("\tleak-guarded") == 2
 
     run_cli("shard", "vg", "--data-dir", str(fetched_images), "--variant", "concat")
@@ -151,6 +151,9 @@ def test_vg_leak_guard_regions_and_concat(fetched_images, mirrors):
         assert all(len(ids) <= 64 for ids in meta["tokens"])
         assert all(length <= 62 or len(group) == 1 for length, group in zip(meta["lengths"], meta["region_ids"]))
     assert sum(len(m["texts"]) for m in concat.values()) < sum(len(m["texts"]) for m in regions.values())
+    by_split = json.loads((out / "stats.json").read_text())["splits"]
+    assert by_split["train-concat"]["descriptions"] == by_split["train"]["descriptions"] == by_split["train"]["texts"]
+    assert (fetched_images / "manifests" / "vg-concat.tsv.gz").exists()
     run_cli("verify", "vg", "--data-dir", str(fetched_images))
 
     run_cli("shard", "vg", "--data-dir", str(fetched_images), "--no-leak-guard")
@@ -183,3 +186,41 @@ def test_verify_catches_a_damaged_shard(fetched_images):
     shard.write_bytes(bytes(data))
     failed = run_cli("verify", "coco", "--data-dir", str(fetched_images), check=False)
     assert failed.returncode == 1 and "karpathy-train-000000.tar" in failed.stderr
+
+
+def test_stats_table_is_what_the_shards_hold(fetched_images):
+    data = str(fetched_images)
+    failed = run_cli("stats", "coco", "vg", "--data-dir", data, check=False)
+    assert failed.returncode == 1 and "vlprep shard coco" in failed.stderr
+    run_cli("shard", "coco", "--data-dir", data, *TRIAL)
+    run_cli("shard", "coco", "--data-dir", data, "--split", "karpathy-test", *TRIAL)
+    run_cli("shard", "vg", "--data-dir", data)
+    run_cli("shard", "vg", "--data-dir", data, "--variant", "concat")
+    printed = run_cli("stats", "coco", "vg", "--data-dir", data).stdout
+    table = json.loads((fetched_images / "out" / "stats.json").read_text())
+    rows = {(r["dataset"], r["split"]): r for r in table["rows"]}
+    assert list(rows) == [("coco", "karpathy-train"), ("coco", "karpathy-test"), ("vg", "train"),
+                          ("vg", "train-concat")]
+    held = {}
+    for (dataset, split), row in rows.items():
+        metas = [json.loads(s["json"]) for shard in sorted((fetched_images / "out" / dataset).glob(f"{split}-0*.tar"))
+                 for s in samples(shard)]
+        lengths = [n for m in metas for n in m["lengths"]]
+        held[dataset, split] = (len(metas), len(lengths), sum(lengths))
+        assert (row["images"], row["pairs"]) == (len(metas), len(lengths))
+        assert row["tokens_per_text"] == pytest.approx(sum(lengths) / len(lengths), abs=1e-3)
+        assert row["texts_per_image"] == pytest.approx(len(lengths) / len(metas), abs=1e-3)
+        assert row["in_total"] == (split in ("karpathy-train", "train"))
+        assert f"{row['images']:,}" in printed
+    images = held["coco", "karpathy-train"][0] + held["vg", "train"][0]
+    pairs = held["coco", "karpathy-train"][1] + held["vg", "train"][1]
+    tokens = held["coco", "karpathy-train"][2] + held["vg", "train"][2]
+    assert (table["total"]["images"], table["total"]["pairs"]) == (images, pairs)
+    assert table["total"]["tokens_per_text"] == pytest.approx(tokens / pairs, abs=1e-2)
+    assert table["method"]["total"]["images"] == 191_032 and table["method"]["total"]["pairs"] == 5_975_436
+    markdown = (fetched_images / "out" / "stats.md").read_text()
+    assert f"| coco | karpathy-train | {held['coco', 'karpathy-train'][0]:,} |" in markdown
+    assert "| vg | (method) | 108,249 | 50.00 | 4.70 | 5,408,689 |" in markdown
+    assert f"| total |  | {images:,} |" in markdown
+    with Image.open(fetched_images / "out" / "text-lengths.png") as picture:
+        assert picture.format == "PNG" and picture.height > 4 * 200

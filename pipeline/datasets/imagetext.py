@@ -62,9 +62,11 @@ class ShardConfig:
     limit: int | None = None
     variant: dict = field(default_factory=dict)
     tokenizer: str | None = None
+    manifest_name: str | None = None
+    """``manifests/<dataset>-<manifest_name>.tsv.gz`` (default: the split)."""
 
     def key(self, dictionary_sha: str) -> str:
-        blob = {k: v for k, v in self.__dict__.items() if k != "tokenizer"}
+        blob = {k: v for k, v in self.__dict__.items() if k not in ("tokenizer", "manifest_name")}
         blob.update(version=WORK_VERSION, dict=dictionary_sha)
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -181,6 +183,8 @@ def write_one_shard(job: ShardJob) -> dict:
                     counts["converted"] += 1
                 counts["images"] += 1
                 counts["texts"] += len(meta["texts"])
+                if "region_ids" in meta:  # VG: descriptions written (concat packs several per text)
+                    counts["descriptions"] += sum(len(r) if isinstance(r, list) else 1 for r in meta["region_ids"])
                 counts["truncated"] += sum(length > MAX_BPE for length in meta["lengths"])
                 lengths.update(meta["lengths"])
                 yield locator["key"], {"jpg": image.data, "json": _json_bytes(meta)}
@@ -281,6 +285,7 @@ def _finish(layout: Layout, config: ShardConfig, plan: dict, results: list[dict]
         "texts_per_image": round(texts / images, 3) if images else 0.0,
         "mean_text_tokens": round(token_sum / texts, 3) if texts else 0.0,
         "truncated_texts": counts["truncated"], "converted_images": counts["converted"],
+        **({"descriptions": counts["descriptions"]} if "descriptions" in counts else {}),
         "skipped_images": len(errors), "skipped_by_cause": dict(Counter(e["error"].split(":")[0] for e in errors)),
         "shards": len(shards), "bytes": sum(s.filesize for s in shards),
         "text_length_histogram": {str(k): lengths[k] for k in sorted(lengths)},
@@ -381,7 +386,7 @@ def _write_manifest(layout: Layout, config: ShardConfig, plan: dict, errors: lis
             for loc in plan["locators"]]
     rows += [(f"{k:09d}", "leak-guarded") for k in plan.get("extra", {}).get("leak_guarded_ids", [])]
     body = "key\tstatus\n" + "".join(f"{k}\t{s}\n" for k, s in sorted(rows))
-    path = ensure_dir(layout.root / "manifests") / f"{config.dataset}-{config.split}.tsv.gz"
+    path = ensure_dir(layout.manifests()) / f"{config.dataset}-{config.manifest_name or config.split}.tsv.gz"
     with atomic_path(path) as tmp, open(tmp, "wb") as raw_handle:
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw_handle, mtime=0) as handle:
             handle.write(body.encode("utf-8"))

@@ -103,7 +103,6 @@ def specs(layout: Layout, variant: str, guard: set[int], limit: int | None, coun
                         boxes=[[[cleaned[i][0].x, cleaned[i][0].y, cleaned[i][0].width, cleaned[i][0].height]
                                 for i in members] for _, members in groups],
                         joiner="'. ' between descriptions, ' ' after one ending in . ! or ?")
-        counts["descriptions"] += len(cleaned)
         yield imagetext.SampleSpec(f"{image_id:09d}", image.image_zip, image.member, meta, texts)
 
 
@@ -114,10 +113,11 @@ def shard(layout: Layout, variant: str = "regions", workers: int = 1, seed: int 
         raise VlprepError(f"unknown VG variant {variant!r}", fix=f"use one of: {', '.join(VARIANTS)}")
     guard = guarded_coco_ids(layout) if leak_guard else set()
     counts: dict = {"images_considered": 0, "not_in_image_data": 0, "empty_descriptions_dropped": 0,
-                    "descriptions": 0, "leak_guarded_ids": []}
+                    "leak_guarded_ids": []}
     encoder = imagetext.caption_encoder(tokenizer)
     config = imagetext.ShardConfig(NAME, SPLIT if variant == "regions" else f"{SPLIT}-{variant}", shuffle=True,
                                    seed=seed, resize=resize, max_count=max_count, max_bytes=max_bytes, limit=limit,
-                                   variant={"variant": variant, "leak_guard": leak_guard}, tokenizer=tokenizer)
+                                   variant={"variant": variant, "leak_guard": leak_guard}, tokenizer=tokenizer,
+                                   manifest_name=variant)
     return imagetext.build(layout, config, specs(layout, variant, guard, limit, counts, encoder), workers,
                            extra=counts)

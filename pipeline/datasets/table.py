@@ -1,0 +1,55 @@
+"""``vlprep stats coco vg``: the method's Table 1 over every built image–text split.
+
+Each dataset contributes one row per split it has built; the total counts each dataset's
+pretraining split once (COCO ``karpathy-train``, VG ``train``), so building ``train2014`` or the VG
+``concat`` variant beside them never counts the same images twice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import VlprepError
+from ..fileio import read_json, write_json
+from ..layout import Layout
+from ..sinks import stats as stats_sink
+from ..transforms.captions import MAX_BPE
+from . import coco, vg
+
+PRETRAINING_SPLIT = {coco.NAME: coco.DEFAULT_SPLIT, vg.NAME: vg.SPLIT}
+STATS_JSON, STATS_MD, HISTOGRAM_PNG = "stats.json", "stats.md", "text-lengths.png"
+
+
+@dataclass(frozen=True)
+class TableReport:
+    rows: list[stats_sink.TableRow]
+    written: list[Path]
+
+
+def build_table(layout: Layout, datasets: tuple[str, ...]) -> TableReport:
+    """Read each dataset's ``stats.json``; write ``out/stats.json``, ``out/stats.md`` and the PNG."""
+    rows: list[stats_sink.TableRow] = []
+    histograms: dict[str, dict[int, int]] = {}
+    for dataset in datasets:
+        path = layout.out(dataset) / "stats.json"
+        if not path.exists():
+            raise VlprepError(f"{path} is missing: {dataset} has not been sharded yet",
+                              fix=f"run: vlprep shard {dataset}")
+        splits = read_json(path)["splits"]
+        main = PRETRAINING_SPLIT[dataset]
+        for split in sorted(splits, key=lambda s: (s != main, s)):
+            row = stats_sink.row_from_split(dataset, split, splits[split], in_total=split == main)
+            rows.append(row)
+            histograms[row.label] = {int(k): v for k, v in splits[split]["text_length_histogram"].items()}
+    out = layout.out_root()
+    out.mkdir(parents=True, exist_ok=True)
+    stats_sink.histogram_png(out / HISTOGRAM_PNG, histograms, MAX_BPE)
+    write_json(out / STATS_JSON, {**stats_sink.as_json(rows), "histogram_png": HISTOGRAM_PNG,
+                                  "text_length_histograms": {k: {str(n): c for n, c in sorted(v.items())}
+                                                             for k, v in histograms.items()}})
+    stats_sink.write_text(out / STATS_MD, stats_sink.markdown(rows, HISTOGRAM_PNG))
+    return TableReport(rows, [out / STATS_JSON, out / STATS_MD, out / HISTOGRAM_PNG])
+
+
+def summary_lines(report: TableReport) -> list[str]:
+    return stats_sink.text_lines(report.rows)
