@@ -36,7 +36,7 @@ METHOD_TABLE = {
     "vg": TableRow("vg", "(method)", 108_249, 50.0, 4.7, 5_408_689),
 }
 """The method's published rows (its COCO row mixes train2014's image count with Karpathy train's
-pair count; see docs/statistics.md)."""
+pair count; see docs/image-text.md)."""
 
 
 def row_from_split(dataset: str, split: str, stats: dict, in_total: bool) -> TableRow:
@@ -98,7 +98,7 @@ def markdown(rows: list[TableRow], histogram_png: str | None = None) -> str:
     parts += table(built + [total_row(rows)])
     if method:
         parts += ["", "The method's Table 1, for comparison (differences explained in the vlprep "
-                  "documentation, docs/statistics.md):", ""]
+                  "documentation, docs/image-text.md):", ""]
         parts += table(method + [total_row(method, "total")])
     if histogram_png:
         parts += ["", f"![text lengths]({histogram_png})"]
