@@ -76,6 +76,7 @@ def build_coco_mirror(root: Path, n_train: int = 24, n_val: int = 24, seed: int 
     _zip(root / "zips/val2014.zip", _images(rng, "val2014", [names[i] for i in val_ids], damaged))
     captions = {i: [caption(rng, rng.random() < 0.3) for _ in range(5 + (rng.random() < 0.2))]
                 for i in train_ids + val_ids}
+    captions[train_ids[5]][-1] = " \x00\t "  # empty once cleaned: dropped and counted
     karpathy_split = {i: "train" for i in train_ids}
     for n, i in enumerate(val_ids):
         karpathy_split[i] = ("val", "test", "restval", "restval")[n % 4]
@@ -136,6 +137,9 @@ def build_vg_mirror(root: Path, coco_split_ids: dict[str, list[int]], n_images: 
                 phrase = rng.choice(["", "   ", f"{phrase}.", f"  {phrase}\x00 ", " ".join(WORDS[:70])])
             image_regions.append({"region_id": region_id, "width": rng.randint(1, 60), "height": rng.randint(1, 40),
                                   "image_id": i, "phrase": phrase, "y": rng.randint(0, 40), "x": rng.randint(0, 60)})
+        if i == ids[7]:  # every description empty once cleaned: the image is skipped
+            for region in image_regions:
+                region["phrase"] = rng.choice(["", "  ", "\x00", " \n\t"])
         rng.shuffle(image_regions)
         regions.append({"regions": image_regions, "id": i})
     _zip(root / "image_data.json.zip", {"image_data.json": json.dumps(rows).encode()})

@@ -67,6 +67,9 @@ def test_coco_shards_are_identical_for_every_worker_count_and_verify(tmp_path, f
     stats = json.loads((out / "stats.json").read_text())["splits"]["karpathy-train"]
     assert stats["skipped_images"] == 2 and stats["skipped_by_cause"] == {"cannot decode": 1, "missing from the zip": 1}
     assert stats["converted_images"] == 2  # the CMYK JPEG and the PNG named .jpg
+    assert stats["empty_texts_dropped"] == 1  # a caption of only NUL and whitespace
+    assert len(json.loads(next(s for shard in sorted(out.glob("karpathy-train-*.tar")) for s in samples(shard)
+                               if len(json.loads(s["json"])["texts"]) == 4)["json"])["text_ids"]) == 4
     errors = (out / "karpathy-train.errors.jsonl").read_text().splitlines()
     assert len(errors) == 2 and all("train2014.zip:train2014/COCO_train2014_" in e for e in errors)
 
@@ -130,7 +133,8 @@ def test_vg_leak_guard_regions_and_concat(fetched_images, mirrors):
     run_cli("shard", "vg", "--data-dir", str(fetched_images), "--workers", "2")
     out = fetched_images / "out" / "vg"
     stats = json.loads((out / "stats.json").read_text())["splits"]["train"]
-    assert stats["leak_guarded"] == 2 and stats["skipped_images"] == 2
+    assert stats["leak_guarded"] == 2 and stats["skipped_images"] == 3  # truncated, missing, no text left
+    assert stats["skipped_by_cause"]["no text left after cleaning"] == 1 and stats["empty_texts_dropped"] > 3
     metas = [json.loads(s["json"]) for s in samples(out / "train-000000.tar")]
     guarded = set(splits["val"]) | set(splits["test"])
     assert not any(m["coco_id"] in guarded for m in metas)
@@ -158,7 +162,7 @@ def test_vg_leak_guard_regions_and_concat(fetched_images, mirrors):
 
     run_cli("shard", "vg", "--data-dir", str(fetched_images), "--no-leak-guard")
     stats = json.loads((out / "stats.json").read_text())["splits"]["train"]
-    assert stats["leak_guarded"] == 0 and stats["images"] == 28
+    assert stats["leak_guarded"] == 0 and stats["images"] == 27
 
 
 def test_vg_without_coco_says_how_to_guard(tmp_path, mirrors):

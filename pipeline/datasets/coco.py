@@ -39,10 +39,11 @@ def images(layout: Layout, split: str) -> list[records.CocoImage]:
 
 def specs(found: list[records.CocoImage]) -> Iterator[imagetext.SampleSpec]:
     for image in found:
+        kept = [(i, text) for i, text in zip(image.caption_ids, map(clean_caption, image.captions)) if text]
         meta = {"dataset": NAME, "image_id": image.cocoid, "cocoid": image.cocoid, "file_name": image.file_name,
-                "text_ids": image.caption_ids}
+                "text_ids": [i for i, _ in kept]}
         yield imagetext.SampleSpec(f"{image.cocoid:012d}", image.image_zip, image.member, meta,
-                                   [clean_caption(text) for text in image.captions])
+                                   [text for _, text in kept], dropped_texts=len(image.captions) - len(kept))
 
 
 def shard(layout: Layout, split: str = DEFAULT_SPLIT, workers: int = 1, seed: int = 0, resize: int | None = None,

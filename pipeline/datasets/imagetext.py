@@ -46,6 +46,8 @@ class SampleSpec:
     member: str
     meta: dict
     texts: list[str]
+    dropped_texts: int = 0
+    """Texts of the annotations left empty by cleaning (not in ``texts``; counted)."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def write_samples(specs: Iterable[SampleSpec], encoder: CaptionEncoder, path: Pa
                 offset = handle.tell()
                 handle.write(_json_bytes(meta) + b"\n")
                 locators.append({"key": spec.key, "zip": spec.image_zip, "member": spec.member,
-                                 "offset": offset, "texts": len(spec.texts)})
+                                 "offset": offset, "texts": len(spec.texts), "dropped": spec.dropped_texts})
             batch.clear()
 
         for spec in specs:
@@ -243,14 +245,16 @@ def _plan(raw: Path, config: ShardConfig, locators: list[dict], expected) -> dic
     kept = []
     for position, locator in enumerate(locators):
         size = _member_size(raw, locator)
-        if size is None:
+        if not locator["texts"]:
+            missing.append(_skipped(locator, "no text left after cleaning"))
+        elif size is None:
             missing.append(_skipped(locator, "missing from the zip"))
         else:
             kept.append(position)
             sizes.append(size)
     if expected and config.limit is None:
         images, texts = expected
-        found_texts = sum(loc["texts"] for loc in locators)
+        found_texts = sum(loc["texts"] + loc["dropped"] for loc in locators)
         if (images is not None and len(locators) != images) or (texts is not None and found_texts != texts):
             raise VlprepError(
                 f"{config.dataset} {config.split}: the annotations list {len(locators):,} images and "
@@ -285,6 +289,7 @@ def _finish(layout: Layout, config: ShardConfig, plan: dict, results: list[dict]
         "texts_per_image": round(texts / images, 3) if images else 0.0,
         "mean_text_tokens": round(token_sum / texts, 3) if texts else 0.0,
         "truncated_texts": counts["truncated"], "converted_images": counts["converted"],
+        "empty_texts_dropped": sum(loc["dropped"] for loc in plan["locators"]),
         **({"descriptions": counts["descriptions"]} if "descriptions" in counts else {}),
         "skipped_images": len(errors), "skipped_by_cause": dict(Counter(e["error"].split(":")[0] for e in errors)),
         "shards": len(shards), "bytes": sum(s.filesize for s in shards),

@@ -89,7 +89,7 @@ def specs(layout: Layout, variant: str, guard: set[int], limit: int | None, coun
             continue
         regions = sorted(regions, key=lambda r: r.region_id)
         cleaned = [(r, clean_caption(r.phrase)) for r in regions]
-        counts["empty_descriptions_dropped"] += sum(1 for _, text in cleaned if not text)
+        dropped = sum(1 for _, text in cleaned if not text)
         cleaned = [(r, text) for r, text in cleaned if text]
         meta = {"dataset": NAME, "image_id": image_id, "coco_id": image.coco_id, "variant": variant}
         if variant == "regions":
@@ -103,7 +103,8 @@ def specs(layout: Layout, variant: str, guard: set[int], limit: int | None, coun
                         boxes=[[[cleaned[i][0].x, cleaned[i][0].y, cleaned[i][0].width, cleaned[i][0].height]
                                 for i in members] for _, members in groups],
                         joiner="'. ' between descriptions, ' ' after one ending in . ! or ?")
-        yield imagetext.SampleSpec(f"{image_id:09d}", image.image_zip, image.member, meta, texts)
+        yield imagetext.SampleSpec(f"{image_id:09d}", image.image_zip, image.member, meta, texts,
+                                   dropped_texts=dropped)
 
 
 def shard(layout: Layout, variant: str = "regions", workers: int = 1, seed: int = 0, resize: int | None = None,
@@ -112,7 +113,7 @@ def shard(layout: Layout, variant: str = "regions", workers: int = 1, seed: int 
     if variant not in VARIANTS:
         raise VlprepError(f"unknown VG variant {variant!r}", fix=f"use one of: {', '.join(VARIANTS)}")
     guard = guarded_coco_ids(layout) if leak_guard else set()
-    counts: dict = {"images_considered": 0, "not_in_image_data": 0, "empty_descriptions_dropped": 0,
+    counts: dict = {"images_considered": 0, "not_in_image_data": 0,
                     "leak_guarded_ids": []}
     encoder = imagetext.caption_encoder(tokenizer)
     config = imagetext.ShardConfig(NAME, SPLIT if variant == "regions" else f"{SPLIT}-{variant}", shuffle=True,
