@@ -14,9 +14,11 @@ from .pipeline.errors import VlprepError
 from .pipeline.fileio import explain_os_error, read_json
 from .pipeline.layout import DEFAULT_DATA_DIR, Layout
 
-DATASETS = ("owt", "coco", "vg")
+DATASETS = ("owt", "coco", "vg", "cc3m")
 TEXT_DATASETS = ("owt",)
 IMAGE_DATASETS = ("coco", "vg")
+"""Datasets that ``vlprep shard`` writes; CC3M's shards come out of ``vlprep fetch cc3m`` itself."""
+PAIR_DATASETS = ("coco", "vg", "cc3m")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -110,8 +112,38 @@ def main() -> None:
 @_subsets_option("--subsets", "0-5", "OpenWebText subsets to fetch (0-4 are train, 5 is valid).")
 @click.option("--revision", default=None, help="Hub revision (branch, tag or commit). "
               "Default: the pinned commit that still holds subsets/.")
+@click.option("--tsv", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CC3M: Train_GCC-training.tsv (default: fetched from --mirror or its published URL).")
+@click.option("--count", type=click.IntRange(min=1), default=500_000, show_default=True,
+              help="CC3M: keep the first COUNT rows, in index order, whose image downloads and decodes.")
+@click.option("--from-manifest", "from_manifest", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="CC3M: rebuild exactly the rows of this cc3m-train-<N>.tsv.gz, checking sha256.")
+@click.option("--resize", type=click.IntRange(min=16), default=None, metavar="PIXELS",
+              help="CC3M: scale the shorter side down to PIXELS (JPEG q95). Default: the downloaded bytes.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="CC3M: seconds for a whole image answer (not per read).")
+@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
+              help="CC3M: extra tries after 5xx, timeouts and dropped connections (never after 4xx).")
+@click.option("--processes", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
+              help="CC3M: img2dataset processes.")
+@click.option("--threads", type=click.IntRange(min=1), default=64, show_default=True,
+              help="CC3M: download threads per process.")
+@click.option("--distributor", type=click.Choice(["multiprocessing", "pyspark", "ray"]),
+              default="multiprocessing", show_default=True,
+              help="CC3M: img2dataset distributor (pyspark and ray must be installed).")
+@click.option("--max-window", type=click.IntRange(min=1), default=50_000, show_default=True,
+              help="CC3M: most rows tried in one window (the unit of planning).")
+@click.option("--window-timeout", type=click.FloatRange(min=1), default=None,
+              help="CC3M: seconds before a stalled window is killed and run again (default: from its size).")
+@click.option("--shard-samples", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="CC3M: samples per output shard.")
+@click.option("--tokenizer", type=click.Choice(["gigatoken", "tiktoken"]), default=None,
+              help="CC3M: GPT-2 BPE implementation for the captions (identical ids).")
 @friendly_errors
-def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, ...], revision: str | None) -> None:
+def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, ...], revision: str | None,
+          tsv: Path | None, count: int, from_manifest: Path | None, resize: int | None, timeout: float,
+          retries: int, processes: int, threads: int, distributor: str, max_window: int,
+          window_timeout: float | None, shard_samples: int, tokenizer: str | None) -> None:
     """Download and verify a dataset's raw files into DATA_DIR/raw/DATASET.
 
     Files come from their official source (OpenWebText: the Hugging Face hub, honouring HF_ENDPOINT
@@ -125,11 +157,26 @@ def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, 
       vlprep fetch owt --subsets 0,5 --mirror /datasets/owt-mirror
       vlprep fetch coco --mirror https://my-mirror.example.org/coco
       vlprep fetch vg
+      vlprep fetch cc3m --tsv Train_GCC-training.tsv --count 500000 --processes 16
+      vlprep fetch cc3m --tsv Train_GCC-training.tsv --from-manifest manifests/cc3m-train-500000.tsv.gz
+
+    \b
+    CC3M: rows are tried in index order, in windows sized from the success rate so far, with
+    img2dataset, until the first COUNT rows whose image downloaded and decoded are held; they are
+    written as out/cc3m/train-*.tar in index order with train.index.json, stats.json (rows tried,
+    failures by cause) and DATA_DIR/manifests/cc3m-train-COUNT.tsv.gz. Interrupted runs (even
+    kill -9) continue where they stood and end with the same rows.
     """
     from .pipeline.datasets import coco, owt, vg
 
     layout = Layout.from_env(data_dir)
     for name in _datasets(dataset):
+        if name == "cc3m":
+            _fetch_cc3m(layout, tsv, mirror, count, from_manifest, tokenizer, dict(
+                resize=resize, timeout=timeout, retries=retries, processes=processes, threads=threads,
+                distributor=distributor, max_window=max_window, window_timeout=window_timeout,
+                shard_samples=shard_samples))
+            continue
         if name == "owt":
             report = owt.fetch(layout, subsets, revision or owt.DEFAULT_REVISION, mirror)
             origin = f"mirror {mirror}" if mirror else f"{owt.HUB_REPO}@{report.commit}"
@@ -138,6 +185,22 @@ def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, 
             origin = f"mirror {mirror}" if mirror else "the official URLs"
         click.echo(f"{name}: {len(report.fetched)} fetched, {len(report.skipped)} already verified, from {origin}")
         click.echo(f"  {layout.raw(name)}/SHA256SUMS")
+
+
+def _fetch_cc3m(layout: Layout, tsv: Path | None, mirror: str | None, count: int, from_manifest: Path | None,
+                tokenizer: str | None, options: dict) -> None:
+    from .pipeline.datasets import cc3m
+
+    config = cc3m.DownloadConfig(**options)
+    cc3m.check_distributor(config.distributor)
+    tsv_path = cc3m.fetch_tsv(layout, tsv, mirror)
+    if from_manifest is not None:
+        stats = cc3m.rebuild(layout, tsv_path, from_manifest, config, tokenizer)
+    else:
+        stats = cc3m.fetch_first(layout, tsv_path, count, config, tokenizer)
+    for line in cc3m.summary_lines(stats):
+        click.echo(line)
+    click.echo(f"written: {layout.out('cc3m')}/")
 
 
 @main.command()
@@ -265,17 +328,24 @@ def verify(dataset: str, data_dir: Path, tokenizer_check: int, seed: int) -> Non
     from .pipeline.datasets import imagetext, owt
 
     layout = Layout.from_env(data_dir)
-    if dataset in IMAGE_DATASETS:
-        for split, found in imagetext.verify(layout, dataset).items():
-            click.echo(f"{dataset} {split}: ok ({found['shards']} shards, {found['images']:,} images decoded, "
-                       f"{found['texts']:,} texts)")
-        return
-    for split, found in owt.verify(layout).items():
-        click.echo(f"owt {split}: ok ({found['items']:,} items, {found['ids']:,} ids)")
-    if tokenizer_check:
-        report = owt.tokenizer_check(layout, tokenizer_check, seed)
-        click.echo(f"owt tokenizer check: ok ({report['checked']:,} random items from {report.get('members', 0):,} "
-                   f"archive members equal their {report['reference']} encoding; seed {seed})")
+    names = _datasets(dataset)
+    if dataset == "all":
+        names = tuple(n for n in names if (layout.out(n) / "stats.json").exists())
+        if not names:
+            raise VlprepError(f"nothing has been built in {layout.out_root()}", fix="run a binarize or shard stage")
+    for name in names:
+        if name in PAIR_DATASETS:
+            for split, found in imagetext.verify(layout, name).items():
+                click.echo(f"{name} {split}: ok ({found['shards']} shards, {found['images']:,} images decoded, "
+                           f"{found['texts']:,} texts)")
+            continue
+        for split, found in owt.verify(layout).items():
+            click.echo(f"owt {split}: ok ({found['items']:,} items, {found['ids']:,} ids)")
+        if tokenizer_check:
+            report = owt.tokenizer_check(layout, tokenizer_check, seed)
+            click.echo(f"owt tokenizer check: ok ({report['checked']:,} random items from "
+                       f"{report.get('members', 0):,} archive members equal their {report['reference']} "
+                       f"encoding; seed {seed})")
 
 
 @main.command()
@@ -316,7 +386,7 @@ def stats(datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
         elif dataset in TEXT_DATASETS:
             for line in owt.summary_lines(read_json(path)):
                 click.echo(line)
-    image_sets = tuple(d for d in chosen if d in IMAGE_DATASETS)
+    image_sets = tuple(d for d in chosen if d in PAIR_DATASETS)
     if image_sets:
         report = table.build_table(layout, image_sets)
         if not as_json:

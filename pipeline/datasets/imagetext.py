@@ -10,7 +10,6 @@ interrupted run resumes at shard granularity and ends with the same bytes.
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import json
 import random
@@ -27,6 +26,7 @@ from ..errors import VlprepError
 from ..fileio import atomic_path, ensure_dir, file_digest, read_json, write_json
 from ..layout import Layout
 from ..parallel import process_pool, run_bounded
+from ..sinks import manifests as manifest_sink
 from ..sinks import shards as shard_sink
 from ..transforms.bpe import get_backend
 from ..transforms.captions import MAX_BPE, MAX_TOKENS, CaptionEncoder
@@ -73,7 +73,8 @@ class ShardConfig:
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _json_bytes(data: dict) -> bytes:
+def json_bytes(data: dict) -> bytes:
+    """A sample's json member: sorted keys, compact, UTF-8 (deterministic bytes)."""
     return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
@@ -90,7 +91,7 @@ def write_samples(specs: Iterable[SampleSpec], encoder: CaptionEncoder, path: Pa
                 meta = {**spec.meta, "key": spec.key, "texts": spec.texts,
                         "tokens": [t.ids for t in tokens], "lengths": [t.length for t in tokens]}
                 offset = handle.tell()
-                handle.write(_json_bytes(meta) + b"\n")
+                handle.write(json_bytes(meta) + b"\n")
                 locators.append({"key": spec.key, "zip": spec.image_zip, "member": spec.member,
                                  "offset": offset, "texts": len(spec.texts), "dropped": spec.dropped_texts})
             batch.clear()
@@ -189,7 +190,7 @@ def write_one_shard(job: ShardJob) -> dict:
                     counts["descriptions"] += sum(len(r) if isinstance(r, list) else 1 for r in meta["region_ids"])
                 counts["truncated"] += sum(length > MAX_BPE for length in meta["lengths"])
                 lengths.update(meta["lengths"])
-                yield locator["key"], {"jpg": image.data, "json": _json_bytes(meta)}
+                yield locator["key"], {"jpg": image.data, "json": json_bytes(meta)}
 
     info = shard_sink.write_shard(Path(job.path), samples())
     result = {"shard": info.__dict__, "errors": errors, "counts": dict(counts),
@@ -276,7 +277,7 @@ def _finish(layout: Layout, config: ShardConfig, plan: dict, results: list[dict]
     shard_sink.write_wids_index(out / f"{config.split}.index.json", config.split, shards)
     errors = plan["missing"] + [e for r in results for e in r["errors"]]
     with atomic_path(out / f"{config.split}.errors.jsonl") as tmp:
-        tmp.write_bytes(b"".join(_json_bytes(e) + b"\n" for e in sorted(errors, key=lambda e: e["key"])))
+        tmp.write_bytes(b"".join(json_bytes(e) + b"\n" for e in sorted(errors, key=lambda e: e["key"])))
     counts: Counter = Counter()
     lengths: Counter = Counter()
     for result in results:
@@ -385,13 +386,10 @@ def summary_lines(stats: dict) -> list[str]:
 
 
 def _write_manifest(layout: Layout, config: ShardConfig, plan: dict, errors: list[dict]) -> None:
-    """``manifests/<dataset>-<split>.tsv.gz``: every image id considered and what became of it."""
+    """``manifests/<dataset>-<split or variant>.tsv.gz``: every image id considered and what became of it."""
     skipped = {e["key"]: e["error"].split(":")[0] for e in errors}
     rows = [(loc["key"], "skipped: " + skipped[loc["key"]] if loc["key"] in skipped else "used")
             for loc in plan["locators"]]
     rows += [(f"{k:09d}", "leak-guarded") for k in plan.get("extra", {}).get("leak_guarded_ids", [])]
-    body = "key\tstatus\n" + "".join(f"{k}\t{s}\n" for k, s in sorted(rows))
-    path = ensure_dir(layout.manifests()) / f"{config.dataset}-{config.manifest_name or config.split}.tsv.gz"
-    with atomic_path(path) as tmp, open(tmp, "wb") as raw_handle:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw_handle, mtime=0) as handle:
-            handle.write(body.encode("utf-8"))
+    path = layout.manifests() / f"{config.dataset}-{config.manifest_name or config.split}.tsv.gz"
+    manifest_sink.write_tsv_gz(path, ("key", "status"), sorted(rows))

@@ -1,0 +1,124 @@
+"""One image from the open web, with the bounds a crawl of millions of URLs needs.
+
+img2dataset's own fetch (``urllib`` with a per-read socket timeout and no size limit) lets a server
+that trickles a byte a second hold a worker for as long as it likes, and reads a 4 GB body into
+memory. This fetch keeps img2dataset's behaviour (its User-Agent, its ``X-Robots-Tag`` opt-out rule)
+and adds a deadline for the whole answer, a byte cap checked against ``Content-Length`` and while
+reading, and a check that the body is as long as announced. Failures carry a cause from
+:data:`CAUSES`, so the run can report them by kind.
+"""
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+import urllib.error
+import urllib.request
+from typing import Callable
+
+CAUSES = ("http_4xx", "http_5xx", "http_other", "timeout", "dns", "connection", "invalid_url", "opted_out",
+          "too_large", "not_an_image", "changed", "empty_caption", "other")
+"""Failure causes reported in ``stats.json`` (``changed``: the bytes differ from a manifest's sha256;
+``empty_caption``: a row whose caption is empty once cleaned, never kept)."""
+RETRYABLE = frozenset({"http_5xx", "timeout", "connection"})
+USER_AGENT = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:72.0) Gecko/20100101 Firefox/72.0"
+CHUNK = 1 << 16
+
+
+class WebImageError(Exception):
+    """A fetch that failed, with its cause (one of :data:`CAUSES`)."""
+
+    def __init__(self, cause: str, message: str) -> None:
+        super().__init__(f"{cause}: {message}")
+        self.cause = cause
+
+
+def fetch(url: str, timeout: float, max_bytes: int, user_agent_token: str | None = None,
+          disallowed: Callable[[object], bool] | None = None) -> bytes:
+    """The body of ``url``, or :class:`WebImageError`; the whole answer must arrive within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    agent = USER_AGENT + (f" (compatible; {user_agent_token}; +https://github.com/rom1504/img2dataset)"
+                          if user_agent_token else "")
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": agent})
+    except ValueError as exc:
+        raise WebImageError("invalid_url", str(exc)) from exc
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            if disallowed is not None and disallowed(response.headers):
+                raise WebImageError("opted_out", "Use of image disallowed by X-Robots-Tag directive")
+            announced = response.headers.get("Content-Length")
+            if announced and announced.isdigit() and int(announced) > max_bytes:
+                raise WebImageError("too_large", f"Content-Length {int(announced):,} bytes > {max_bytes:,}")
+            body = _read_until(response, deadline, max_bytes, timeout)
+    except WebImageError:
+        raise
+    except urllib.error.HTTPError as exc:
+        kind = "http_4xx" if 400 <= exc.code < 500 else "http_5xx" if exc.code >= 500 else "http_other"
+        raise WebImageError(kind, f"HTTP Error {exc.code}: {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise WebImageError(_reason_cause(exc.reason), str(exc.reason)) from None
+    except (TimeoutError, socket.timeout) as exc:
+        raise WebImageError("timeout", str(exc) or "timed out") from None
+    except (http.client.HTTPException, ConnectionError, OSError) as exc:
+        raise WebImageError("connection", f"{type(exc).__name__}: {exc}") from None
+    if announced and announced.isdigit() and len(body) != int(announced):
+        raise WebImageError("connection", f"truncated body: {len(body):,} of {int(announced):,} bytes")
+    return body
+
+
+def _read_until(response, deadline: float, max_bytes: int, timeout: float) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise WebImageError("timeout", f"body not complete after {timeout:g} s")
+        chunk = response.read1(CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            raise WebImageError("too_large", f"body larger than {max_bytes:,} bytes")
+        chunks.append(chunk)
+
+
+def _reason_cause(reason: object) -> str:
+    if isinstance(reason, socket.gaierror):
+        return "dns"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return "timeout"
+    text = str(reason).lower()
+    if "timed out" in text:
+        return "timeout"
+    if "unknown url type" in text or "no host given" in text:
+        return "invalid_url"
+    return "connection"
+
+
+def classify(message: str | None) -> str:
+    """The cause of a failure from its message (``"<cause>: ..."`` from :func:`fetch`, or img2dataset's)."""
+    if not message:
+        return "other"
+    head = message.split(":", 1)[0]
+    if head in CAUSES:
+        return head
+    text = message.lower()
+    if "x-robots-tag" in text:
+        return "opted_out"
+    if "hash mismatch" in text:
+        return "changed"
+    if "decoding error" in text or "cannot identify" in text or "decode" in text:
+        return "not_an_image"
+    if "too large" in text:
+        return "too_large"
+    if "timed out" in text:
+        return "timeout"
+    if "name or service not known" in text or "name resolution" in text or "nodename" in text:
+        return "dns"
+    if text.startswith("http error 4"):
+        return "http_4xx"
+    if text.startswith("http error 5"):
+        return "http_5xx"
+    if "unknown url type" in text or "no host given" in text:
+        return "invalid_url"
+    return "other"
