@@ -395,6 +395,80 @@ def stats(datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
             click.echo("written: " + ", ".join(str(p) for p in report.written))
 
 
+@main.group()
+def manifest() -> None:
+    """Build and publish the used-ID manifests that let others rebuild the same subsets."""
+
+
+manifest_dir_option = click.option(
+    "--manifest-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Where the manifests go (default: DATA_DIR/manifests). The repository's own manifests/ folder "
+    "holds the method's published subsets.")
+
+
+@manifest.command("build")
+@click.argument("dataset", type=click.Choice(DATASETS + ("all",)), default="all")
+@data_dir_option
+@manifest_dir_option
+@friendly_errors
+def manifest_build(dataset: str, data_dir: Path, manifest_dir: Path | None) -> None:
+    """Write the manifests of every built dataset (or DATASET) and a README.md index.
+
+    COCO/VG: the image ids of each split or variant and what became of them; CC3M: the rows kept,
+    their URL, sha256 of the bytes and of the caption; OpenWebText: the subset files with sha256,
+    source and document counts. Gzipped sorted TSVs with deterministic bytes.
+
+    \b
+    Examples:
+      vlprep manifest build
+      vlprep manifest build cc3m --manifest-dir ./manifests
+    """
+    from .pipeline.datasets import manifests
+
+    layout = Layout.from_env(data_dir)
+    names = _datasets(dataset)
+    if dataset == "all":
+        names = tuple(n for n in names if (layout.out(n) / "stats.json").exists())
+        if not names:
+            raise VlprepError(f"nothing has been built in {layout.out_root()}", fix="run a fetch/shard/binarize stage")
+    files = manifests.build(layout, names, manifest_dir)
+    for line in manifests.summary(files):
+        click.echo(line)
+    click.echo(f"written: {(manifest_dir or layout.manifests()) / 'README.md'}")
+
+
+@manifest.command("publish")
+@click.option("--repo", required=True, metavar="URL_OR_PATH",
+              help="Target git repository: https://github.com/OWNER/NAME(.git) (token from GITHUB_TOKEN), "
+              "an ssh URL, or a local path.")
+@click.option("--branch", default="main", show_default=True, help="Branch to commit to (created if absent).")
+@click.option("--message", default=None, help="Commit message (default: lists the manifests and their rows).")
+@click.option("--path", "subdir", default="manifests", show_default=True, help="Folder inside the repository.")
+@data_dir_option
+@manifest_dir_option
+@friendly_errors
+def manifest_publish(repo: str, branch: str, message: str | None, subdir: str, data_dir: Path,
+                     manifest_dir: Path | None) -> None:
+    """Commit the built manifests into a git repository and push (never forced).
+
+    The manifests are checked first (readable, expected columns, sorted, README index current);
+    an unchanged set is refused, and on any error the target repository is left untouched.
+
+    \b
+    Examples:
+      vlprep manifest publish --repo https://github.com/me/my-vlprep-manifests
+      vlprep manifest publish --repo git@github.com:me/manifests.git --branch subsets
+      vlprep manifest publish --repo /srv/git/manifests.git
+    """
+    from .pipeline.datasets import manifests
+
+    folder = manifest_dir or Layout.from_env(data_dir).manifests()
+    result = manifests.publish(folder, repo, branch, message, subdir)
+    click.echo(f"published {len(result.files)} files to {repo} ({branch}) in commit {result.commit[:12]}")
+    for name in result.files:
+        click.echo(f"  {name}")
+
+
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default="./vlprep-demo",
               show_default=True, help="Where the demo writes (kept apart from your real data).")
