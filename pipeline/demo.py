@@ -159,11 +159,33 @@ def _image_text_demo(layout: Layout, workers: int, say: Callable[[str], None]) -
         for line in imagetext.summary_lines(stats[name]):
             say("  " + line)
         outputs += sorted(layout.out(name).glob("*.index.json")) + [layout.out(name) / "stats.json"]
-    report = table.build_table(layout, ("coco", "vg"))
-    say("stats coco vg (Table 1 of the sample):")
+    report = table.build_table(layout, ("coco", "vg", "cc3m"))
+    say("stats coco vg cc3m (Table 1 of the sample):")
     for line in table.summary_lines(report):
         say("  " + line)
     return outputs + report.written
+
+
+def _cc3m_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list[Path]:
+    """Conceptual Captions: a TSV of a small web on 127.0.0.1 that fails as the real one does."""
+    from .datasets import cc3m, imagetext
+    from .sampleweb import serve_web, write_tsv
+
+    kinds = ["good", "404", "png", "redirect", "html", "good", "noai", "webp", "truncated", "bomb", "flaky",
+             "403", "empty-url", "crlf", "good", "empty-caption", "good", "png", "good", "redirect"] * 2
+    tsv = layout.raw(cc3m.NAME) / "demo" / "Train_GCC-training.tsv"
+    tsv.parent.mkdir(parents=True, exist_ok=True)
+    config = cc3m.DownloadConfig(timeout=3.0, retries=1, processes=max(1, workers), threads=8, max_window=24,
+                                 shard_samples=8)
+    with serve_web() as web:
+        write_tsv(tsv, web, kinds)
+        stats = cc3m.fetch_first(layout, tsv, 16, config)
+    imagetext.verify(layout, cc3m.NAME)
+    say("fetch cc3m + verify cc3m: ok (the first 16 reachable rows of a 40-row TSV, web served on 127.0.0.1)")
+    for line in cc3m.summary_lines(stats):
+        say("  " + line)
+    out = layout.out(cc3m.NAME)
+    return [out / "train.index.json", out / "stats.json", layout.manifests() / "cc3m-train-16.tsv.gz"]
 
 
 def run_demo(data_dir: Path, workers: int = 2, say: Callable[[str], None] = print) -> DemoResult:
@@ -184,5 +206,11 @@ def run_demo(data_dir: Path, workers: int = 2, say: Callable[[str], None] = prin
         say("  " + line)
     out = layout.out(owt.NAME)
     outputs = [out / name for name in sorted(stats["files"])] + [out / "stats.json"]
+    outputs += _cc3m_demo(layout, workers, say)
     outputs += _image_text_demo(layout, workers, say)
+    from .datasets import manifests
+
+    files = manifests.build(layout, ("owt", "coco", "vg", "cc3m"))
+    say(f"manifest build: {len(files)} manifests and their README.md index in {layout.manifests()}")
+    outputs.append(layout.manifests() / "README.md")
     return DemoResult(layout.root, documents, stats, time.monotonic() - started, outputs)
