@@ -103,7 +103,7 @@ def test_first_n_reachable_in_index_order_with_stats_manifest_and_rebuild(tmp_pa
 
     manifest = data / "manifests" / f"cc3m-train-{count}.tsv.gz"
     lines = gzip.decompress(manifest.read_bytes()).decode().splitlines()
-    assert lines[0] == "row\turl\tsha256\tcaption_sha256"
+    assert lines[0] == "row\turl\tsha256\tcaption_hash"
     assert [int(line.split("\t")[0]) for line in lines[1:]] == expected
     assert all(line.split("\t")[2] == m["sha256"] for line, m in zip(lines[1:], metas))
 

@@ -53,7 +53,7 @@ MIN_RATE = 0.02
 SUB_SHARD = 1000
 """Rows per img2dataset shard inside a window: the unit of parallelism and of resume."""
 DISTRIBUTORS = ("multiprocessing", "pyspark", "ray")
-MANIFEST_HEADER = ("row", "url", "sha256", "caption_sha256")
+MANIFEST_HEADER = ("row", "url", "sha256", "caption_hash")
 
 
 @dataclass(frozen=True)
@@ -358,7 +358,7 @@ def rebuild(layout: Layout, tsv: Path, manifest: Path, config: DownloadConfig,
     wanted = {int(r[0]): r for r in rows}
     tsv_rows = {row.row: row for row in records.select_rows(tsv, wanted)}
     mismatched = sorted(r for r, (_, url, _, caption_sha) in wanted.items()
-                        if r not in tsv_rows or tsv_rows[r].url != url or tsv_rows[r].caption_sha256 != caption_sha)
+                        if r not in tsv_rows or tsv_rows[r].url != url or tsv_rows[r].caption_hash != caption_sha)
     if mismatched:
         raise VlprepError(f"{manifest}: {len(mismatched):,} rows differ from {tsv} (url or caption), first rows "
                           f"{mismatched[:5]}", fix="pass the Train_GCC-training.tsv the manifest was made from")
@@ -473,7 +473,7 @@ def _take(iterator: Iterator, n: int) -> list:
 
 
 def write_manifest(layout: Layout, rows: list[tuple], count: int) -> Path:
-    """``manifests/cc3m-train-<N>.tsv.gz``: row, url, sha256 of the bytes, sha256 of the caption."""
+    """``manifests/cc3m-train-<N>.tsv.gz``: row, url, sha256 of the bytes, caption hash (16 hex digits)."""
     path = layout.manifests() / f"{NAME}-{SPLIT}-{count}.tsv.gz"
     return manifest_sink.write_tsv_gz(path, MANIFEST_HEADER, rows)
 

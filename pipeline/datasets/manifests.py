@@ -24,13 +24,13 @@ HEADERS = {
     "owt": OWT_HEADER,
     "coco": ("key", "status"),
     "vg": ("key", "status"),
-    "cc3m": ("row", "url", "sha256", "caption_sha256"),
+    "cc3m": ("row", "url", "sha256", "caption_hash"),
 }
 DESCRIPTIONS = {
     "owt": "OpenWebText subset files: sha256, where they came from (hub repo@commit or mirror), documents",
     "coco": "COCO image ids (cocoid, 12 digits) considered for the split: used, or skipped and why",
     "vg": "Visual Genome image ids considered: used, leak-guarded (coco_id in Karpathy val/test), or skipped",
-    "cc3m": "Conceptual Captions rows kept (0-based TSV line), their URL, sha256 of the bytes, sha256 of the caption",
+    "cc3m": "Conceptual Captions rows kept (0-based TSV line), their URL, sha256 of the bytes, caption hash (first 16 hex digits of its sha256)",
 }
 
 
