@@ -149,3 +149,25 @@ def test_missing_distributor_is_a_clear_error(tmp_path, web):
     write_tsv(tsv, web, ["good"])
     failed = fetch(tmp_path / "data", tsv, "--distributor", "ray", check=False)
     assert failed.returncode == 1 and "needs the ray package" in failed.stderr and "pip install ray" in failed.stderr
+
+
+def test_a_stalled_window_is_killed_retried_and_reported(tmp_path, web):
+    """A window past --window-timeout is killed with its process group and run again, three times at most."""
+    tsv = tmp_path / "t.tsv"
+    write_tsv(tsv, web, ["slow"] * 4)
+    data = tmp_path / "data"
+    started = time.monotonic()
+    failed = run_cli("fetch", "cc3m", "--data-dir", str(data), "--tsv", str(tsv), "--timeout", "30",
+                     "--retries", "0", "--processes", "1", "--threads", "2", "--window-timeout", "4", check=False)
+    assert failed.returncode == 1 and "did not complete in 3 attempts" in failed.stderr
+    assert "engine.log" in failed.stderr and time.monotonic() - started < 60
+    leftovers = [p for p in Path("/proc").glob("[0-9]*")
+                 if b"vlprep.pipeline.datasets.webdownload" in _cmdline(p)]
+    assert leftovers == []  # no orphaned crawl left behind
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
