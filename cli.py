@@ -14,11 +14,13 @@ from .pipeline.errors import VlprepError
 from .pipeline.fileio import explain_os_error, read_json
 from .pipeline.layout import DEFAULT_DATA_DIR, Layout
 
-DATASETS = ("owt", "coco", "vg", "cc3m")
+DATASETS = ("owt", "coco", "vg", "cc3m", "imagenet")
 TEXT_DATASETS = ("owt",)
-IMAGE_DATASETS = ("coco", "vg")
+IMAGE_DATASETS = ("coco", "vg", "imagenet")
 """Datasets that ``vlprep shard`` writes; CC3M's shards come out of ``vlprep fetch cc3m`` itself."""
 PAIR_DATASETS = ("coco", "vg", "cc3m")
+SHARD_DATASETS = ("coco", "vg", "cc3m", "imagenet")
+"""Datasets stored as WebDataset shards (verified by decoding every image)."""
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -139,11 +141,12 @@ def main() -> None:
               help="CC3M: samples per output shard.")
 @click.option("--tokenizer", type=click.Choice(["gigatoken", "tiktoken"]), default=None,
               help="CC3M: GPT-2 BPE implementation for the captions (identical ids).")
+@click.option("--with-test", is_flag=True, help="ImageNet: also fetch data/test_images.tar.gz (no labels).")
 @friendly_errors
 def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, ...], revision: str | None,
           tsv: Path | None, count: int, from_manifest: Path | None, resize: int | None, timeout: float,
           retries: int, processes: int, threads: int, distributor: str, max_window: int,
-          window_timeout: float | None, shard_samples: int, tokenizer: str | None) -> None:
+          window_timeout: float | None, shard_samples: int, tokenizer: str | None, with_test: bool) -> None:
     """Download and verify a dataset's raw files into DATA_DIR/raw/DATASET.
 
     Files come from their official source (OpenWebText: the Hugging Face hub, honouring HF_ENDPOINT
@@ -167,7 +170,7 @@ def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, 
     failures by cause) and DATA_DIR/manifests/cc3m-train-COUNT.tsv.gz. Interrupted runs (even
     kill -9) continue where they stood and end with the same rows.
     """
-    from .pipeline.datasets import coco, owt, vg
+    from .pipeline.datasets import coco, imagenet, owt, vg
 
     layout = Layout.from_env(data_dir)
     for name in _datasets(dataset):
@@ -180,6 +183,9 @@ def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, 
         if name == "owt":
             report = owt.fetch(layout, subsets, revision or owt.DEFAULT_REVISION, mirror)
             origin = f"mirror {mirror}" if mirror else f"{owt.HUB_REPO}@{report.commit}"
+        elif name == "imagenet":
+            report = imagenet.fetch(layout, mirror, with_test, revision or imagenet.DEFAULT_REVISION)
+            origin = f"mirror {mirror}" if mirror else f"hub {imagenet.records.REPO}@{report.commit}"
         else:
             report = {"coco": coco, "vg": vg}[name].fetch(layout, mirror)
             origin = f"mirror {mirror}" if mirror else "the official URLs"
@@ -257,7 +263,7 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
 @data_dir_option
 @workers_option
 @click.option("--split", default=None, help="COCO: karpathy-train (default; train + restval), karpathy-val, "
-              "karpathy-test, train2014 or val2014. VG has one split, train.")
+              "karpathy-test, train2014 or val2014. VG has one split, train. ImageNet: train (default) or val.")
 @click.option("--variant", type=click.Choice(["regions", "concat"]), default="regions", show_default=True,
               help="VG only: every region description a pair, or descriptions packed into <=64-token captions.")
 @click.option("--leak-guard/--no-leak-guard", default=True, show_default=True,
@@ -275,7 +281,12 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
 @friendly_errors
 def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant: str, leak_guard: bool, seed: int,
           resize: int | None, shard_samples: int, shard_mb: int, limit: int | None, tokenizer: str | None) -> None:
-    """Write image-text WebDataset shards in DATA_DIR/out/DATASET, one sample per image.
+    """Write WebDataset shards in DATA_DIR/out/DATASET, one sample per image.
+
+    ImageNet: <key>.jpg, <key>.cls (class index 0-999 in classes.py order, torchvision's) and
+    <key>.json (synset, class name, file name), streamed from the tarballs; train shuffled with
+    --seed, val in file order; the published counts are checked unless --limit is set.
+    COCO and VG:
 
     Each sample is <key>.jpg (original bytes unless --resize) and <key>.json (ids, cleaned texts,
     token ids <s> + <=62 BPE + </s>, untruncated lengths). Train splits are shuffled with --seed;
@@ -288,12 +299,22 @@ def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant
       vlprep shard coco                          # karpathy-train: 113,287 images
       vlprep shard coco --split train2014 --resize 256
       vlprep shard vg --variant concat --workers 8
+      vlprep shard imagenet --split val
     """
     from .pipeline.datasets import coco, imagetext, vg
 
     layout = Layout.from_env(data_dir)
     common = dict(workers=workers, seed=seed, resize=resize, limit=limit, max_count=shard_samples,
                   max_bytes=shard_mb * 1_000_000, tokenizer=tokenizer)
+    if dataset == "imagenet":
+        from .pipeline.datasets import imagenet
+
+        stats = imagenet.shard(layout, split or "train", workers=workers, seed=seed, resize=resize, limit=limit,
+                               shard_samples=shard_samples)
+        for line in imagenet.summary_lines(stats):
+            click.echo(line)
+        click.echo(f"written: {layout.out(dataset)}/")
+        return
     if dataset == "coco":
         stats = coco.shard(layout, split or coco.DEFAULT_SPLIT, **common)
     else:
@@ -334,10 +355,10 @@ def verify(dataset: str, data_dir: Path, tokenizer_check: int, seed: int) -> Non
         if not names:
             raise VlprepError(f"nothing has been built in {layout.out_root()}", fix="run a binarize or shard stage")
     for name in names:
-        if name in PAIR_DATASETS:
+        if name in SHARD_DATASETS:
             for split, found in imagetext.verify(layout, name).items():
-                click.echo(f"{name} {split}: ok ({found['shards']} shards, {found['images']:,} images decoded, "
-                           f"{found['texts']:,} texts)")
+                click.echo(f"{name} {split}: ok ({found['shards']} shards, {found['images']:,} images decoded"
+                           + (f", {found['texts']:,} texts)" if name in PAIR_DATASETS else ", labels in 0..999)"))
             continue
         for split, found in owt.verify(layout).items():
             click.echo(f"owt {split}: ok ({found['items']:,} items, {found['ids']:,} ids)")
@@ -385,6 +406,11 @@ def stats(datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
             click.echo(path.read_text().rstrip())
         elif dataset in TEXT_DATASETS:
             for line in owt.summary_lines(read_json(path)):
+                click.echo(line)
+        elif dataset == "imagenet":
+            from .pipeline.datasets import imagenet
+
+            for line in imagenet.summary_lines(read_json(path)):
                 click.echo(line)
     image_sets = tuple(d for d in chosen if d in PAIR_DATASETS)
     if image_sets:

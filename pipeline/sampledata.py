@@ -152,3 +152,55 @@ def _write_sums(root: Path, relpaths: list[str]) -> None:
     sums = {rel: hashlib.sha256((root / rel).read_bytes()).hexdigest() for rel in relpaths}
     ensure_dir(root)
     (root / SUMS_NAME).write_text(format_sha256sums(sums))
+
+
+IMAGENET_SAMPLE_CLASSES = [("n01440764", "tench, Tinca tinca"), ("n01443537", "goldfish, Carassius auratus"),
+                           ("n01484850", "great white shark, white shark, man-eater"),
+                           ("n01491361", "tiger shark, Galeocerdo cuvieri")]
+
+
+def build_imagenet_mirror(root: Path, train_per_class: tuple[int, ...] = (9, 7, 6, 8), val_per_class: int = 3,
+                          seed: int = 0) -> dict:
+    """ImageNet at the hub's paths: ``classes.py``, ``data/train_images_{0..4}.tar.gz``, ``data/val_images.tar.gz``.
+
+    Train images are spread over the five tarballs as the hub's are; the dirt ImageNet has is mixed
+    in: a CMYK JPEG, a PNG named ``.JPEG``, a truncated JPEG, and a non-image member.
+    """
+    import tarfile
+
+    rng = random.Random(f"imagenet-{seed}")
+    lines = ["from collections import OrderedDict", "", "IMAGENET2012_CLASSES = OrderedDict(", "    {"]
+    lines += [f'        "{synset}": "{name}",' for synset, name in IMAGENET_SAMPLE_CLASSES]
+    lines += ["    }", ")", ""]
+    ensure_dir(root / "data")
+    (root / "classes.py").write_text("\n".join(lines))
+    train: list[list[tuple[str, bytes]]] = [[] for _ in range(5)]
+    n = 0
+    for (synset, _), count in zip(IMAGENET_SAMPLE_CLASSES, train_per_class):
+        for i in range(count):
+            n += 1
+            kind = {3: "cmyk", 8: "png", 13: "truncated"}.get(n)
+            data = {"cmyk": lambda: jpeg(rng, mode="CMYK"), "png": lambda: jpeg(rng, fmt="PNG"),
+                    "truncated": lambda: jpeg(rng)[:200]}.get(kind, lambda: jpeg(rng, (rng.randint(40, 90), 48)))()
+            train[n % 5].append((f"{synset}_{1000 + i}_{synset}.JPEG", data))
+    val = []
+    v = 0
+    for _ in range(val_per_class):
+        for synset, _ in IMAGENET_SAMPLE_CLASSES:
+            v += 1
+            val.append((f"ILSVRC2012_val_{v:08d}_{synset}.JPEG", jpeg(rng, (56, 48))))
+
+    def write(path: Path, files: list[tuple[str, bytes]], extra: bool = False) -> None:
+        with atomic_path(path, durable=False) as tmp, tarfile.open(tmp, "w:gz", format=tarfile.USTAR_FORMAT) as tar:
+            for name, data in files + ([("README.txt", b"not an image")] if extra else []):
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime = len(data), 1_300_000_000
+                tar.addfile(info, io.BytesIO(data))
+
+    for index, files in enumerate(train):
+        write(root / f"data/train_images_{index}.tar.gz", files, extra=index == 0)
+    write(root / "data/val_images.tar.gz", val)
+    relpaths = ["classes.py", *(f"data/train_images_{i}.tar.gz" for i in range(5)), "data/val_images.tar.gz"]
+    _write_sums(root, relpaths)
+    return {"train": sum(train_per_class), "val": val_per_class * len(IMAGENET_SAMPLE_CLASSES),
+            "damaged": 1, "converted": 2}

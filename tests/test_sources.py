@@ -122,6 +122,7 @@ class HubHandler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
     commit = "a" * 40
     gated = False
+    repo = "Skylion007/openwebtext"
 
     def log_message(self, *args):
         pass
@@ -152,7 +153,7 @@ class HubHandler(http.server.BaseHTTPRequestHandler):
         if type(self).gated:
             self._headers(403, b"", {"X-Error-Code": "GatedRepo", "X-Error-Message": "gated"})
             return
-        if repo != "Skylion007/openwebtext":
+        if repo != type(self).repo:
             self._headers(404, b"", {"X-Error-Code": "RepoNotFound", "X-Error-Message": "no repo"})
             return
         if name not in type(self).files:

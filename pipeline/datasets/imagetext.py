@@ -327,6 +327,7 @@ def verify(layout: Layout, dataset: str) -> dict:
         raise VlprepError(f"{stats_path} is missing", fix=f"run: vlprep shard {dataset}")
     stats = read_json(stats_path)
     n_symbols = len(shipped_dictionary())
+    labelled = dataset == "imagenet"  # image + class index instead of image + texts
     report = {}
     for split, expected in stats["splits"].items():
         shards = shard_sink.read_wids_index(out / f"{split}.index.json")
@@ -341,25 +342,32 @@ def verify(layout: Layout, dataset: str) -> dict:
             count = 0
             for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False):
                 where = f"{path}:{sample['__key__']}"
-                if set(sample) - {"__key__", "__url__", "__local_path__"} != {"jpg", "json"}:
-                    raise VlprepError(f"{where}: members {sorted(sample)} are not jpg + json",
-                                      fix=f"run: vlprep shard {dataset}")
+                members = set(sample) - {"__key__", "__url__", "__local_path__"}
+                if members != {"jpg", "json"} | ({"cls"} if labelled else set()):
+                    raise VlprepError(f"{where}: members {sorted(members)} are not jpg + json"
+                                      + (" + cls" if labelled else ""), fix=f"run: vlprep shard {dataset}")
                 meta = json.loads(sample["json"])
                 try:
                     with Image.open(io.BytesIO(sample["jpg"])) as image:
                         image.load()
                 except OSError as exc:
                     raise VlprepError(f"{where}: image does not decode ({exc})", fix=f"run: vlprep shard {dataset}")
-                _check_tokens(meta, n_symbols, where)
+                if labelled:
+                    if sample["cls"] != str(meta["label"]).encode() or not 0 <= meta["label"] < 1000:
+                        raise VlprepError(f"{where}: class {sample['cls']!r} disagrees with its json or is out of "
+                                          "0..999", fix=f"run: vlprep shard {dataset}")
+                else:
+                    _check_tokens(meta, n_symbols, where)
+                    texts += len(meta["texts"])
                 count += 1
-                texts += len(meta["texts"])
             if count != shard.nsamples:
                 raise VlprepError(f"{path}: {count} samples, the index says {shard.nsamples}",
                                   fix=f"run: vlprep shard {dataset}")
             images += count
-        if (images, texts) != (expected["images"], expected["texts"]):
+        if (images, texts) != (expected["images"], expected.get("texts", 0)):
             raise VlprepError(f"{dataset} {split}: {images:,} images / {texts:,} texts in the shards, stats.json "
-                              f"says {expected['images']:,} / {expected['texts']:,}", fix=f"run: vlprep shard {dataset}")
+                              f"says {expected['images']:,} / {expected.get('texts', 0):,}",
+                              fix=f"run: vlprep shard {dataset}")
         report[split] = {"shards": len(shards), "images": images, "texts": texts}
     return report
 

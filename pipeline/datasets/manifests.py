@@ -25,11 +25,13 @@ HEADERS = {
     "coco": ("key", "status"),
     "vg": ("key", "status"),
     "cc3m": ("row", "url", "sha256", "caption_hash"),
+    "imagenet": ("file", "label", "status"),
 }
 DESCRIPTIONS = {
     "owt": "OpenWebText subset files: sha256, where they came from (hub repo@commit or mirror), documents",
     "coco": "COCO image ids (cocoid, 12 digits) considered for the split: used, or skipped and why",
     "vg": "Visual Genome image ids considered: used, leak-guarded (coco_id in Karpathy val/test), or skipped",
+    "imagenet": "ImageNet file names of the split with their class index (0-999, classes.py order), or skipped and why",
     "cc3m": "Conceptual Captions rows kept (0-based TSV line), their URL, sha256 of the bytes, caption hash (first 16 hex digits of its sha256)",
 }
 

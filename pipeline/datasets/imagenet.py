@@ -1,0 +1,367 @@
+"""ImageNet-1k → WebDataset shards ``<key>.jpg`` + ``<key>.cls`` + ``<key>.json``, streamed from the tarballs.
+
+A ``.tar.gz`` can only be read front to back, so a full shuffle cannot pick images at random from
+it. Two phases keep memory bounded and the bytes reproducible:
+
+1. *Distribute* (one worker per tarball): stream the tarball and append every image, untouched,
+   to an uncompressed bucket file ``work/…/buckets/<bucket>-<tarball>.tar``. Train images go to a
+   bucket drawn from a seeded hash of their name, so every bucket is a uniform random sample of the
+   split. Val images go to buckets by position, so their file order is kept.
+2. *Shard* (one worker per bucket): read the bucket's pieces (memory-mapped), put them in their
+   order (train: seeded shuffle; val: archive order), check each image (the JPEG walk, or a full
+   decode; CMYK and PNG-in-disguise converted to RGB JPEG), and write one shard. The pieces are then
+   deleted.
+
+Each tarball's and each bucket's completion is recorded, so an interrupted run resumes at that
+granularity, and the output does not depend on ``--workers``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .. import __version__
+from ..errors import VlprepError
+from ..fileio import atomic_path, ensure_dir, read_json, write_json
+from ..layout import Layout
+from ..parallel import process_pool, run_bounded
+from ..records import imagenet as records
+from ..sinks import manifests as manifest_sink
+from ..sinks import shards as shard_sink
+from ..sources.archives import list_tar_bytes
+from ..transforms.images import ImageError, prepare_image
+from .fetching import FetchReport, fetch_from_hub, fetch_from_mirror
+from .imagetext import json_bytes
+
+NAME = "imagenet"
+DEFAULT_REVISION = "main"
+EXPECTED = {"train": {"images": 1_281_167, "classes": 1000, "max_per_class": 1300, "min_per_class": 732},
+            "val": {"images": 50_000, "classes": 1000, "max_per_class": 50, "min_per_class": 50}}
+HASH_BUCKETS = 512
+"""Train images are spread over this many buckets by a seeded hash of their name; consecutive buckets
+are then grouped into shards of about ``--shard-samples`` once their counts are known (ImageNet
+train: ~2,500 images a bucket, 4 buckets a shard). 512 bucket files stay within a process's open-file
+limit."""
+WORK_VERSION = "imagenet-1"
+MANIFEST_HEADER = ("file", "label", "status")
+
+
+def fetch(layout: Layout, mirror: str | None = None, with_test: bool = False,
+          revision: str = DEFAULT_REVISION) -> FetchReport:
+    """classes.py and the train/val tarballs (test on request), from the gated hub (HF_TOKEN) or a mirror."""
+    from ..sources.mirror import Mirror
+
+    relpaths = [records.CLASSES_FILE, *records.TARBALLS["train"], *records.TARBALLS["val"]]
+    if with_test:
+        relpaths += list(records.TARBALLS["test"])
+    if mirror:
+        return fetch_from_mirror(layout.raw(NAME), relpaths, Mirror(mirror))
+    return fetch_from_hub(layout.raw(NAME), relpaths, records.REPO, revision)
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    split: str
+    seed: int = 0
+    resize: int | None = None
+    shard_samples: int = 10_000
+    limit: int | None = None
+
+    def key(self) -> str:
+        blob = {**self.__dict__, "version": WORK_VERSION}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class DistributeJob:
+    tarball: int
+    path: str
+    folder: str
+    split: str
+    seed: int
+    shard_samples: int
+    skip: int
+    take: int | None
+    synsets: tuple[str, ...]
+    record: str
+
+
+def _bucket(job: DistributeJob, key: str, position: int) -> int:
+    if job.split == "train":
+        digest = hashlib.sha256(f"{job.seed}:{key}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") * HASH_BUCKETS >> 64
+    return position // job.shard_samples
+
+
+def distribute(job: DistributeJob) -> dict:
+    """Phase 1: stream one tarball into bucket pieces; record per-bucket and per-class counts."""
+    import io
+    import tarfile
+
+    known = set(job.synsets)
+    writers: dict[int, tarfile.TarFile] = {}
+    per_bucket: Counter = Counter()
+    per_class: Counter = Counter()
+    unknown: list[str] = []
+    position = 0
+    try:
+        for name, data in records.iter_images(Path(job.path)):
+            if position < job.skip:
+                position += 1
+                continue
+            if job.take is not None and position >= job.skip + job.take:
+                break
+            synset, key = records.synset_of(name), records.key_of(name)
+            position += 1
+            if synset not in known:
+                unknown.append(name)
+                continue
+            bucket = _bucket(job, key, position - 1)
+            if bucket not in writers:
+                writers[bucket] = tarfile.open(Path(job.folder) / f"{bucket:06d}-{job.tarball}.tar", "w",
+                                               format=tarfile.USTAR_FORMAT)
+            info = tarfile.TarInfo(Path(name).name)
+            info.size = len(data)
+            writers[bucket].addfile(info, io.BytesIO(data))
+            per_bucket[bucket] += 1
+            per_class[synset] += 1
+    finally:
+        for writer in writers.values():
+            writer.close()
+    result = {"images": sum(per_bucket.values()), "seen": position - job.skip,
+              "per_bucket": {str(k): v for k, v in sorted(per_bucket.items())},
+              "per_class": dict(sorted(per_class.items())), "unknown_synset": unknown}
+    write_json(Path(job.record), result, durable=False)
+    return result
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    buckets: tuple[int, ...]
+    index: int
+    folder: str
+    out: str
+    split: str
+    seed: int
+    resize: int | None
+    labels: dict
+    record: str
+
+
+def shard_bucket(job: ShardJob) -> dict:
+    """Phase 2: one bucket's pieces → one shard, in the split's order, every image checked."""
+    pieces = sorted((p for bucket in job.buckets for p in Path(job.folder).glob(f"{bucket:06d}-*.tar")),
+                    key=lambda p: tuple(int(x) for x in p.stem.split("-")))
+    handles, maps, entries = [], [], []
+    try:
+        for piece_index, piece in enumerate(pieces):
+            handle = open(piece, "rb")
+            handles.append(handle)
+            view = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            maps.append(view)
+            for name, offset, size in list_tar_bytes(view, str(piece)):
+                entries.append((name, piece_index, offset, size))
+        if job.split == "train":
+            entries.sort()
+            random.Random(f"{job.seed}-{job.index}").shuffle(entries)
+        errors, converted, kept = [], [], []
+
+        def samples():
+            for name, piece_index, offset, size in entries:
+                data = maps[piece_index][offset:offset + size]
+                synset = records.synset_of(name)
+                try:
+                    image = prepare_image(data, job.resize)
+                except ImageError as exc:
+                    errors.append({"key": records.key_of(name), "file": name, "error": f"cannot decode: {exc}"})
+                    continue
+                label, class_name = job.labels[synset]
+                meta = {"file_name": name, "synset": synset, "label": label, "class_name": class_name,
+                        "width": image.width, "height": image.height}
+                if image.converted:
+                    meta["converted"] = image.converted
+                    converted.append({"file": name, "converted": image.converted})
+                kept.append((name, label))
+                yield records.key_of(name), {"jpg": image.data, "cls": str(label).encode(), "json": json_bytes(meta)}
+
+        info = shard_sink.write_shard(Path(job.out) / shard_sink.shard_name(job.split, job.index), samples())
+    finally:
+        for view in maps:
+            view.close()
+        for handle in handles:
+            handle.close()
+    result = {"shard": info.__dict__, "errors": errors, "converted": converted, "kept": kept}
+    write_json(Path(job.record), result, durable=False)
+    for piece in pieces:
+        piece.unlink()
+    return result
+
+
+def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0, resize: int | None = None,
+          limit: int | None = None, shard_samples: int = 10_000) -> dict:
+    if split not in EXPECTED:
+        raise VlprepError(f"unknown ImageNet split {split!r}", fix="use train or val")
+    raw = layout.raw(NAME)
+    classes_path = raw / records.CLASSES_FILE
+    tarballs = [raw / rel for rel in records.TARBALLS[split]]
+    for path in [classes_path, *tarballs]:
+        if not path.exists():
+            raise VlprepError(f"{path} is missing", fix="run: vlprep fetch imagenet")
+    classes = records.parse_classes(classes_path.read_text(encoding="utf-8"), str(classes_path))
+    labels = {synset: (index, name) for index, (synset, name) in enumerate(classes)}
+    config = ShardConfig(split, seed, resize, shard_samples, limit)
+    work = ensure_dir(layout.work(NAME) / f"{split}-{config.key()}")
+    buckets_dir = ensure_dir(work / "buckets")
+    out = ensure_dir(layout.out(NAME))
+    for _ in range(2):  # a second pass only if a consumed bucket must be read again
+        _run_distribute(tarballs, work, buckets_dir, config, labels, workers)
+        parts = [read_json(work / f"tarball-{i}.json") for i in range(len(tarballs))]
+        counts = _check_counts(split, parts, labels, limit)
+        filled = group_buckets(parts, shard_samples)
+        shard_jobs = []
+        for index, buckets in enumerate(filled):
+            record = work / f"shard-{index:06d}.json"
+            path = out / shard_sink.shard_name(split, index)
+            if record.exists() and path.exists() and path.stat().st_size == read_json(record)["shard"]["filesize"]:
+                continue
+            shard_jobs.append(ShardJob(buckets, index, str(buckets_dir), str(out), split, seed, resize, labels,
+                                       str(record)))
+        have = {int(p.stem.split("-")[0]) for p in buckets_dir.glob("*.tar")}
+        if all(set(job.buckets) <= have for job in shard_jobs):
+            break
+        # A shard went missing after its bucket files were consumed: read the tarballs again.
+        for record in work.glob("tarball-*.json"):
+            record.unlink()
+        for piece in buckets_dir.glob("*.tar"):
+            piece.unlink()
+    with process_pool(min(workers, len(shard_jobs))) as pool, \
+            tqdm(total=len(shard_jobs), desc=f"imagenet {split}: write shards", unit="shard", disable=None) as bar:
+        for _ in run_bounded(shard_bucket, shard_jobs, pool, workers):
+            bar.update(1)
+    for stale in out.glob(f"{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
+        if int(stale.stem.rsplit("-", 1)[1]) >= len(filled):
+            stale.unlink()
+    for piece in buckets_dir.glob("*.tar"):  # left by buckets whose shards were already complete
+        piece.unlink()
+    results = [read_json(work / f"shard-{i:06d}.json") for i in range(len(filled))]
+    return _finish(layout, config, results, counts, parts)
+
+
+def _run_distribute(tarballs: list[Path], work: Path, buckets_dir: Path, config: ShardConfig, labels: dict,
+                    workers: int) -> None:
+    """Phase 1 for every tarball without a completion record."""
+    jobs = []
+    for index, path in enumerate(tarballs):
+        record = work / f"tarball-{index}.json"
+        if not record.exists():
+            for stale in buckets_dir.glob(f"*-{index}.tar"):  # a run killed mid-tarball left partial pieces
+                stale.unlink()
+            jobs.append(DistributeJob(index, str(path), str(buckets_dir), config.split, config.seed,
+                                      config.shard_samples, 0, None, tuple(labels), str(record)))
+    if config.limit is not None:
+        _distribute_limited(jobs, work, config.limit, len(tarballs))
+        return
+    with process_pool(min(workers, len(jobs))) as pool, \
+            tqdm(total=len(jobs), desc=f"imagenet {config.split}: read tarballs", unit="tar", disable=None) as bar:
+        for _ in run_bounded(distribute, jobs, pool, workers):
+            bar.update(1)
+
+
+def group_buckets(parts: list[dict], shard_samples: int) -> list[tuple[int, ...]]:
+    """Consecutive non-empty buckets grouped into shards of at most ``shard_samples`` (one bucket may exceed it)."""
+    sizes: Counter = Counter()
+    for part in parts:
+        sizes.update({int(k): v for k, v in part["per_bucket"].items()})
+    groups: list[list[int]] = []
+    total = 0
+    for bucket in sorted(sizes):
+        if groups and total + sizes[bucket] <= shard_samples:
+            groups[-1].append(bucket)
+            total += sizes[bucket]
+        else:
+            groups.append([bucket])
+            total = sizes[bucket]
+    return [tuple(g) for g in groups]
+
+
+def _distribute_limited(jobs: list[DistributeJob], work: Path, limit: int, total: int) -> None:
+    """``--limit``: the first N images in tarball order, read one tarball after the other."""
+    remaining = limit
+    for index in range(total):
+        record = work / f"tarball-{index}.json"
+        if record.exists():
+            remaining -= read_json(record)["seen"]
+            continue
+        job = next(j for j in jobs if j.tarball == index)
+        if remaining <= 0:
+            write_json(record, {"images": 0, "seen": 0, "per_bucket": {}, "per_class": {}, "unknown_synset": []},
+                       durable=False)
+            continue
+        remaining -= distribute(DistributeJob(**{**job.__dict__, "take": remaining}))["seen"]
+
+
+def _check_counts(split: str, parts: list[dict], labels: dict, limit: int | None) -> dict:
+    per_class: Counter = Counter()
+    for part in parts:
+        per_class.update(part["per_class"])
+    unknown = [name for part in parts for name in part["unknown_synset"]]
+    counts = {"images": sum(per_class.values()), "classes": len(per_class),
+              "max_per_class": max(per_class.values(), default=0), "min_per_class": min(per_class.values(), default=0),
+              "unknown_synset": len(unknown)}
+    if limit is None:
+        expected = EXPECTED[split]
+        wrong = {k: (counts[k], v) for k, v in expected.items() if counts[k] != v}
+        if wrong or unknown or len(labels) != 1000:
+            detail = ", ".join(f"{k} {found:,} (published {want:,})" for k, (found, want) in wrong.items())
+            if unknown:
+                detail += f"; {len(unknown)} files of a synset not in classes.py, e.g. {unknown[:3]}"
+            if len(labels) != 1000:
+                detail += f"; classes.py lists {len(labels)} classes"
+            raise VlprepError(f"imagenet {split}: {detail}",
+                              fix="fetch the published files again (or pass --limit for a partial trial)")
+    return {**counts, "per_class": dict(sorted(per_class.items()))}
+
+
+def _finish(layout: Layout, config: ShardConfig, results: list[dict], counts: dict, parts: list[dict]) -> dict:
+    out = layout.out(NAME)
+    split = config.split
+    shards = [shard_sink.ShardInfo(**r["shard"]) for r in results]
+    shard_sink.write_wids_index(out / f"{split}.index.json", split, shards)
+    errors = sorted((e for r in results for e in r["errors"]), key=lambda e: e["file"])
+    errors += [{"key": records.key_of(n), "file": n, "error": "synset not in classes.py"}
+               for part in parts for n in part["unknown_synset"]]
+    converted = sorted((c for r in results for c in r["converted"]), key=lambda c: c["file"])
+    with atomic_path(out / f"{split}.errors.jsonl") as tmp:
+        tmp.write_bytes(b"".join(json_bytes(e) + b"\n" for e in errors))
+    images = sum(s.nsamples for s in shards)
+    split_stats = {"images": images, "shards": len(shards), "bytes": sum(s.filesize for s in shards),
+                   "skipped_images": len(errors), "converted_images": len(converted), "converted": converted,
+                   "read": {k: v for k, v in counts.items() if k != "per_class"},
+                   "per_class": counts["per_class"], "config": config.__dict__, "work_key": config.key()}
+    stats_path = out / "stats.json"
+    stats = read_json(stats_path) if stats_path.exists() else {"dataset": NAME, "splits": {}}
+    stats["vlprep_version"] = __version__
+    stats["splits"][split] = split_stats
+    write_json(stats_path, stats)
+    rows = [(name, label, "used") for r in results for name, label in r["kept"]]
+    rows += [(e["file"], "", "skipped: " + e["error"].split(":")[0]) for e in errors]
+    manifest_sink.write_tsv_gz(layout.manifests() / f"{NAME}-{split}.tsv.gz", MANIFEST_HEADER, sorted(rows))
+    return stats
+
+
+def summary_lines(stats: dict) -> list[str]:
+    rows = [f"{'split':6} {'images':>10} {'classes':>7} {'min/class':>9} {'max/class':>9} {'shards':>6} "
+            f"{'skipped':>7} {'converted':>9}"]
+    for split, s in stats["splits"].items():
+        read = s["read"]
+        rows.append(f"{split:6} {s['images']:>10,} {read['classes']:>7,} {read['min_per_class']:>9,} "
+                    f"{read['max_per_class']:>9,} {s['shards']:>6} {s['skipped_images']:>7,} "
+                    f"{s['converted_images']:>9,}")
+    return rows
