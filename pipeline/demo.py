@@ -188,6 +188,26 @@ def _cc3m_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list
     return [out / "train.index.json", out / "stats.json", layout.manifests() / "cc3m-train-16.tsv.gz"]
 
 
+def _imagenet_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list[Path]:
+    """ImageNet: tiny hub-layout tarballs (with a CMYK, a PNG-named-JPEG and a truncated image)."""
+    from .datasets import imagenet, imagetext
+    from .sampledata import build_imagenet_mirror
+
+    root = layout.root / "demo-mirror" / "imagenet"
+    build_imagenet_mirror(root)
+    with serve_directory(root) as url:
+        imagenet.fetch(layout, mirror=url)
+    trial = 1_000_000  # sample data: skip the check against the published counts
+    imagenet.shard(layout, "train", workers=workers, limit=trial, shard_samples=10)
+    stats = imagenet.shard(layout, "val", workers=workers, limit=trial, shard_samples=10)
+    imagetext.verify(layout, imagenet.NAME)
+    say("fetch imagenet + shard imagenet + verify imagenet: ok (classes.py and 6 tarballs served on 127.0.0.1)")
+    for line in imagenet.summary_lines(stats):
+        say("  " + line)
+    out = layout.out(imagenet.NAME)
+    return [out / "train.index.json", out / "val.index.json", out / "stats.json"]
+
+
 def run_demo(data_dir: Path, workers: int = 2, say: Callable[[str], None] = print) -> DemoResult:
     """Build the sample, serve it, and run fetch → binarize → verify → stats on it."""
     started = time.monotonic()
@@ -208,9 +228,10 @@ def run_demo(data_dir: Path, workers: int = 2, say: Callable[[str], None] = prin
     outputs = [out / name for name in sorted(stats["files"])] + [out / "stats.json"]
     outputs += _cc3m_demo(layout, workers, say)
     outputs += _image_text_demo(layout, workers, say)
+    outputs += _imagenet_demo(layout, workers, say)
     from .datasets import manifests
 
-    files = manifests.build(layout, ("owt", "coco", "vg", "cc3m"))
+    files = manifests.build(layout, ("owt", "coco", "vg", "cc3m", "imagenet"))
     say(f"manifest build: {len(files)} manifests and their README.md index in {layout.manifests()}")
     outputs.append(layout.manifests() / "README.md")
     return DemoResult(layout.root, documents, stats, time.monotonic() - started, outputs)

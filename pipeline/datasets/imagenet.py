@@ -87,8 +87,8 @@ class DistributeJob:
     split: str
     seed: int
     shard_samples: int
-    skip: int
     take: int | None
+    """``--limit``: read at most this many images of the tarball (the limit applies across them later)."""
     synsets: tuple[str, ...]
     record: str
 
@@ -113,10 +113,7 @@ def distribute(job: DistributeJob) -> dict:
     position = 0
     try:
         for name, data in records.iter_images(Path(job.path)):
-            if position < job.skip:
-                position += 1
-                continue
-            if job.take is not None and position >= job.skip + job.take:
+            if job.take is not None and position >= job.take:
                 break
             synset, key = records.synset_of(name), records.key_of(name)
             position += 1
@@ -127,7 +124,7 @@ def distribute(job: DistributeJob) -> dict:
             if bucket not in writers:
                 writers[bucket] = tarfile.open(Path(job.folder) / f"{bucket:06d}-{job.tarball}.tar", "w",
                                                format=tarfile.USTAR_FORMAT)
-            info = tarfile.TarInfo(Path(name).name)
+            info = tarfile.TarInfo(f"{position - 1:09d}_{Path(name).name}")  # stream position kept for --limit
             info.size = len(data)
             writers[bucket].addfile(info, io.BytesIO(data))
             per_bucket[bucket] += 1
@@ -135,7 +132,7 @@ def distribute(job: DistributeJob) -> dict:
     finally:
         for writer in writers.values():
             writer.close()
-    result = {"images": sum(per_bucket.values()), "seen": position - job.skip,
+    result = {"images": sum(per_bucket.values()), "seen": position,
               "per_bucket": {str(k): v for k, v in sorted(per_bucket.items())},
               "per_class": dict(sorted(per_class.items())), "unknown_synset": unknown}
     write_json(Path(job.record), result, durable=False)
@@ -153,6 +150,8 @@ class ShardJob:
     resize: int | None
     labels: dict
     record: str
+    allowed: tuple[int, ...]
+    """Per tarball, the stream positions kept (all of them unless ``--limit`` stops earlier)."""
 
 
 def shard_bucket(job: ShardJob) -> dict:
@@ -166,8 +165,11 @@ def shard_bucket(job: ShardJob) -> dict:
             handles.append(handle)
             view = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
             maps.append(view)
-            for name, offset, size in list_tar_bytes(view, str(piece)):
-                entries.append((name, piece_index, offset, size))
+            tarball = int(piece.stem.split("-")[1])
+            for stored, offset, size in list_tar_bytes(view, str(piece)):
+                position, name = int(stored[:9]), stored[10:]
+                if position < job.allowed[tarball]:
+                    entries.append((name, piece_index, offset, size))
         if job.split == "train":
             entries.sort()
             random.Random(f"{job.seed}-{job.index}").shuffle(entries)
@@ -225,6 +227,7 @@ def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0,
         parts = [read_json(work / f"tarball-{i}.json") for i in range(len(tarballs))]
         counts = _check_counts(split, parts, labels, limit)
         filled = group_buckets(parts, shard_samples)
+        allowed = _allowed(parts, limit)
         shard_jobs = []
         for index, buckets in enumerate(filled):
             record = work / f"shard-{index:06d}.json"
@@ -232,7 +235,7 @@ def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0,
             if record.exists() and path.exists() and path.stat().st_size == read_json(record)["shard"]["filesize"]:
                 continue
             shard_jobs.append(ShardJob(buckets, index, str(buckets_dir), str(out), split, seed, resize, labels,
-                                       str(record)))
+                                       str(record), allowed))
         have = {int(p.stem.split("-")[0]) for p in buckets_dir.glob("*.tar")}
         if all(set(job.buckets) <= have for job in shard_jobs):
             break
@@ -264,10 +267,7 @@ def _run_distribute(tarballs: list[Path], work: Path, buckets_dir: Path, config:
             for stale in buckets_dir.glob(f"*-{index}.tar"):  # a run killed mid-tarball left partial pieces
                 stale.unlink()
             jobs.append(DistributeJob(index, str(path), str(buckets_dir), config.split, config.seed,
-                                      config.shard_samples, 0, None, tuple(labels), str(record)))
-    if config.limit is not None:
-        _distribute_limited(jobs, work, config.limit, len(tarballs))
-        return
+                                      config.shard_samples, config.limit, tuple(labels), str(record)))
     with process_pool(min(workers, len(jobs))) as pool, \
             tqdm(total=len(jobs), desc=f"imagenet {config.split}: read tarballs", unit="tar", disable=None) as bar:
         for _ in run_bounded(distribute, jobs, pool, workers):
@@ -291,20 +291,19 @@ def group_buckets(parts: list[dict], shard_samples: int) -> list[tuple[int, ...]
     return [tuple(g) for g in groups]
 
 
-def _distribute_limited(jobs: list[DistributeJob], work: Path, limit: int, total: int) -> None:
-    """``--limit``: the first N images in tarball order, read one tarball after the other."""
-    remaining = limit
-    for index in range(total):
-        record = work / f"tarball-{index}.json"
-        if record.exists():
-            remaining -= read_json(record)["seen"]
-            continue
-        job = next(j for j in jobs if j.tarball == index)
-        if remaining <= 0:
-            write_json(record, {"images": 0, "seen": 0, "per_bucket": {}, "per_class": {}, "unknown_synset": []},
-                       durable=False)
-            continue
-        remaining -= distribute(DistributeJob(**{**job.__dict__, "take": remaining}))["seen"]
+def _allowed(parts: list[dict], limit: int | None) -> tuple[int, ...]:
+    """Per tarball, how many of its first images ``--limit`` keeps: the first N in tarball order."""
+    remaining = limit if limit is not None else sum(part["seen"] for part in parts)
+    allowed = []
+    for part in parts:
+        allowed.append(max(0, min(part["seen"], remaining)))
+        remaining -= allowed[-1]
+    return tuple(allowed)
+
+
+def _class_counts(per_class: Counter) -> dict:
+    return {"images": sum(per_class.values()), "classes": len(per_class),
+            "max_per_class": max(per_class.values(), default=0), "min_per_class": min(per_class.values(), default=0)}
 
 
 def _check_counts(split: str, parts: list[dict], labels: dict, limit: int | None) -> dict:
@@ -312,9 +311,7 @@ def _check_counts(split: str, parts: list[dict], labels: dict, limit: int | None
     for part in parts:
         per_class.update(part["per_class"])
     unknown = [name for part in parts for name in part["unknown_synset"]]
-    counts = {"images": sum(per_class.values()), "classes": len(per_class),
-              "max_per_class": max(per_class.values(), default=0), "min_per_class": min(per_class.values(), default=0),
-              "unknown_synset": len(unknown)}
+    counts = {**_class_counts(per_class), "unknown_synset": len(unknown)}
     if limit is None:
         expected = EXPECTED[split]
         wrong = {k: (counts[k], v) for k, v in expected.items() if counts[k] != v}
@@ -332,6 +329,10 @@ def _check_counts(split: str, parts: list[dict], labels: dict, limit: int | None
 def _finish(layout: Layout, config: ShardConfig, results: list[dict], counts: dict, parts: list[dict]) -> dict:
     out = layout.out(NAME)
     split = config.split
+    if config.limit is not None:  # the tarballs were read past the limit; count what was kept
+        per_class = Counter(records.synset_of(name) for r in results for name, _ in r["kept"])
+        counts = {**_class_counts(per_class), "unknown_synset": counts["unknown_synset"],
+                  "per_class": dict(sorted(per_class.items()))}
     shards = [shard_sink.ShardInfo(**r["shard"]) for r in results]
     shard_sink.write_wids_index(out / f"{split}.index.json", split, shards)
     errors = sorted((e for r in results for e in r["errors"]), key=lambda e: e["file"])
