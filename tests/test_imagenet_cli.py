@@ -132,3 +132,17 @@ def test_verify_catches_a_wrong_label(fetched):
     shard.write_bytes(bytes(raw))
     failed = run_cli("verify", "imagenet", "--data-dir", data, check=False)
     assert failed.returncode == 1 and "val-000000.tar" in failed.stderr
+
+
+def test_limit_keeps_the_first_n_images_in_tarball_order(fetched):
+    import tarfile
+
+    order = []
+    for index in range(5):
+        with tarfile.open(fetched / "raw" / "imagenet" / "data" / f"train_images_{index}.tar.gz") as tar:
+            order += [m.name for m in tar if m.name.endswith(".JPEG")]
+    run_cli("shard", "imagenet", "--data-dir", str(fetched), "--limit", "10", "--workers", "2")
+    stats = json.loads((fetched / "out" / "imagenet" / "stats.json").read_text())["splits"]["train"]
+    manifest = gzip.decompress((fetched / "manifests" / "imagenet-train.tsv.gz").read_bytes()).decode().splitlines()
+    assert sorted(line.split("\t")[0] for line in manifest[1:]) == sorted(order[:10])
+    assert stats["images"] + stats["skipped_images"] == 10
