@@ -15,13 +15,11 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_owt import PeakRss  # noqa: E402
+from bench_shards import timed  # noqa: E402
 
 from vlprep.pipeline.sampleweb import serve_web, write_tsv  # noqa: E402
 
@@ -34,16 +32,6 @@ os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
 import img2dataset
 img2dataset.download(**json.loads(sys.argv[1]))
 """
-
-
-def timed(command: list[str]) -> tuple[float, int]:
-    started = time.perf_counter()
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    with PeakRss(process.pid) as rss:
-        if process.wait():
-            raise SystemExit(f"{command[:6]} failed")
-    return time.perf_counter() - started, rss.peak
 
 
 def main() -> None:

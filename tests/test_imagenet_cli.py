@@ -126,7 +126,7 @@ def test_verify_catches_a_wrong_label(fetched):
     run_cli("shard", "imagenet", "--data-dir", data, "--split", "val", *TRIAL)
     shard = fetched / "out" / "imagenet" / "val-000000.tar"
     raw = bytearray(shard.read_bytes())
-    where = raw.index(b".cls") 
+    where = raw.index(b".cls")
     body = where - where % 512 + 512  # the data block after the header holding the name
     raw[body] = ord("9") if raw[body] != ord("9") else ord("8")
     shard.write_bytes(bytes(raw))

@@ -351,7 +351,8 @@ def verify(layout: Layout, dataset: str) -> dict:
                     with Image.open(io.BytesIO(sample["jpg"])) as image:
                         image.load()
                 except OSError as exc:
-                    raise VlprepError(f"{where}: image does not decode ({exc})", fix=f"run: vlprep shard {dataset}")
+                    raise VlprepError(f"{where}: image does not decode ({exc})",
+                                      fix=f"run: vlprep shard {dataset}") from exc
                 if labelled:
                     if sample["cls"] != str(meta["label"]).encode() or not 0 <= meta["label"] < 1000:
                         raise VlprepError(f"{where}: class {sample['cls']!r} disagrees with its json or is out of "
