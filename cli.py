@@ -14,8 +14,8 @@ from .pipeline.errors import VlprepError
 from .pipeline.fileio import explain_os_error, read_json
 from .pipeline.layout import DEFAULT_DATA_DIR, Layout
 
-DATASETS = ("owt", "coco", "vg", "cc3m", "imagenet")
-TEXT_DATASETS = ("owt",)
+DATASETS = ("owt", "coco", "vg", "cc3m", "imagenet", "glue")
+TEXT_DATASETS = ("owt", "glue")
 IMAGE_DATASETS = ("coco", "vg", "imagenet")
 """Datasets that ``vlprep shard`` writes; CC3M's shards come out of ``vlprep fetch cc3m`` itself."""
 PAIR_DATASETS = ("coco", "vg", "cc3m")
@@ -142,11 +142,13 @@ def main() -> None:
 @click.option("--tokenizer", type=click.Choice(["gigatoken", "tiktoken"]), default=None,
               help="CC3M: GPT-2 BPE implementation for the captions (identical ids).")
 @click.option("--with-test", is_flag=True, help="ImageNet: also fetch data/test_images.tar.gz (no labels).")
+@click.option("--task", "tasks", multiple=True, metavar="TASK", help="GLUE: only these tasks (repeatable).")
 @friendly_errors
 def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, ...], revision: str | None,
           tsv: Path | None, count: int, from_manifest: Path | None, resize: int | None, timeout: float,
           retries: int, processes: int, threads: int, distributor: str, max_window: int,
-          window_timeout: float | None, shard_samples: int, tokenizer: str | None, with_test: bool) -> None:
+          window_timeout: float | None, shard_samples: int, tokenizer: str | None, with_test: bool,
+          tasks: tuple[str, ...]) -> None:
     """Download and verify a dataset's raw files into DATA_DIR/raw/DATASET.
 
     Files come from their official source (OpenWebText: the Hugging Face hub, honouring HF_ENDPOINT
@@ -170,7 +172,7 @@ def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, 
     failures by cause) and DATA_DIR/manifests/cc3m-train-COUNT.tsv.gz. Interrupted runs (even
     kill -9) continue where they stood and end with the same rows.
     """
-    from .pipeline.datasets import coco, imagenet, owt, vg
+    from .pipeline.datasets import coco, glue, imagenet, owt, vg
 
     layout = Layout.from_env(data_dir)
     for name in _datasets(dataset):
@@ -183,6 +185,9 @@ def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, 
         if name == "owt":
             report = owt.fetch(layout, subsets, revision or owt.DEFAULT_REVISION, mirror)
             origin = f"mirror {mirror}" if mirror else f"{owt.HUB_REPO}@{report.commit}"
+        elif name == "glue":
+            report = glue.fetch(layout, mirror, _glue_tasks(tasks), revision or glue.DEFAULT_REVISION)
+            origin = f"mirror {mirror}" if mirror else f"hub {glue.records.REPO}@{report.commit}"
         elif name == "imagenet":
             report = imagenet.fetch(layout, mirror, with_test, revision or imagenet.DEFAULT_REVISION)
             origin = f"mirror {mirror}" if mirror else f"hub {imagenet.records.REPO}@{report.commit}"
@@ -191,6 +196,18 @@ def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, 
             origin = f"mirror {mirror}" if mirror else "the official URLs"
         click.echo(f"{name}: {len(report.fetched)} fetched, {len(report.skipped)} already verified, from {origin}")
         click.echo(f"  {layout.raw(name)}/SHA256SUMS")
+
+
+def _glue_tasks(tasks: tuple[str, ...]) -> tuple[str, ...]:
+    from .pipeline.records import glue as glue_records
+
+    for task in tasks:
+        try:
+            glue_records.task_named(task)
+        except KeyError:
+            raise click.BadParameter(f"unknown GLUE task {task!r}; one of "
+                                     f"{', '.join(glue_records.TASKS)}", param_hint="--task") from None
+    return tasks
 
 
 def _fetch_cc3m(layout: Layout, tsv: Path | None, mirror: str | None, count: int, from_manifest: Path | None,
@@ -224,10 +241,13 @@ def _fetch_cc3m(layout: Layout, tsv: Path | None, mirror: str | None, count: int
 @click.option("--tokenizer", type=click.Choice(["gigatoken", "tiktoken"]), default=None,
               help="GPT-2 BPE implementation; the ids are identical for both. Default: gigatoken (several "
               "times faster) when installed, else tiktoken (the reference).")
+@click.option("--task", "tasks", multiple=True, metavar="TASK",
+              help="GLUE: only these tasks (CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI; repeatable). "
+              "Default: all.")
 @friendly_errors
 def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict_path: str | None,
              doc_separator: bool, train_subsets: tuple[int, ...], valid_subsets: tuple[int, ...],
-             tokenizer: str | None) -> None:
+             tokenizer: str | None, tasks: tuple[str, ...]) -> None:
     """Clean, GPT-2 BPE-encode and write text as fairseq binaries in DATA_DIR/out/DATASET.
 
     Each document is cleaned (UTF-8 with replacement, CR/CRLF to LF, NULs deleted, lines stripped,
@@ -241,7 +261,23 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
       vlprep binarize owt --limit 1000            # a quick trial
       vlprep binarize owt --dict my/dict.txt --doc-separator
       vlprep binarize owt --tokenizer tiktoken    # the reference BPE, same bytes out
+      vlprep binarize glue --task RTE --task MNLI
+
+    \b
+    GLUE: the layout of fairseq's RoBERTa GLUE recipe, out/glue/<TASK>-bin/{input0,input1,label}/
+    (MNLI: valid/valid1 and test/test1 for matched/mismatched; STS-B: label/{train,valid}.label
+    with score / 5), byte-identical to the recipe's multiprocessing_bpe_encoder --keep-empty +
+    fairseq-preprocess on the same sentences. Split sizes are checked unless --limit is set.
     """
+    if dataset == "glue":
+        from .pipeline.datasets import glue
+
+        layout = Layout.from_env(data_dir)
+        stats = glue.binarize(layout, _glue_tasks(tasks), limit, tokenizer)
+        for line in glue.summary_lines(stats):
+            click.echo(line)
+        click.echo(f"written: {layout.out(dataset)}/<TASK>-bin/")
+        return
     from .pipeline.datasets import owt
     from .pipeline.transforms.bpe import default_backend
 
@@ -360,6 +396,12 @@ def verify(dataset: str, data_dir: Path, tokenizer_check: int, seed: int) -> Non
                 click.echo(f"{name} {split}: ok ({found['shards']} shards, {found['images']:,} images decoded"
                            + (f", {found['texts']:,} texts)" if name in PAIR_DATASETS else ", labels in 0..999)"))
             continue
+        if name == "glue":
+            from .pipeline.datasets import glue
+
+            for task, found in glue.verify(layout).items():
+                click.echo(f"glue {task}: ok ({found['files']} files, {found['items']:,} items)")
+            continue
         for split, found in owt.verify(layout).items():
             click.echo(f"owt {split}: ok ({found['items']:,} items, {found['ids']:,} ids)")
         if tokenizer_check:
@@ -404,13 +446,18 @@ def stats(datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
             raise VlprepError(f"{path} is missing", fix=f"run: vlprep {stage} {dataset}")
         if as_json:
             click.echo(path.read_text().rstrip())
-        elif dataset in TEXT_DATASETS:
+        elif dataset == "owt":
             for line in owt.summary_lines(read_json(path)):
                 click.echo(line)
         elif dataset == "imagenet":
             from .pipeline.datasets import imagenet
 
             for line in imagenet.summary_lines(read_json(path)):
+                click.echo(line)
+        elif dataset == "glue":
+            from .pipeline.datasets import glue
+
+            for line in glue.summary_lines(read_json(path)):
                 click.echo(line)
     image_sets = tuple(d for d in chosen if d in PAIR_DATASETS)
     if image_sets:

@@ -208,6 +208,21 @@ def _imagenet_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> 
     return [out / "train.index.json", out / "val.index.json", out / "stats.json"]
 
 
+def _glue_demo(layout: Layout, say: Callable[[str], None]) -> list[Path]:
+    """GLUE: tiny parquet files of all nine tasks, binarized in the RoBERTa GLUE layout."""
+    from .datasets import glue
+    from .sampledata import build_glue_mirror
+
+    root = layout.root / "demo-mirror" / "glue"
+    build_glue_mirror(root)
+    glue.fetch(layout, mirror=str(root))
+    glue.binarize(layout, limit=1_000_000)  # sample data: skip the check against the published sizes
+    found = glue.verify(layout)
+    say(f"fetch glue + binarize glue + verify glue: ok ({len(found)} tasks, "
+        f"{sum(f['items'] for f in found.values()):,} items in the RoBERTa GLUE layout)")
+    return [layout.out(glue.NAME) / "MNLI-bin", layout.out(glue.NAME) / "stats.json"]
+
+
 def run_demo(data_dir: Path, workers: int = 2, say: Callable[[str], None] = print) -> DemoResult:
     """Build the sample, serve it, and run fetch → binarize → verify → stats on it."""
     started = time.monotonic()
@@ -229,9 +244,10 @@ def run_demo(data_dir: Path, workers: int = 2, say: Callable[[str], None] = prin
     outputs += _cc3m_demo(layout, workers, say)
     outputs += _image_text_demo(layout, workers, say)
     outputs += _imagenet_demo(layout, workers, say)
+    outputs += _glue_demo(layout, say)
     from .datasets import manifests
 
-    files = manifests.build(layout, ("owt", "coco", "vg", "cc3m", "imagenet"))
+    files = manifests.build(layout, ("owt", "coco", "vg", "cc3m", "imagenet", "glue"))
     say(f"manifest build: {len(files)} manifests and their README.md index in {layout.manifests()}")
     outputs.append(layout.manifests() / "README.md")
     return DemoResult(layout.root, documents, stats, time.monotonic() - started, outputs)

@@ -204,3 +204,40 @@ def build_imagenet_mirror(root: Path, train_per_class: tuple[int, ...] = (9, 7, 
     _write_sums(root, relpaths)
     return {"train": sum(train_per_class), "val": val_per_class * len(IMAGENET_SAMPLE_CLASSES),
             "damaged": 1, "converted": 2}
+
+
+def build_glue_mirror(root: Path, rows: int = 12, seed: int = 0) -> dict:
+    """Every GLUE task at the hub's parquet paths, ``rows`` rows a split, with the dirt text has.
+
+    Sentences include leading/trailing spaces, an empty one, a line break inside, a literal
+    ``<|endoftext|>``, non-Latin scripts and emoji; labels use every class.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .records import glue
+
+    rng = random.Random(f"glue-{seed}")
+    odd = ["", "  padded both sides  ", "a line\nbreak inside", "literal <|endoftext|> token",
+           "Ünïcödé – “quotes” 日本語 🙂", "tab\there"]
+    paths = []
+    for task in glue.TASKS.values():
+        for hub_split, _, _ in task.splits:
+            data: dict[str, list] = {}
+            for column in task.inputs:
+                data[column] = [odd[(i + len(column)) % len(odd)] if i % 4 == 1
+                                else " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 14))).capitalize()
+                                for i in range(rows)]
+            if task.labels is None:
+                data["label"] = pa.array([rng.choice([0.0, 1.2, 2.5, 3.8, 4.0, 5.0, 1.667]) if task.labelled(hub_split)
+                                          else -1.0 for _ in range(rows)], pa.float32())
+            else:
+                data["label"] = pa.array([(i * 7 + 3) % len(task.labels) if task.labelled(hub_split) else -1
+                                          for i in range(rows)], pa.int64())
+            data["idx"] = pa.array(range(rows), pa.int32())
+            path = root / task.relpath(hub_split)
+            ensure_dir(path.parent)
+            pq.write_table(pa.table(data), path)
+            paths.append(task.relpath(hub_split))
+    _write_sums(root, paths)
+    return {"rows": rows, "files": len(paths)}

@@ -26,11 +26,13 @@ HEADERS = {
     "vg": ("key", "status"),
     "cc3m": ("row", "url", "sha256", "caption_hash"),
     "imagenet": ("file", "label", "status"),
+    "glue": ("file", "task", "split", "rows", "sha256"),
 }
 DESCRIPTIONS = {
     "owt": "OpenWebText subset files: sha256, where they came from (hub repo@commit or mirror), documents",
     "coco": "COCO image ids (cocoid, 12 digits) considered for the split: used, or skipped and why",
     "vg": "Visual Genome image ids considered: used, leak-guarded (coco_id in Karpathy val/test), or skipped",
+    "glue": "GLUE parquet files binarized: task, fairseq split, rows, sha256",
     "imagenet": "ImageNet file names of the split with their class index (0-999, classes.py order), or skipped and why",
     "cc3m": "Conceptual Captions rows kept (0-based TSV line), their URL, sha256 of the bytes, caption hash (first 16 hex digits of its sha256)",
 }
@@ -61,6 +63,20 @@ def write_owt_manifest(layout: Layout) -> Path:
     return manifest_sink.write_tsv_gz(layout.manifests() / "owt-subsets.tsv.gz", OWT_HEADER, rows)
 
 
+def write_glue_manifest(layout: Layout) -> Path:
+    from ..records import glue as glue_records
+
+    stats = read_json(layout.out("glue") / "stats.json")
+    rows = []
+    for name, task_stats in stats["tasks"].items():
+        task = glue_records.TASKS[name]
+        for hub_split, split, _ in task.splits:
+            path = layout.raw("glue") / task.relpath(hub_split)
+            rows.append((task.relpath(hub_split), name, split, task_stats["splits"][split]["rows"],
+                         hashlib.sha256(path.read_bytes()).hexdigest()))
+    return manifest_sink.write_tsv_gz(layout.manifests() / "glue-files.tsv.gz", HEADERS["glue"], sorted(rows))
+
+
 def build(layout: Layout, datasets: tuple[str, ...], manifest_dir: Path | None = None) -> list[ManifestFile]:
     """Write/collect the manifests of ``datasets`` into ``manifest_dir``; write its README.md index."""
     target = Path(manifest_dir) if manifest_dir else layout.manifests()
@@ -71,6 +87,8 @@ def build(layout: Layout, datasets: tuple[str, ...], manifest_dir: Path | None =
                               fix="build it first (see vlprep --help), or name only built datasets")
         if dataset == "owt":
             write_owt_manifest(layout)
+        if dataset == "glue":
+            write_glue_manifest(layout)
         found = sorted(layout.manifests().glob(f"{dataset}-*.tsv.gz"))
         if not found:
             raise VlprepError(f"no manifest of {dataset} in {layout.manifests()}",
