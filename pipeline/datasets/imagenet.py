@@ -24,6 +24,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from tqdm import tqdm
 
@@ -102,11 +103,8 @@ def _bucket(job: DistributeJob, key: str, position: int) -> int:
 
 def distribute(job: DistributeJob) -> dict:
     """Phase 1: stream one tarball into bucket pieces; record per-bucket and per-class counts."""
-    import io
-    import tarfile
-
     known = set(job.synsets)
-    writers: dict[int, tarfile.TarFile] = {}
+    writers: dict[int, BinaryIO] = {}
     per_bucket: Counter = Counter()
     per_class: Counter = Counter()
     unknown: list[str] = []
@@ -122,15 +120,17 @@ def distribute(job: DistributeJob) -> dict:
                 continue
             bucket = _bucket(job, key, position - 1)
             if bucket not in writers:
-                writers[bucket] = tarfile.open(Path(job.folder) / f"{bucket:06d}-{job.tarball}.tar", "w",
-                                               format=tarfile.USTAR_FORMAT)
-            info = tarfile.TarInfo(f"{position - 1:09d}_{Path(name).name}")  # stream position kept for --limit
-            info.size = len(data)
-            writers[bucket].addfile(info, io.BytesIO(data))
+                writers[bucket] = open(Path(job.folder) / f"{bucket:06d}-{job.tarball}.tar", "wb",
+                                       buffering=1 << 18)
+            writer = writers[bucket]
+            writer.write(shard_sink.ustar_header(f"{position - 1:09d}_{Path(name).name}", len(data)))
+            writer.write(data)  # stream position in the name: what --limit keeps
+            writer.write(b"\0" * (-len(data) % 512))
             per_bucket[bucket] += 1
             per_class[synset] += 1
     finally:
         for writer in writers.values():
+            writer.write(b"\0" * 1024)  # the end-of-archive blocks: each piece is a valid tar
             writer.close()
     result = {"images": sum(per_bucket.values()), "seen": position,
               "per_bucket": {str(k): v for k, v in sorted(per_bucket.items())},
@@ -156,7 +156,9 @@ class ShardJob:
 
 def shard_bucket(job: ShardJob) -> dict:
     """Phase 2: one bucket's pieces → one shard, in the split's order, every image checked."""
-    pieces = sorted((p for bucket in job.buckets for p in Path(job.folder).glob(f"{bucket:06d}-*.tar")),
+    wanted = set(job.buckets)
+    pieces = sorted((p for p in Path(job.folder).iterdir()
+                     if p.suffix == ".tar" and int(p.stem.split("-")[0]) in wanted),
                     key=lambda p: tuple(int(x) for x in p.stem.split("-")))
     handles, maps, entries = [], [], []
     try:
