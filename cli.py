@@ -82,6 +82,20 @@ workers_option = click.option(
 limit_option = click.option(
     "--limit", type=click.IntRange(min=1), default=None,
     help="Only the first N documents of each subset (for trials; written to its own work folder).")
+def _tokenizer_option(prefix: str = "") -> Callable:
+    return click.option(
+        "--tokenizer", type=click.Choice(["gigatoken", "tiktoken"]), default=None,
+        help=f"{prefix}GPT-2 BPE implementation; the ids are identical for both. Default: gigatoken (several "
+        "times faster) when installed, else tiktoken (the reference).")
+
+
+def _resize_option(prefix: str = "") -> Callable:
+    return click.option(
+        "--resize", type=click.IntRange(min=16), default=None, metavar="PIXELS",
+        help=f"{prefix}Scale the shorter side down to PIXELS (never up) and store JPEG q95. "
+        "Default: the original bytes.")
+
+
 dataset_argument = click.argument("dataset", type=click.Choice(DATASETS + ("all",)))
 
 
@@ -120,8 +134,7 @@ def main() -> None:
               help="CC3M: keep the first COUNT rows, in index order, whose image downloads and decodes.")
 @click.option("--from-manifest", "from_manifest", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=None, help="CC3M: rebuild exactly the rows of this cc3m-train-<N>.tsv.gz, checking sha256.")
-@click.option("--resize", type=click.IntRange(min=16), default=None, metavar="PIXELS",
-              help="CC3M: scale the shorter side down to PIXELS (JPEG q95). Default: the downloaded bytes.")
+@_resize_option("CC3M: ")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               help="CC3M: seconds for a whole image answer (not per read).")
 @click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
@@ -139,8 +152,7 @@ def main() -> None:
               help="CC3M: seconds before a stalled window is killed and run again (default: from its size).")
 @click.option("--shard-samples", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="CC3M: samples per output shard.")
-@click.option("--tokenizer", type=click.Choice(["gigatoken", "tiktoken"]), default=None,
-              help="CC3M: GPT-2 BPE implementation for the captions (identical ids).")
+@_tokenizer_option("CC3M captions: ")
 @click.option("--with-test", is_flag=True, help="ImageNet: also fetch data/test_images.tar.gz (no labels).")
 @click.option("--task", "tasks", multiple=True, metavar="TASK", help="GLUE: only these tasks (repeatable).")
 @friendly_errors
@@ -238,9 +250,7 @@ def _fetch_cc3m(layout: Layout, tsv: Path | None, mirror: str | None, count: int
               "for complete_doc training).")
 @_subsets_option("--train-subsets", "0-4", "Subsets that form the train split.")
 @_subsets_option("--valid-subsets", "5", "Subsets that form the valid split.")
-@click.option("--tokenizer", type=click.Choice(["gigatoken", "tiktoken"]), default=None,
-              help="GPT-2 BPE implementation; the ids are identical for both. Default: gigatoken (several "
-              "times faster) when installed, else tiktoken (the reference).")
+@_tokenizer_option()
 @click.option("--task", "tasks", multiple=True, metavar="TASK",
               help="GLUE: only these tasks (CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI; repeatable). "
               "Default: all.")
@@ -305,15 +315,13 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
 @click.option("--leak-guard/--no-leak-guard", default=True, show_default=True,
               help="VG only: leave out images whose coco_id is in COCO Karpathy val or test.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train-split shuffle.")
-@click.option("--resize", type=click.IntRange(min=16), default=None, metavar="PIXELS",
-              help="Scale the shorter side down to PIXELS and store JPEG q95. Default: original bytes.")
+@_resize_option()
 @click.option("--shard-samples", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="At most this many samples per shard.")
 @click.option("--shard-mb", type=click.IntRange(min=1), default=1000, show_default=True,
               help="About this many MB per shard.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images (for trials).")
-@click.option("--tokenizer", type=click.Choice(["gigatoken", "tiktoken"]), default=None,
-              help="GPT-2 BPE implementation (identical ids). Default: gigatoken when installed.")
+@_tokenizer_option()
 @friendly_errors
 def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant: str, leak_guard: bool, seed: int,
           resize: int | None, shard_samples: int, shard_mb: int, limit: int | None, tokenizer: str | None) -> None:

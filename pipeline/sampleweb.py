@@ -108,19 +108,13 @@ class SampleWeb:
             return _send(handler, 200, bomb_png(), "image/png")
         if kind == "truncated":
             data = image_bytes(n)
-            handler.send_response(200)
-            handler.send_header("Content-Type", "image/jpeg")
-            handler.send_header("Content-Length", str(len(data)))
-            handler.end_headers()
+            _head(handler, 200, "image/jpeg", len(data))
             handler.wfile.write(data[: len(data) // 3])
             handler.close_connection = True
             return None
         if kind == "slow":
             data = image_bytes(n)
-            handler.send_response(200)
-            handler.send_header("Content-Type", "image/jpeg")
-            handler.send_header("Content-Length", str(len(data)))
-            handler.end_headers()
+            _head(handler, 200, "image/jpeg", len(data))
             pause = self.trickle_seconds / len(data)
             with contextlib.suppress(OSError):
                 for i in range(len(data)):
@@ -131,13 +125,18 @@ class SampleWeb:
         return _send(handler, 404, b"unknown", "text/plain")
 
 
-def _send(handler, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
+def _head(handler, status: int, content_type: str, length: int, headers: dict | None = None) -> None:
+    """Status line and headers; the body (announced as ``length`` bytes) is the caller's to send."""
     handler.send_response(status)
     handler.send_header("Content-Type", content_type)
-    handler.send_header("Content-Length", str(len(body)))
+    handler.send_header("Content-Length", str(length))
     for key, value in (headers or {}).items():
         handler.send_header(key, value)
     handler.end_headers()
+
+
+def _send(handler, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
+    _head(handler, status, content_type, len(body), headers)
     with contextlib.suppress(OSError):
         handler.wfile.write(body)
 

@@ -42,7 +42,7 @@ from ..sources.webimage import CAUSES, classify
 from ..transforms.captions import MAX_BPE
 from ..transforms.text import clean_caption
 from . import imagetext
-from .fetching import FetchReport, fetch_files
+from .fetching import fetch_files
 from .webdownload import MODULE as ENGINE
 
 NAME = "cc3m"
@@ -119,8 +119,7 @@ def fetch_tsv(layout: Layout, tsv: Path | None, mirror: str | None) -> Path:
         if not Path(tsv).is_file():
             raise VlprepError(f"{tsv} is not a file", fix="pass the path of Train_GCC-training.tsv with --tsv")
         return Path(tsv)
-    report: FetchReport = fetch_files(layout.raw(NAME), {records.TSV_NAME: TSV_URL}, mirror)
-    del report
+    fetch_files(layout.raw(NAME), {records.TSV_NAME: TSV_URL}, mirror)
     return layout.raw(NAME) / records.TSV_NAME
 
 
@@ -415,10 +414,10 @@ def _kept_samples(crawl: Crawl, kept: set[int], tokenizer: str | None, counts: C
             order = sorted((row, i) for i, row in enumerate(table["row"])
                            if row in kept and table["status"][i] == "success")
             captions = [table["caption"][i] for _, i in order]
-            tokens = encoder.encode([clean_caption(c) for c in captions])
-            for (row, i), caption, token in zip(order, captions, tokens):
+            texts = [clean_caption(c) for c in captions]
+            tokens = encoder.encode(texts)
+            for (row, i), caption, text, token in zip(order, captions, texts, tokens):
                 data = table["jpg"][i]
-                text = clean_caption(caption)
                 meta = {"dataset": NAME, "row": row, "url": table["url"][i], "caption": text,
                         "sha256": table["sha256"][i], "width": table["width"][i], "height": table["height"][i],
                         "texts": [text], "tokens": [token.ids], "lengths": [token.length]}

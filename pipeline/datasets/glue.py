@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import VlprepError
-from ..fileio import ensure_dir, sha256_file, write_json
+from ..fileio import ensure_dir, read_json, sha256_file, write_json
 from ..layout import Layout
 from ..records import glue as records
 from ..sinks.fairseq import write_dataset
@@ -173,8 +173,6 @@ def binarize(layout: Layout, tasks: tuple[str, ...] = (), limit: int | None = No
     dictionary = load_dictionary()
     encoder = LineEncoder(dictionary, get_backend(tokenizer))
     stats_path = layout.out(NAME) / "stats.json"
-    from ..fileio import read_json
-
     stats = read_json(stats_path) if stats_path.exists() else {"dataset": NAME, "tasks": {}}
     for task in tqdm(chosen, desc="glue", unit="task", disable=None):
         stats["tasks"][task.name] = {**binarize_task(layout, task, encoder, dictionary, limit), "limit": limit}
@@ -196,7 +194,6 @@ def summary_lines(stats: dict) -> list[str]:
 def verify(layout: Layout) -> dict:
     """Every task's binaries well formed (fairseq's index rules, ids inside the dictionary, items
     ending in ``</s>``) and every file's sha256 equal to ``stats.json``; raise on the first fault."""
-    from ..fileio import read_json
     from ..sinks.fairseq import check_dataset
     from ..transforms.dictionary import parse_dictionary
 

@@ -9,14 +9,13 @@ follows the wids shard-index format (``url`` relative to the index, ``nsamples``
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..fileio import atomic_path, file_digest
+from ..fileio import atomic_path
 
 MTIME = 0
 MODE = 0o444

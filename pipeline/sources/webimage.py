@@ -83,16 +83,13 @@ def _read_until(response, deadline: float, max_bytes: int, timeout: float) -> by
 
 
 def _reason_cause(reason: object) -> str:
+    """The cause of a ``URLError``: the kinds its reason names, else a failed connection."""
     if isinstance(reason, socket.gaierror):
         return "dns"
     if isinstance(reason, (TimeoutError, socket.timeout)):
         return "timeout"
-    text = str(reason).lower()
-    if "timed out" in text:
-        return "timeout"
-    if "unknown url type" in text or "no host given" in text:
-        return "invalid_url"
-    return "connection"
+    cause = classify(str(reason))
+    return cause if cause in ("timeout", "invalid_url", "dns") else "connection"
 
 
 def classify(message: str | None) -> str:
