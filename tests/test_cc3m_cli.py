@@ -28,7 +28,9 @@ from .conftest import run_cli
 ROUND = ["good", "404", "png", "slow", "flaky", "html", "redirect", "bomb", "webp", "noai", "truncated", "crlf",
          "no-tab", "empty-url", "empty-caption", "403", "500"]
 CAUSE = {**KINDS_FAIL, "no-tab": "invalid_url", "empty-url": "invalid_url", "empty-caption": "empty_caption"}
-FAST = ("--timeout", "1", "--retries", "1", "--processes", "2", "--threads", "8")
+# 3 s: a good image must arrive within the deadline even while img2dataset starts its workers on a
+# loaded 2-core machine (1 s lost a flaky row's retry once in CI); slow bodies trickle for 20 s.
+FAST = ("--timeout", "3", "--retries", "1", "--processes", "2", "--threads", "8")
 
 
 @pytest.fixture(scope="module")
