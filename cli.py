@@ -476,6 +476,40 @@ def stats(datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
             click.echo("written: " + ", ".join(str(p) for p in report.written))
 
 
+@main.command()
+@click.argument("dataset", type=click.Choice(("coco", "vg", "cc3m", "imagenet")))
+@data_dir_option
+@click.option("--split", default=None, help="Split to show (default: coco karpathy-train, vg train, cc3m train, "
+              "imagenet train; vg train-concat for the concat variant).")
+@click.option("--n", "count", type=click.IntRange(min=1, max=256), default=16, show_default=True,
+              help="How many samples, the first ones in index order.")
+@click.option("--augmented", is_flag=True, help="Add the training view of epoch 0 beside each image (crop, "
+              "flip and chosen caption exactly as pair_dataset / image_dataset draw them; needs vlprep[loader]).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Loader seed of the --augmented views.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="PNG to write [default: DATA_DIR/out/DATASET/preview-SPLIT[-augmented].png].")
+@friendly_errors
+def preview(dataset: str, data_dir: Path, split: str | None, count: int, augmented: bool, seed: int,
+            out_path: Path | None) -> None:
+    """Write a PNG contact sheet of a built split and print its path.
+
+    Each cell shows a stored image with its captions decoded back from the stored token ids
+    (a caption cut at the 64-token cap is marked in red with its full length) or, for
+    ImageNet, its class index and name. With --augmented, the view the trainer will see is
+    drawn beside it.
+
+    \b
+    Examples:
+      vlprep preview coco
+      vlprep preview vg --split train-concat --n 8 --augmented
+    """
+    from .pipeline.datasets import preview as preview_stage
+
+    result = preview_stage.preview(Layout.from_env(data_dir), dataset, split, count, augmented, seed, out_path)
+    click.echo(f"{dataset} {result.split}: {result.samples} samples")
+    click.echo(str(result.path))
+
+
 @main.group()
 def manifest() -> None:
     """Build and publish the used-ID manifests that let others rebuild the same subsets."""

@@ -63,7 +63,7 @@ def decode_reduced(data: bytes, height: int, width: int, divisor: int) -> np.nda
         with Image.open(io.BytesIO(data)) as image:
             if divisor > 1:
                 image.draft("RGB", (want_w, want_h))
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))
     except Exception as exc:
         raise ImageDecodeError(f"cannot decode ({exc})") from exc
 

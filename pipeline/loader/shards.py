@@ -3,8 +3,9 @@
 Epoch mode (the default) reads every shard once per epoch: the shard list is shuffled by
 (seed, epoch), identically on every rank, then dealt out by webdataset's ``split_by_node`` (rank)
 and ``split_by_worker`` (DataLoader worker), so each sample is seen exactly once across all ranks
-and workers. With fewer shards than ranks × workers some reader would get nothing; that is refused
-with a clear error rather than left to hang a distributed step. Resampled mode draws shards with
+and workers. Under several ranks, fewer shards than ranks × workers would leave some reader with
+nothing; that is refused with a clear error rather than left to hang a distributed step. (In a
+single process an idle DataLoader worker harms nothing, so there it is allowed.) Resampled mode draws shards with
 replacement from a (seed, epoch, rank, worker) stream and cuts each worker's stream at an equal
 share of ``epoch_samples``, so every rank yields the same number of samples and any shard count
 works.
@@ -87,7 +88,7 @@ def epoch_shards(shard_set: ShardSet, seed: int, epoch: int, shuffle: bool) -> I
     """This rank's and worker's shards for one pass over the data."""
     rank, world, worker, workers = pytorch_worker_info()
     readers = world * workers
-    if len(shard_set.urls) < readers:
+    if world > 1 and len(shard_set.urls) < readers:
         raise VlprepError(
             f"{shard_set.source}: {len(shard_set.urls)} shards cannot be dealt to {world} ranks × {workers} "
             f"workers = {readers} readers, so some would read nothing and a distributed step would wait for them",

@@ -15,7 +15,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Iterable, Protocol
 
 import numpy as np
 
@@ -261,3 +261,30 @@ class LineEncoder:
             np.concatenate([p.sizes for p in parts]),
             sum(p.unk for p in parts),
         )
+
+
+@functools.lru_cache(maxsize=None)
+def gpt2_token_bytes() -> tuple[bytes, ...]:
+    """Each GPT-2 id's bytes (the inverse of :func:`gpt2_ranks`), for turning ids back into text."""
+    table = [b""] * GPT2_N_VOCAB
+    for token, rank in gpt2_ranks().items():
+        table[rank] = token
+    return tuple(table)
+
+
+def decode_symbols(symbols: Iterable[str]) -> str:
+    """Dictionary symbols (GPT-2 ids written as text) back to text; specials are left out.
+
+    The bytes of all tokens are joined before UTF-8 decoding, since one character may span tokens;
+    a symbol that is not a GPT-2 id (``<unk>`` and the like) shows as U+FFFD.
+    """
+    table = gpt2_token_bytes()
+    out = bytearray()
+    for symbol in symbols:
+        if symbol in ("<s>", "</s>", "<pad>"):
+            continue
+        if symbol.isdigit() and int(symbol) < len(table):
+            out += table[int(symbol)]
+        else:
+            out += "\ufffd".encode()
+    return out.decode("utf-8", errors="replace")

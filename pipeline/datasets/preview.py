@@ -1,0 +1,141 @@
+"""``vlprep preview``: a contact sheet of a built split, as stored or as the trainer will see it.
+
+Reads the first N samples of the split in index order. Pair datasets show the image's captions
+decoded back from the stored token ids (so what is shown is what a model reads, cap included, and a
+truncated caption is marked in red with its full length); ImageNet shows the class index and name.
+``--augmented`` adds, beside each image, the training view of epoch 0 drawn exactly as
+``pair_dataset`` / ``image_dataset`` draw it (same seed, crop, flip and chosen caption).
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..errors import VlprepError
+from ..layout import Layout
+from ..sinks import contact_sheet
+from ..sinks import shards as shard_sink
+from ..transforms.bpe import decode_symbols
+from ..transforms.captions import MAX_BPE
+from ..transforms.dictionary import load_dictionary
+
+DEFAULT_SPLIT = {"coco": "karpathy-train", "vg": "train", "cc3m": "train", "imagenet": "train"}
+PREVIEW_DATASETS = tuple(DEFAULT_SPLIT)
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    path: Path
+    samples: int
+    split: str
+
+
+def index_path(layout: Layout, dataset: str, split: str | None) -> tuple[str, Path]:
+    """The split's wids index, or an error that lists the splits that are built."""
+    split = split or DEFAULT_SPLIT[dataset]
+    path = layout.out(dataset) / f"{split}.index.json"
+    if not path.is_file():
+        built = sorted(p.name[: -len(".index.json")] for p in layout.out(dataset).glob("*.index.json"))
+        hint = f"built splits: {', '.join(built)}" if built else f"nothing is built for {dataset} yet"
+        build = "vlprep fetch cc3m" if dataset == "cc3m" else f"vlprep shard {dataset}"
+        raise VlprepError(f"{path}: split {split!r} of {dataset} is not built ({hint})",
+                          fix=f"pass --split with one of the built splits, or run {build}")
+    return split, path
+
+
+def first_samples(index: Path, count: int) -> list[dict[str, Any]]:
+    """The split's first ``count`` samples in index order, as webdataset groups tar members."""
+    from webdataset.tariterators import tarfile_samples
+
+    urls = [str(index.parent / shard.url) for shard in shard_sink.read_wids_index(index)]
+    return list(islice(tarfile_samples({"url": url} for url in urls), count))
+
+
+def image_bytes(sample: dict[str, Any]) -> bytes:
+    for member in ("jpg", "jpeg", "png", "webp"):
+        if member in sample:
+            return sample[member]
+    raise VlprepError(f"{sample.get('__url__')}: sample {sample['__key__']} has no image member",
+                      fix="pass a split written by vlprep shard or vlprep fetch cc3m")
+
+
+def caption_lines(meta: dict[str, Any], chosen: int | None, dictionary) -> tuple[list[str], list[str]]:
+    """Caption text decoded from the stored ids, and warnings for those cut at the 64-token cap."""
+    tokens = meta["tokens"] if meta["tokens"] and isinstance(meta["tokens"][0], list) else [meta["tokens"]]
+    lengths = meta.get("lengths") or [len(t) - 2 for t in tokens]
+    picks = [chosen] if chosen is not None else [0]
+    lines, warnings = [], []
+    for pick in picks:
+        text = decode_symbols(dictionary.symbols[i] for i in tokens[pick])
+        lines.append(f"[{pick + 1}/{len(tokens)}] {text}")
+        if lengths[pick] > MAX_BPE:
+            warnings.append(f"truncated: {lengths[pick]} BPE tokens, {MAX_BPE} kept")
+    if chosen is None and len(tokens) > 1:
+        lines.append(f"(+{len(tokens) - 1} more caption{'s' if len(tokens) > 2 else ''})")
+    return lines, warnings
+
+
+def augmented_view(sample: dict[str, Any], dataset: str, seed: int) -> tuple[Image.Image, int | None]:
+    """The epoch-0 training view (as a picture) and, for pair datasets, the caption it is paired with."""
+    from ..loader.augment import IMAGE_SCALE, PAIR_SCALE, ViewConfig, draw_view, sample_generator
+    from ..loader.decode import make_view_uint8
+    from ..loader.images import caption_choice, caption_tokens
+
+    config = ViewConfig(train=True, scale=IMAGE_SCALE if dataset == "imagenet" else PAIR_SCALE)
+    generator = sample_generator(seed, 0, sample["__key__"])
+    view, flip = make_view_uint8(image_bytes(sample), lambda h, w: draw_view(h, w, config, generator), config)
+    if flip:
+        view = view.flip(-1)
+    picture = Image.fromarray(view.permute(1, 2, 0).contiguous().numpy())
+    chosen = None
+    if dataset != "imagenet":
+        count = len(caption_tokens(json.loads(sample["json"])))
+        chosen = caption_choice(seed, 0, sample["__key__"], count)
+    return picture, chosen
+
+
+def sample_cell(sample: dict[str, Any], dataset: str, augmented: bool, seed: int, dictionary) -> contact_sheet.Cell:
+    meta = json.loads(sample["json"])
+    try:
+        pictures = [Image.open(io.BytesIO(image_bytes(sample)))]
+        pictures[0].load()
+    except Exception as exc:
+        raise VlprepError(f"{sample.get('__url__')}: sample {sample['__key__']}: image does not decode ({exc})",
+                          fix=f"run vlprep verify {dataset}") from exc
+    chosen = None
+    if augmented:
+        view, chosen = augmented_view(sample, dataset, seed)
+        pictures.append(view)
+    if dataset == "imagenet":
+        label = int(sample["cls"]) if "cls" in sample else meta.get("label")
+        return contact_sheet.Cell(pictures, sample["__key__"], [f"class {label}: {meta.get('class_name', '?')}"])
+    lines, warnings = caption_lines(meta, chosen, dictionary)
+    return contact_sheet.Cell(pictures, sample["__key__"], lines, warnings)
+
+
+def preview(layout: Layout, dataset: str, split: str | None, count: int, augmented: bool, seed: int = 0,
+            out: Path | None = None) -> PreviewResult:
+    split, index = index_path(layout, dataset, split)
+    if augmented:
+        try:
+            import torch  # noqa: F401
+        except ModuleNotFoundError as exc:
+            raise VlprepError("--augmented draws the trainer's views, which needs torch",
+                              fix="install the loader extra: pip install 'vlprep[loader]'") from exc
+    samples = first_samples(index, count)
+    if not samples:
+        raise VlprepError(f"{index}: the split holds no samples", fix=f"rebuild it (vlprep shard {dataset})")
+    dictionary = load_dictionary() if dataset != "imagenet" else None
+    cells = [sample_cell(s, dataset, augmented, seed, dictionary) for s in samples]
+    kind = "stored image | training view (epoch 0)" if augmented else "stored images"
+    title = f"{dataset} {split}: first {len(cells)} samples ({kind})"
+    path = out or layout.out(dataset) / f"preview-{split}{'-augmented' if augmented else ''}.png"
+    contact_sheet.draw_sheet(path, cells, title, columns=4 if not augmented else 3)
+    return PreviewResult(path, len(cells), split)
+
