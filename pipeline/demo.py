@@ -223,6 +223,26 @@ def _glue_demo(layout: Layout, say: Callable[[str], None]) -> list[Path]:
     return [layout.out(glue.NAME) / "MNLI-bin", layout.out(glue.NAME) / "stats.json"]
 
 
+def _trainer_demo(layout: Layout, say: Callable[[str], None]) -> list[Path]:
+    """The trainer side: a preview sheet, and one batch of each loader when torch is installed."""
+    from .datasets import preview
+
+    try:
+        from .loader import image_dataset, pair_dataset, text_dataset
+    except ModuleNotFoundError:
+        sheet = preview.preview(layout, "coco", None, 8, augmented=False)
+        say(f"preview coco: {sheet.path} (install vlprep[loader] for the trainer-side datasets)")
+        return [sheet.path]
+    sheet = preview.preview(layout, "coco", None, 12, augmented=True)
+    say(f"preview coco --augmented: {sheet.path}")
+    image, tokens, mask = next(iter(pair_dataset(layout.out("coco") / "karpathy-train")))
+    say(f"loader: pair_dataset coco -> image {tuple(image.shape)} {image.dtype}, tokens {tuple(tokens.shape)} "
+        f"({int((~mask).sum())} real), image_dataset imagenet -> class "
+        f"{next(iter(image_dataset(layout.out('imagenet') / 'train')))[1]}, text_dataset owt -> "
+        f"{len(text_dataset(layout.out('owt'), 'train'))} blocks of 512")
+    return [sheet.path]
+
+
 def run_demo(data_dir: Path, workers: int = 2, say: Callable[[str], None] = print) -> DemoResult:
     """Build the sample, serve it, and run fetch → binarize → verify → stats on it."""
     started = time.monotonic()
@@ -250,4 +270,5 @@ def run_demo(data_dir: Path, workers: int = 2, say: Callable[[str], None] = prin
     files = manifests.build(layout, ("owt", "coco", "vg", "cc3m", "imagenet", "glue"))
     say(f"manifest build: {len(files)} manifests and their README.md index in {layout.manifests()}")
     outputs.append(layout.manifests() / "README.md")
+    outputs += _trainer_demo(layout, say)
     return DemoResult(layout.root, documents, stats, time.monotonic() - started, outputs)

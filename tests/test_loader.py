@@ -289,9 +289,26 @@ def test_missing_index_says_how_to_build_it(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory) -> Path:
-    data = tmp_path_factory.mktemp("loader-demo")
+    data = tmp_path_factory.mktemp("loader") / "vlprep-demo"  # the name the docs' example expects
     run_cli("demo", "--data-dir", str(data), timeout=600)
     return data
+
+
+def test_the_documented_example_runs(demo_data, tmp_path):
+    """docs/loader.md's example, run as a user would after `vlprep demo`."""
+    import re
+    import subprocess
+    import sys
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "loader.md").read_text()
+    script = tmp_path / "example.py"
+    script.write_text(re.search(r"```python\n(.*?)```", text, re.S).group(1))
+    result = subprocess.run([sys.executable, str(script)], cwd=demo_data.parent, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("0 torch.Size([8, 3, 224, 224]) torch.Size([8, 64])")
+    assert lines[3].split()[1:2] == ["[0,"]
 
 
 def shard_json(index: Path) -> dict[str, dict]:
