@@ -393,7 +393,8 @@ def test_glue_items_equal_fairseq_sentence_prediction(demo_data, task, split, se
         item = expected[i]
         assert torch.equal(tokens, item["net_input.src_tokens"]), (task, split, i)
         if "target" in item:
-            assert torch.equal(torch.as_tensor(target), torch.as_tensor(item["target"]).reshape(torch.as_tensor(target).shape))
+            expected_target = torch.as_tensor(item["target"])
+            assert torch.equal(torch.as_tensor(target), expected_target.reshape(torch.as_tensor(target).shape))
         else:
             assert target is None
     if len(ours) > 1 and separator is None and task == "MNLI":

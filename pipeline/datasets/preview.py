@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from ..errors import VlprepError
+from ..fileio import ensure_dir
 from ..layout import Layout
 from ..sinks import contact_sheet
 from ..sinks import shards as shard_sink
@@ -135,7 +136,8 @@ def preview(layout: Layout, dataset: str, split: str | None, count: int, augment
     cells = [sample_cell(s, dataset, augmented, seed, dictionary) for s in samples]
     kind = "stored image | training view (epoch 0)" if augmented else "stored images"
     title = f"{dataset} {split}: first {len(cells)} samples ({kind})"
-    path = out or layout.out(dataset) / f"preview-{split}{'-augmented' if augmented else ''}.png"
+    path = Path(out) if out else layout.out(dataset) / f"preview-{split}{'-augmented' if augmented else ''}.png"
+    ensure_dir(path.parent)
     contact_sheet.draw_sheet(path, cells, title, columns=4 if not augmented else 3)
     return PreviewResult(path, len(cells), split)
 
