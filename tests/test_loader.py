@@ -436,3 +436,16 @@ def test_preview_of_an_unbuilt_split_names_the_built_ones(demo_data):
     result = run_cli("preview", "coco", "--split", "train2014", "--data-dir", str(demo_data), check=False)
     assert result.returncode == 1
     assert "built splits: karpathy-test, karpathy-train" in result.stderr and "fix:" in result.stderr
+
+
+def test_preview_draws_broken_and_foreign_samples_instead_of_failing(tmp_path):
+    out = tmp_path / "data" / "out" / "cc3m"
+    index = write_shards(out, shards=1, per_shard=2)
+    with wds.TarWriter(str(out / "train-000000.tar")) as sink:  # replace: one foreign caption, one broken image
+        sink.write({"__key__": "good", "jpg": encode(photo(80, 60)), "json": json.dumps({"caption": "a cat"}).encode()})
+        sink.write({"__key__": "bad", "jpg": b"not an image", "json": b"{}"})
+    assert index.is_file()
+    result = run_cli("preview", "cc3m", "--augmented", "--data-dir", str(tmp_path / "data"))
+    assert "cc3m train: 2 samples" in result.stdout
+    with Image.open(result.stdout.strip().splitlines()[-1]) as image:
+        image.verify()

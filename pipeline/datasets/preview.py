@@ -95,20 +95,24 @@ def augmented_view(sample: dict[str, Any], dataset: str, seed: int) -> tuple[Ima
         view = view.flip(-1)
     picture = Image.fromarray(view.permute(1, 2, 0).contiguous().numpy())
     chosen = None
-    if dataset != "imagenet":
-        count = len(caption_tokens(json.loads(sample["json"])))
-        chosen = caption_choice(seed, 0, sample["__key__"], count)
+    meta = json.loads(sample["json"]) if "json" in sample else {}
+    if dataset != "imagenet" and meta.get("tokens"):
+        chosen = caption_choice(seed, 0, sample["__key__"], len(caption_tokens(meta)))
     return picture, chosen
 
 
 def sample_cell(sample: dict[str, Any], dataset: str, augmented: bool, seed: int, dictionary) -> contact_sheet.Cell:
-    meta = json.loads(sample["json"])
+    try:
+        meta = json.loads(sample["json"]) if "json" in sample else {}
+    except ValueError as exc:
+        raise VlprepError(f"{sample.get('__url__')}: sample {sample['__key__']}: unreadable json ({exc})",
+                          fix=f"run vlprep verify {dataset}") from exc
     try:
         pictures = [Image.open(io.BytesIO(image_bytes(sample)))]
         pictures[0].load()
-    except Exception as exc:
-        raise VlprepError(f"{sample.get('__url__')}: sample {sample['__key__']}: image does not decode ({exc})",
-                          fix=f"run vlprep verify {dataset}") from exc
+    except Exception as exc:  # shown, not fatal: the sheet is for looking at a split, broken samples included
+        return contact_sheet.Cell([Image.new("RGB", (224, 224), "#bbbbbb")], sample["__key__"], [],
+                                  [f"image does not decode ({exc}); run vlprep verify {dataset}"])
     chosen = None
     if augmented:
         view, chosen = augmented_view(sample, dataset, seed)
@@ -116,6 +120,10 @@ def sample_cell(sample: dict[str, Any], dataset: str, augmented: bool, seed: int
     if dataset == "imagenet":
         label = int(sample["cls"]) if "cls" in sample else meta.get("label")
         return contact_sheet.Cell(pictures, sample["__key__"], [f"class {label}: {meta.get('class_name', '?')}"])
+    if not meta.get("tokens"):  # shards from elsewhere: show what text there is, and say so
+        texts = meta.get("texts") or [meta.get("caption", "")]
+        return contact_sheet.Cell(pictures, sample["__key__"], [str(t) for t in texts[:1]],
+                                  ["no caption token ids in this sample"])
     lines, warnings = caption_lines(meta, chosen, dictionary)
     return contact_sheet.Cell(pictures, sample["__key__"], lines, warnings)
 
