@@ -45,12 +45,24 @@ NAME = "imagenet"
 DEFAULT_REVISION = "main"
 EXPECTED = {"train": {"images": 1_281_167, "classes": 1000, "max_per_class": 1300, "min_per_class": 732},
             "val": {"images": 50_000, "classes": 1000, "max_per_class": 50, "min_per_class": 50}}
-HASH_BUCKETS = 512
-"""Train images are spread over this many buckets by a seeded hash of their name; consecutive buckets
-are then grouped into shards of about ``--shard-samples`` once their counts are known (ImageNet
-train: ~2,500 images a bucket, 4 buckets a shard). 512 bucket files stay within a process's open-file
-limit."""
-WORK_VERSION = "imagenet-1"
+MAX_BUCKETS = 512
+"""At most this many train buckets (one open file each per tarball reader, within a process's limit)."""
+BUCKETS_PER_SHARD = 4
+
+
+def train_buckets(split: str, limit: int | None, shard_samples: int) -> int:
+    """How many buckets train images are hashed into: about four per shard, at most :data:`MAX_BUCKETS`.
+
+    Consecutive buckets are grouped into shards of about ``--shard-samples`` once their counts are
+    known (full train, 10,000 a shard: 129 shards of 4 buckets of ~2,500). Sizing the count to the
+    work keeps buckets smaller than a shard, and keeps a trial (``--limit``) from creating hundreds of
+    nearly empty bucket files per tarball: creating a file costs as much as copying ~100 images.
+    """
+    images = EXPECTED[split]["images"] if limit is None else min(limit, EXPECTED[split]["images"])
+    return max(1, min(MAX_BUCKETS, BUCKETS_PER_SHARD * -(-images // shard_samples)))
+
+
+WORK_VERSION = "imagenet-2"
 MANIFEST_HEADER = ("file", "label", "status")
 
 
@@ -92,12 +104,13 @@ class DistributeJob:
     """``--limit``: read at most this many images of the tarball (the limit applies across them later)."""
     synsets: tuple[str, ...]
     record: str
+    buckets: int = MAX_BUCKETS
 
 
 def _bucket(job: DistributeJob, key: str, position: int) -> int:
     if job.split == "train":
         digest = hashlib.sha256(f"{job.seed}:{key}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") * HASH_BUCKETS >> 64
+        return int.from_bytes(digest[:8], "big") * job.buckets >> 64
     return position // job.shard_samples
 
 
@@ -269,7 +282,8 @@ def _run_distribute(tarballs: list[Path], work: Path, buckets_dir: Path, config:
             for stale in buckets_dir.glob(f"*-{index}.tar"):  # a run killed mid-tarball left partial pieces
                 stale.unlink()
             jobs.append(DistributeJob(index, str(path), str(buckets_dir), config.split, config.seed,
-                                      config.shard_samples, config.limit, tuple(labels), str(record)))
+                                      config.shard_samples, config.limit, tuple(labels), str(record),
+                                      train_buckets(config.split, config.limit, config.shard_samples)))
     with process_pool(min(workers, len(jobs))) as pool, \
             tqdm(total=len(jobs), desc=f"imagenet {config.split}: read tarballs", unit="tar", disable=None) as bar:
         for _ in run_bounded(distribute, jobs, pool, workers):
