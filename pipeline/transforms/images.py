@@ -44,6 +44,9 @@ class StoredImage:
 
 def prepare_image(data: bytes, resize: int | None = None) -> StoredImage:
     """Check that ``data`` decodes; return it unchanged, or resized/converted to a JPEG."""
+    kept = _kept_as_is(data, resize)
+    if kept is not None:
+        return kept
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height, fmt, mode = image.width, image.height, image.format or "?", image.mode
@@ -58,6 +61,25 @@ def prepare_image(data: bytes, resize: int | None = None) -> StoredImage:
             return _convert(image, target)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(str(exc) or type(exc).__name__) from exc
+
+
+def _kept_as_is(data: bytes, resize: int | None) -> StoredImage | None:
+    """The common case without opening Pillow: a JPEG whose marker walk passes, grey or colour (not
+    CMYK), that needs no resize. Its size comes from the frame header, as Pillow would read it.
+    Anything else returns None and takes the general path."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    try:
+        frame = check_structure(data)
+    except JpegStructureError:
+        return None
+    if frame.components not in (1, 3) or frame.height == 0:
+        return None
+    if frame.width * frame.height > 2 * (Image.MAX_IMAGE_PIXELS or 0) > 0:
+        raise ImageError(f"{frame.width}x{frame.height} pixels is over the decompression-bomb limit")
+    if _target_size(frame.width, frame.height, resize) != (frame.width, frame.height):
+        return None
+    return StoredImage(data, frame.width, frame.height, "JPEG")
 
 
 def _check_jpeg(data: bytes, image: Image.Image) -> None:

@@ -13,6 +13,7 @@ has the last word.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 SOI, EOI, SOS = 0xD8, 0xD9, 0xDA
 # Start-of-frame markers: baseline, extended, progressive, lossless (Huffman and arithmetic).
@@ -27,15 +28,25 @@ class JpegStructureError(ValueError):
     """The marker structure is broken or not one this walk knows."""
 
 
-def check_structure(data: bytes) -> None:
+class Frame(NamedTuple):
+    """What the (first) frame header says: the image's size and its number of colour components."""
+
+    width: int
+    height: int
+    components: int
+
+
+def check_structure(data: bytes) -> Frame:
     """Walk SOI … SOF … SOS+entropy data … EOI; raise :class:`JpegStructureError` if it breaks.
 
     Bytes after the end-of-image marker are allowed (cameras and editors append data there).
+    Returns the frame header's size and components, so a caller that only needs those need not
+    parse the file again.
     """
     size = len(data)
     if data[:2] != b"\xff\xd8":
         raise JpegStructureError("no JPEG start-of-image marker")
-    pos, frame, scans = 2, False, 0
+    pos, frame, scans = 2, None, 0
     while True:
         if pos >= size:
             raise JpegStructureError(f"ends after {size:,} bytes without an end-of-image marker")
@@ -50,7 +61,7 @@ def check_structure(data: bytes) -> None:
         if marker == EOI:
             if not scans:
                 raise JpegStructureError("end-of-image marker before any scan")
-            return
+            return frame
         if marker in STANDALONE:
             continue
         if marker in (SOI, 0x00):
@@ -63,8 +74,8 @@ def check_structure(data: bytes) -> None:
         if pos + length > size:
             raise JpegStructureError(f"ends after {size:,} bytes inside segment 0xFF{marker:02X}")
         if marker in SOF:
-            _check_frame(data[pos + 2:pos + length])
-            frame = True
+            header = _check_frame(data[pos + 2:pos + length])
+            frame = frame or header
         pos += length
         if marker == SOS:
             if not frame:
@@ -76,7 +87,7 @@ def check_structure(data: bytes) -> None:
             pos = end.start()
 
 
-def _check_frame(header: bytes) -> None:
+def _check_frame(header: bytes) -> Frame:
     """8-bit samples, a non-empty size and 1, 3 or 4 components: what 8-bit decoders accept."""
     if len(header) < 6:
         raise JpegStructureError("frame header too short")
@@ -85,3 +96,4 @@ def _check_frame(header: bytes) -> None:
     if precision != 8 or width == 0 or components not in (1, 3, 4):
         raise JpegStructureError(f"frame {width}x{height}, {precision}-bit, {components} components is not "
                                  "an 8-bit JPEG this pipeline decodes")
+    return Frame(width, height, components)
