@@ -27,7 +27,6 @@ from ..transforms.captions import MAX_BPE
 from ..transforms.dictionary import load_dictionary
 
 DEFAULT_SPLIT = {"coco": "karpathy-train", "vg": "train", "cc3m": "train", "imagenet": "train"}
-PREVIEW_DATASETS = tuple(DEFAULT_SPLIT)
 
 
 @dataclass(frozen=True)
@@ -58,17 +57,9 @@ def first_samples(index: Path, count: int) -> list[dict[str, Any]]:
     return list(islice(tarfile_samples({"url": url} for url in urls), count))
 
 
-def image_bytes(sample: dict[str, Any]) -> bytes:
-    for member in ("jpg", "jpeg", "png", "webp"):
-        if member in sample:
-            return sample[member]
-    raise VlprepError(f"{sample.get('__url__')}: sample {sample['__key__']} has no image member",
-                      fix="pass a split written by vlprep shard or vlprep fetch cc3m")
-
-
 def caption_lines(meta: dict[str, Any], chosen: int | None, dictionary) -> tuple[list[str], list[str]]:
     """Caption text decoded from the stored ids, and warnings for those cut at the 64-token cap."""
-    tokens = meta["tokens"] if meta["tokens"] and isinstance(meta["tokens"][0], list) else [meta["tokens"]]
+    tokens = shard_sink.caption_token_lists(meta)
     lengths = meta.get("lengths") or [len(t) - 2 for t in tokens]
     picks = [chosen] if chosen is not None else [0]
     lines, warnings = [], []
@@ -82,22 +73,19 @@ def caption_lines(meta: dict[str, Any], chosen: int | None, dictionary) -> tuple
     return lines, warnings
 
 
-def augmented_view(sample: dict[str, Any], dataset: str, seed: int) -> tuple[Image.Image, int | None]:
+def augmented_view(sample: dict[str, Any], meta: dict[str, Any], dataset: str,
+                   seed: int) -> tuple[Image.Image, int | None]:
     """The epoch-0 training view (as a picture) and, for pair datasets, the caption it is paired with."""
-    from ..loader.augment import IMAGE_SCALE, PAIR_SCALE, ViewConfig, draw_view, sample_generator
-    from ..loader.decode import make_view_uint8
-    from ..loader.images import caption_choice, caption_tokens
+    from ..loader.augment import IMAGE_SCALE, PAIR_SCALE, ViewConfig
+    from ..loader.images import caption_choice, view_pixels
 
     config = ViewConfig(train=True, scale=IMAGE_SCALE if dataset == "imagenet" else PAIR_SCALE)
-    generator = sample_generator(seed, 0, sample["__key__"])
-    view, flip = make_view_uint8(image_bytes(sample), lambda h, w: draw_view(h, w, config, generator), config)
+    view, flip = view_pixels(sample, 0, config, seed)
     if flip:
         view = view.flip(-1)
     picture = Image.fromarray(view.permute(1, 2, 0).contiguous().numpy())
-    chosen = None
-    meta = json.loads(sample["json"]) if "json" in sample else {}
-    if dataset != "imagenet" and meta.get("tokens"):
-        chosen = caption_choice(seed, 0, sample["__key__"], len(caption_tokens(meta)))
+    captions = shard_sink.caption_token_lists(meta)
+    chosen = caption_choice(seed, 0, sample["__key__"], len(captions)) if dataset != "imagenet" and captions else None
     return picture, chosen
 
 
@@ -108,14 +96,17 @@ def sample_cell(sample: dict[str, Any], dataset: str, augmented: bool, seed: int
         raise VlprepError(f"{sample.get('__url__')}: sample {sample['__key__']}: unreadable json ({exc})",
                           fix=f"run vlprep verify {dataset}") from exc
     try:
-        pictures = [Image.open(io.BytesIO(image_bytes(sample)))]
+        data = shard_sink.image_member(sample)
+        if data is None:
+            raise ValueError("the sample has no image member")
+        pictures = [Image.open(io.BytesIO(data))]
         pictures[0].load()
     except Exception as exc:  # shown, not fatal: the sheet is for looking at a split, broken samples included
         return contact_sheet.Cell([Image.new("RGB", (224, 224), "#bbbbbb")], sample["__key__"], [],
                                   [f"image does not decode ({exc}); run vlprep verify {dataset}"])
     chosen = None
     if augmented:
-        view, chosen = augmented_view(sample, dataset, seed)
+        view, chosen = augmented_view(sample, meta, dataset, seed)
         pictures.append(view)
     if dataset == "imagenet":
         label = int(sample["cls"]) if "cls" in sample else meta.get("label")

@@ -12,35 +12,38 @@ from typing import Any, Sequence
 
 import torch
 
+from ..sinks.shards import caption_token_lists, image_member
 from ..transforms.dictionary import BOS, EOS, PAD
 from .augment import IMAGE_SCALE, PAIR_SCALE, RATIO, ViewConfig, draw_view, sample_generator, sample_seed
-from .decode import make_view
+from .decode import make_view_uint8, normalize
 from .shards import ShardStream, resolve_shards
 
 CAPTION_LENGTH = 64  # <s> + at most 62 BPE tokens + </s>, as the shards store them
-IMAGE_MEMBERS = ("jpg", "jpeg", "png", "webp")
 
 
 def image_bytes(sample: dict[str, Any]) -> bytes:
-    for member in IMAGE_MEMBERS:
-        if member in sample:
-            return sample[member]
-    raise ValueError(f"no image member (has {', '.join(k for k in sample if not k.startswith('__'))})")
+    data = image_member(sample)
+    if data is None:
+        raise ValueError(f"no image member (has {', '.join(k for k in sample if not k.startswith('__'))})")
+    return data
+
+
+def view_pixels(sample: dict[str, Any], epoch: int, config: ViewConfig, seed: int) -> tuple[torch.Tensor, bool]:
+    """The sample's uint8 view for this epoch and whether to flip it: crop and flip from (seed, epoch, key)."""
+    generator = sample_generator(seed, epoch, sample["__key__"]) if config.train else None
+    return make_view_uint8(image_bytes(sample), lambda h, w: draw_view(h, w, config, generator), config)
 
 
 def view_of(sample: dict[str, Any], epoch: int, config: ViewConfig, seed: int) -> torch.Tensor:
-    """The sample's view for this epoch: its crop and flip come from (seed, epoch, key)."""
-    generator = sample_generator(seed, epoch, sample["__key__"]) if config.train else None
-    return make_view(image_bytes(sample), lambda h, w: draw_view(h, w, config, generator), config)
+    """The normalized view the trainer sees."""
+    return normalize(*view_pixels(sample, epoch, config, seed))
 
 
 def caption_tokens(meta: dict[str, Any]) -> list[list[int]]:
     """The sample's captions as token id lists (COCO, VG regions and concat, CC3M alike)."""
-    tokens = meta.get("tokens")
+    tokens = caption_token_lists(meta)
     if not tokens:
         raise ValueError("the json has no caption tokens; image_dataset reads image-only shards")
-    if isinstance(tokens[0], int):
-        return [tokens]
     return tokens
 
 

@@ -13,7 +13,7 @@ import json
 import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from ..fileio import atomic_path
 
@@ -114,6 +114,30 @@ def write_wids_index(path: Path, name: str, shards: list[ShardInfo]) -> None:
              "shardlist": [asdict(shard) for shard in shards]}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+
+
+IMAGE_MEMBERS = ("jpg", "jpeg", "png", "webp")
+"""Extensions a sample's image is stored under (vlprep writes ``jpg``; other writers use the rest)."""
+
+
+def image_member(sample: Mapping[str, Any]) -> bytes | None:
+    """A read sample's image bytes, under the first image extension it has; None when it has none."""
+    for member in IMAGE_MEMBERS:
+        if member in sample:
+            return sample[member]
+    return None
+
+
+def caption_token_lists(meta: Mapping[str, Any]) -> list[list[int]]:
+    """A sample json's caption ids, one list per caption (``[]`` when it holds none).
+
+    Every image-text sample stores ``tokens`` as a list per caption; a single flat list (one
+    caption) is read as one caption too.
+    """
+    tokens = meta.get("tokens") or []
+    if tokens and isinstance(tokens[0], int):
+        return [tokens]
+    return tokens
 
 
 def read_wids_index(path: Path) -> list[ShardInfo]:
