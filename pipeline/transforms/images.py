@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile
 
-from .jpeg import JpegStructureError, check_structure
+from .jpeg import Frame, JpegStructureError, check_structure
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 JPEG_QUALITY = 95
@@ -44,15 +44,18 @@ class StoredImage:
 
 def prepare_image(data: bytes, resize: int | None = None) -> StoredImage:
     """Check that ``data`` decodes; return it unchanged, or resized/converted to a JPEG."""
-    kept = _kept_as_is(data, resize)
-    if kept is not None:
-        return kept
+    walk = _walk(data)
+    if isinstance(walk, Frame):
+        kept = _kept_as_is(data, walk, resize)
+        if kept is not None:
+            return kept
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height, fmt, mode = image.width, image.height, image.format or "?", image.mode
             target = _target_size(width, height, resize)
             if fmt == "JPEG" and mode in ("RGB", "L"):
-                _check_jpeg(data, image)
+                if isinstance(walk, JpegStructureError):
+                    _decode_fully(image, walk)
                 if target == (width, height):
                     return StoredImage(data, width, height, fmt)
                 resized = _resize_jpeg(data, mode, target)
@@ -63,16 +66,18 @@ def prepare_image(data: bytes, resize: int | None = None) -> StoredImage:
         raise ImageError(str(exc) or type(exc).__name__) from exc
 
 
-def _kept_as_is(data: bytes, resize: int | None) -> StoredImage | None:
-    """The common case without opening Pillow: a JPEG whose marker walk passes, grey or colour (not
+def _walk(data: bytes) -> Frame | JpegStructureError:
+    """The marker walk's verdict, made once per image: the frame it found, or why it stopped."""
+    try:
+        return check_structure(data)
+    except JpegStructureError as exc:
+        return exc
+
+
+def _kept_as_is(data: bytes, frame: Frame, resize: int | None) -> StoredImage | None:
+    """The common case without opening Pillow: a JPEG whose marker walk passed, grey or colour (not
     CMYK), that needs no resize. Its size comes from the frame header, as Pillow would read it.
     Anything else returns None and takes the general path."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    try:
-        frame = check_structure(data)
-    except JpegStructureError:
-        return None
     if frame.components not in (1, 3) or frame.height == 0:
         return None
     if frame.width * frame.height > 2 * (Image.MAX_IMAGE_PIXELS or 0) > 0:
@@ -82,15 +87,12 @@ def _kept_as_is(data: bytes, resize: int | None) -> StoredImage | None:
     return StoredImage(data, frame.width, frame.height, "JPEG")
 
 
-def _check_jpeg(data: bytes, image: Image.Image) -> None:
-    """Accept a clean marker structure at once; otherwise a full decode decides (raising on failure)."""
+def _decode_fully(image: Image.Image, structure: JpegStructureError) -> None:
+    """A JPEG the walk did not accept: a full decode decides (raising on failure)."""
     try:
-        check_structure(data)
-    except JpegStructureError as structure:
-        try:
-            image.load()
-        except OSError as exc:
-            raise ImageError(f"{exc} ({structure})") from exc
+        image.load()
+    except OSError as exc:
+        raise ImageError(f"{exc} ({structure})") from exc
 
 
 @functools.lru_cache(maxsize=1)
