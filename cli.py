@@ -103,6 +103,14 @@ def _datasets(name: str) -> tuple[str, ...]:
     return DATASETS if name == "all" else (name,)
 
 
+def _built(layout: Layout, names: tuple[str, ...], message: str, fix: str) -> tuple[str, ...]:
+    """What ``all`` means: of ``names``, those with an ``out/<name>/stats.json``; an error if none."""
+    built = tuple(name for name in names if (layout.out(name) / "stats.json").exists())
+    if not built:
+        raise VlprepError(f"{message} in {layout.out_root()}", fix=fix)
+    return built
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="vlprep")
 def main() -> None:
@@ -395,9 +403,7 @@ def verify(dataset: str, data_dir: Path, tokenizer_check: int, seed: int) -> Non
     layout = Layout.from_env(data_dir)
     names = _datasets(dataset)
     if dataset == "all":
-        names = tuple(n for n in names if (layout.out(n) / "stats.json").exists())
-        if not names:
-            raise VlprepError(f"nothing has been built in {layout.out_root()}", fix="run a binarize or shard stage")
+        names = _built(layout, names, "nothing has been built", fix="run a binarize or shard stage")
     for name in names:
         if name in SHARD_DATASETS:
             for split, found in imagetext.verify(layout, name).items():
@@ -443,10 +449,8 @@ def stats(datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
     layout = Layout.from_env(data_dir)
     chosen = tuple(dict.fromkeys(d for name in datasets for d in _datasets(name)))
     if "all" in datasets:
-        chosen = tuple(d for d in chosen if (layout.out(d) / "stats.json").exists())
-        if not chosen:
-            raise VlprepError(f"no dataset has been built in {layout.out_root()}",
-                              fix="run vlprep binarize owt or vlprep shard coco first")
+        chosen = _built(layout, chosen, "no dataset has been built",
+                        fix="run vlprep binarize owt or vlprep shard coco first")
     for dataset in chosen:
         path = layout.out(dataset) / "stats.json"
         if not path.exists():
@@ -543,9 +547,7 @@ def manifest_build(dataset: str, data_dir: Path, manifest_dir: Path | None) -> N
     layout = Layout.from_env(data_dir)
     names = _datasets(dataset)
     if dataset == "all":
-        names = tuple(n for n in names if (layout.out(n) / "stats.json").exists())
-        if not names:
-            raise VlprepError(f"nothing has been built in {layout.out_root()}", fix="run a fetch/shard/binarize stage")
+        names = _built(layout, names, "nothing has been built", fix="run a fetch/shard/binarize stage")
     files = manifests.build(layout, names, manifest_dir)
     for line in manifests.summary(files):
         click.echo(line)

@@ -10,7 +10,6 @@ per worker; (r) >= 1.5 x (n); peak RSS < 2 GB. Run: ``.venv/bin/python benchmark
 """
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import shutil
@@ -24,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_shards import naive_resize, timed  # noqa: E402
+from bench_shards import naive_resize, prepare, timed  # noqa: E402
 
 WORK = Path(__file__).resolve().parent / "_work"
 SYNSETS = [f"n{1440764 + 1000 * i:08d}" for i in range(10)]
@@ -65,13 +64,7 @@ def naive(path: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    args = parser.parse_args()
-    mirror = make_mirror(args.images)
-    data = WORK / "imagenet-run"
-    shutil.rmtree(data, ignore_errors=True)
+    args, mirror, data = prepare(__doc__, make_mirror, "imagenet-run")
     (data / "raw").mkdir(parents=True)
     os.symlink(mirror, data / "raw" / "imagenet")
     megabytes = sum(p.stat().st_size for p in (mirror / "data").glob("train_*.tar.gz")) / 1e6

@@ -84,14 +84,20 @@ def timed(command: list[str]) -> tuple[float, int]:
     return time.perf_counter() - started, rss.peak
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def prepare(doc: str, build_mirror, run: str) -> tuple[argparse.Namespace, Path, Path]:
+    """Parse ``--images``/``--workers``, build the input once (kept between runs), and clear the data dir."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
-    mirror = make_mirror(args.images)
-    data = WORK / "shards-run"
+    mirror = build_mirror(args.images)
+    data = WORK / run
     shutil.rmtree(data, ignore_errors=True)
+    return args, mirror, data
+
+
+def main() -> None:
+    args, mirror, data = prepare(__doc__, make_mirror, "shards-run")
     raw = data / "raw" / "coco"
     raw.mkdir(parents=True)
     for rel in ("zips/train2014.zip", "caption_datasets.zip"):

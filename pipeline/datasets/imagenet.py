@@ -104,7 +104,7 @@ class DistributeJob:
     """``--limit``: read at most this many images of the tarball (the limit applies across them later)."""
     synsets: tuple[str, ...]
     record: str
-    buckets: int = MAX_BUCKETS
+    buckets: int
 
 
 def _bucket(job: DistributeJob, key: str, position: int) -> int:
