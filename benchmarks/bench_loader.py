@@ -14,13 +14,14 @@ Text: ``text_dataset`` over a generated fairseq binary of 50 M tokens (uint16, Z
 ~1,000 tokens), 512-token blocks read in order and in a shuffled order; reference: fairseq's own
 TokenBlockDataset + PrependTokenDataset over the same files. Target > 50 M tokens/s.
 
-Run: ``.venv/bin/python benchmarks/bench_loader.py [--images 2000] [--tokens 50000000]``.
+Prints peak RSS (this process, and the largest child). Run: ``.venv/bin/python benchmarks/bench_loader.py [--images 2000] [--tokens 50000000]``.
 """
 from __future__ import annotations
 
 import argparse
 import io
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -189,6 +190,10 @@ def main() -> None:
     image_rows("generated 640x480", generated, pair=True)
     image_rows("generated 640x480", generated, pair=False)
     text_rows(args.tokens)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"peak RSS: {own:.0f} MB this process (all measurements, text memory-mapped), "
+          f"{workers:.0f} MB the largest DataLoader worker or child")
 
 
 if __name__ == "__main__":
