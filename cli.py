@@ -353,8 +353,6 @@ def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant
       vlprep shard vg --variant concat --workers 8
       vlprep shard imagenet --split val
     """
-    from .pipeline.datasets import coco, imagetext, vg
-
     layout = Layout.from_env(data_dir)
     common = dict(workers=workers, seed=seed, resize=resize, limit=limit, max_count=shard_samples,
                   max_bytes=shard_mb * 1_000_000, tokenizer=tokenizer)
@@ -367,6 +365,8 @@ def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant
             click.echo(line)
         click.echo(f"written: {layout.out(dataset)}/")
         return
+    from .pipeline.datasets import coco, imagetext, vg
+
     if dataset == "coco":
         stats = coco.shard(layout, split or coco.DEFAULT_SPLIT, **common)
     else:

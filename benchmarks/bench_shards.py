@@ -84,11 +84,14 @@ def timed(command: list[str]) -> tuple[float, int]:
     return time.perf_counter() - started, rss.peak
 
 
-def prepare(doc: str, build_mirror, run: str) -> tuple[argparse.Namespace, Path, Path]:
-    """Parse ``--images``/``--workers``, build the input once (kept between runs), and clear the data dir."""
+def prepare(doc: str, build_mirror, run: str, repeat: int | None = None) -> tuple[argparse.Namespace, Path, Path]:
+    """Parse ``--images``/``--workers`` (and ``--repeat`` when given a default), build the input once
+    (kept between runs), and clear the data dir."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    if repeat is not None:
+        parser.add_argument("--repeat", type=int, default=repeat, help="runs per measurement; the best counts")
     args = parser.parse_args()
     mirror = build_mirror(args.images)
     data = WORK / run

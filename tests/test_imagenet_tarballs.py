@@ -41,11 +41,28 @@ def test_damaged_gzip_is_an_error_naming_the_file(tmp_path, damage, message):
     assert "train_images_0.tar.gz" in str(info.value) and "vlprep fetch imagenet" in str(info.value)
 
 
-def test_a_damaged_tar_header_does_not_end_the_archive_silently(tmp_path):
-    raw = bytearray(tar_bytes())
-    offsets = [member.offset for member in tarfile.open(fileobj=io.BytesIO(bytes(raw)))]
-    raw[offsets[20]: offsets[20] + 100] = b"\xff" * 100  # tarfile alone stops here without a word
+@pytest.mark.parametrize("damage,message", [
+    (lambda raw, at: raw[:at] + b"\xff" * 100 + raw[at + 100:], "bad header checksum at byte"),
+    (lambda raw, at: raw[:at] + b"\0" * 512 + raw[at + 512:], "stops at an empty header at byte .* but data follows"),
+])
+def test_a_damaged_tar_header_does_not_end_the_archive_silently(tmp_path, damage, message):
+    raw = tar_bytes()
+    offsets = [member.offset for member in tarfile.open(fileobj=io.BytesIO(raw))]
+    damaged = damage(raw, offsets[20])
+    assert len(tarfile.open(fileobj=io.BytesIO(damaged)).getmembers()) == 20  # tarfile alone stops without a word
     path = tmp_path / "train_images_1.tar.gz"
-    path.write_bytes(gzip.compress(bytes(raw)))
-    with pytest.raises(VlprepError, match="stops at an unreadable header but data follows"):
+    path.write_bytes(gzip.compress(damaged))
+    with pytest.raises(VlprepError, match=message) as info:
         list(iter_images(path))
+    assert "train_images_1.tar.gz" in str(info.value)
+
+
+def test_a_wrong_gzip_checksum_is_an_error(tmp_path):
+    """The gzip trailer's CRC-32 is checked as the stream ends (flip one bit of it)."""
+    packed = bytearray(gzip.compress(tar_bytes(count=5)))
+    packed[-8] ^= 1
+    path = tmp_path / "train_images_2.tar.gz"
+    path.write_bytes(bytes(packed))
+    with pytest.raises(VlprepError, match="damaged") as info:
+        list(iter_images(path))
+    assert "CRC" in str(info.value) or "crc" in str(info.value)

@@ -317,3 +317,81 @@ def test_fast_tar_listing_refuses_damage_tarfile_would_skip_silently():
         list_tar_bytes(bytes(raw[:700]), "t.tar")
     with pytest.raises(VlprepError, match="outside"):
         list_tar_bytes(_tar(tarfile.GNU_FORMAT, [("../evil.txt", b"x", tarfile.REGTYPE)]), "t.tar")
+
+
+class _Trickle(io.RawIOBase):
+    """A forward-only stream that returns at most 700 bytes a read (as a pipe or socket may)."""
+
+    def __init__(self, data: bytes):
+        self._data, self._pos = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        size = 700 if size < 0 else min(size, 700)
+        chunk = self._data[self._pos:self._pos + size]
+        self._pos += len(chunk)
+        return chunk
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+@pytest.mark.parametrize("long_names", [False, True])
+@pytest.mark.parametrize("trickle", [False, True])
+def test_streamed_tar_members_equal_tarfile(fmt, long_names, trickle):
+    from vlprep.pipeline.sources.archives import iter_tar_members
+
+    deep = "/".join(["folder"] * 12) if long_names else "folder"  # > 100 chars: prefix, L or pax
+    entries = [(f"{deep}/", None, tarfile.DIRTYPE), (f"{deep}/a.txt", b"alpha\n" * 100, tarfile.REGTYPE),
+               ("empty.txt", b"", tarfile.REGTYPE), ("link", None, tarfile.SYMTYPE),
+               (f"{deep}/caf\u00e9 \u6f22.txt", b"x" * 513, tarfile.REGTYPE), ("last.txt", b"z", tarfile.REGTYPE)]
+    raw = _tar(fmt, entries)
+    stream = _Trickle(raw) if trickle else io.BufferedReader(io.BytesIO(raw))
+    assert list(iter_tar_members(stream, "t.tar")) == _tarfile_listing(raw)
+    # Without its end-of-archive blocks (some writers stop after the last member), as tarfile reads it.
+    cut = raw[:raw.rindex(b"z") + 512 - raw.rindex(b"z") % 512]
+    assert list(iter_tar_members(io.BytesIO(cut), "t.tar")) == _tarfile_listing(raw)
+
+
+def test_streamed_tar_refuses_damage_that_tarfile_passes_over():
+    from vlprep.pipeline.sources.archives import iter_tar_members
+
+    raw = _tar(tarfile.GNU_FORMAT, [("a.txt", b"a" * 600, tarfile.REGTYPE), ("b.txt", b"b", tarfile.REGTYPE)])
+    damaged = bytearray(raw)
+    damaged[1536 + 3] ^= 0x20  # the second header's name: its checksum no longer holds
+    with pytest.raises(tarfile.ReadError, match="checksum at byte 1,536"):
+        list(iter_tar_members(io.BytesIO(bytes(damaged)), "t.tar"))
+    zeroed = raw[:1536] + b"\0" * 512 + raw[2048:]
+    with pytest.raises(tarfile.ReadError, match="empty header at byte 1,536 but data follows"):
+        list(iter_tar_members(io.BytesIO(zeroed), "t.tar"))
+    with pytest.raises(tarfile.ReadError, match="ends inside member a.txt"):
+        list(iter_tar_members(io.BytesIO(raw[:700]), "t.tar"))
+    with pytest.raises(tarfile.ReadError, match="ends inside the header"):
+        list(iter_tar_members(io.BytesIO(raw[:1536 + 100]), "t.tar"))
+    with pytest.raises(VlprepError, match="outside"):
+        list(iter_tar_members(io.BytesIO(_tar(tarfile.PAX_FORMAT, [("../" + "x" * 120, b"x", tarfile.REGTYPE)])),
+                              "t.tar"))
+    sparse = bytearray(raw[:512])
+    sparse[156] = ord("S")
+    sparse[148:156] = b"%06o\0 " % (sum(sparse[:148]) + 256 + sum(sparse[156:]))
+    with pytest.raises(tarfile.ReadError, match="sparse"):
+        list(iter_tar_members(io.BytesIO(bytes(sparse) + raw[512:]), "t.tar"))
+
+
+def test_streamed_tar_reads_a_pax_size_and_path():
+    """pax records override the header's name and size (sizes over 8 GiB only fit there)."""
+    from vlprep.pipeline.sources.archives import iter_tar_members
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        info = tarfile.TarInfo("short.bin")
+        info.size = 5
+        info.pax_headers = {"path": "d\u00e9j\u00e0/long.bin", "size": "5", "comment": "x = y"}
+        archive.addfile(info, io.BytesIO(b"hello"))
+    raw = bytearray(buffer.getvalue())
+    header = raw.index(b"short.bin")  # the member's own header: its size field says 0, its pax record 5
+    raw[header + 124:header + 136] = b"%011o\0" % 0
+    raw[header + 148:header + 156] = b" " * 8
+    raw[header + 148:header + 156] = b"%06o\0 " % sum(raw[header:header + 512])
+    assert _tarfile_listing(bytes(raw)) == [("d\u00e9j\u00e0/long.bin", b"hello")]
+    assert list(iter_tar_members(io.BytesIO(bytes(raw)), "t.tar")) == [("d\u00e9j\u00e0/long.bin", b"hello")]

@@ -427,7 +427,7 @@ def _kept_samples(crawl: Crawl, kept: set[int], tokenizer: str | None, counts: C
                 counts["truncated"] += token.length > MAX_BPE
                 counts[f"length:{token.length}"] += 1
                 manifest_rows.append((row, meta["url"], meta["sha256"], records.caption_hash(caption)))  # in row order
-                yield f"{row:09d}", {"jpg": data, "json": imagetext.json_bytes(meta)}
+                yield f"{row:09d}", {"jpg": data, "json": shard_sink.json_bytes(meta)}
 
 
 def _write_output(layout: Layout, crawl: Crawl, kept: set[int], tokenizer: str | None,

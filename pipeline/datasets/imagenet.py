@@ -24,7 +24,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from tqdm import tqdm
 
@@ -38,8 +38,9 @@ from ..sinks import manifests as manifest_sink
 from ..sinks import shards as shard_sink
 from ..sources.archives import list_tar_bytes
 from ..transforms.images import ImageError, prepare_image
-from .fetching import FetchReport, fetch_from_hub, fetch_from_mirror
-from .imagetext import json_bytes
+
+if TYPE_CHECKING:
+    from .fetching import FetchReport
 
 NAME = "imagenet"
 DEFAULT_REVISION = "main"
@@ -70,6 +71,7 @@ def fetch(layout: Layout, mirror: str | None = None, with_test: bool = False,
           revision: str = DEFAULT_REVISION) -> FetchReport:
     """classes.py and the train/val tarballs (test on request), from the gated hub (HF_TOKEN) or a mirror."""
     from ..sources.mirror import Mirror
+    from .fetching import fetch_from_hub, fetch_from_mirror
 
     relpaths = [records.CLASSES_FILE, *records.TARBALLS["train"], *records.TARBALLS["val"]]
     if with_test:
@@ -206,7 +208,7 @@ def shard_bucket(job: ShardJob) -> dict:
                     meta["converted"] = image.converted
                     converted.append({"file": name, "converted": image.converted})
                 kept.append((name, label))
-                yield records.key_of(name), {"jpg": image.data, "cls": str(label).encode(), "json": json_bytes(meta)}
+                yield records.key_of(name), {"jpg": image.data, "cls": str(label).encode(), "json": shard_sink.json_bytes(meta)}
 
         info = shard_sink.write_shard(Path(job.out) / shard_sink.shard_name(job.split, job.index), samples())
     finally:
@@ -356,7 +358,7 @@ def _finish(layout: Layout, config: ShardConfig, results: list[dict], counts: di
                for part in parts for n in part["unknown_synset"]]
     converted = sorted((c for r in results for c in r["converted"]), key=lambda c: c["file"])
     with atomic_path(out / f"{split}.errors.jsonl") as tmp:
-        tmp.write_bytes(b"".join(json_bytes(e) + b"\n" for e in errors))
+        tmp.write_bytes(b"".join(shard_sink.json_bytes(e) + b"\n" for e in errors))
     images = sum(s.nsamples for s in shards)
     split_stats = {"images": images, "shards": len(shards), "bytes": sum(s.filesize for s in shards),
                    "skipped_images": len(errors), "converted_images": len(converted), "converted": converted,

@@ -73,11 +73,6 @@ class ShardConfig:
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def json_bytes(data: dict) -> bytes:
-    """A sample's json member: sorted keys, compact, UTF-8 (deterministic bytes)."""
-    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
 def write_samples(specs: Iterable[SampleSpec], encoder: CaptionEncoder, path: Path) -> list[dict]:
     """Encode texts in batches and write one json line per sample; return each sample's locator."""
     locators: list[dict] = []
@@ -91,7 +86,7 @@ def write_samples(specs: Iterable[SampleSpec], encoder: CaptionEncoder, path: Pa
                 meta = {**spec.meta, "key": spec.key, "texts": spec.texts,
                         "tokens": [t.ids for t in tokens], "lengths": [t.length for t in tokens]}
                 offset = handle.tell()
-                handle.write(json_bytes(meta) + b"\n")
+                handle.write(shard_sink.json_bytes(meta) + b"\n")
                 locators.append({"key": spec.key, "zip": spec.image_zip, "member": spec.member,
                                  "offset": offset, "texts": len(spec.texts), "dropped": spec.dropped_texts})
             batch.clear()
@@ -190,7 +185,7 @@ def write_one_shard(job: ShardJob) -> dict:
                     counts["descriptions"] += sum(len(r) if isinstance(r, list) else 1 for r in meta["region_ids"])
                 counts["truncated"] += sum(length > MAX_BPE for length in meta["lengths"])
                 lengths.update(meta["lengths"])
-                yield locator["key"], {"jpg": image.data, "json": json_bytes(meta)}
+                yield locator["key"], {"jpg": image.data, "json": shard_sink.json_bytes(meta)}
 
     info = shard_sink.write_shard(Path(job.path), samples())
     result = {"shard": info.__dict__, "errors": errors, "counts": dict(counts),
@@ -277,7 +272,7 @@ def _finish(layout: Layout, config: ShardConfig, plan: dict, results: list[dict]
     shard_sink.write_wids_index(out / f"{config.split}.index.json", config.split, shards)
     errors = plan["missing"] + [e for r in results for e in r["errors"]]
     with atomic_path(out / f"{config.split}.errors.jsonl") as tmp:
-        tmp.write_bytes(b"".join(json_bytes(e) + b"\n" for e in sorted(errors, key=lambda e: e["key"])))
+        tmp.write_bytes(b"".join(shard_sink.json_bytes(e) + b"\n" for e in sorted(errors, key=lambda e: e["key"])))
     counts: Counter = Counter()
     lengths: Counter = Counter()
     for result in results:

@@ -52,26 +52,36 @@ def _header(name: str, size: int) -> tarfile.TarInfo:
 _NUL = b"\0"
 
 
+_MODE_OWNER = b"%07o\0" % MODE + b"0000000\0" * 2
+_MTIME = b"%011o\0" % MTIME
+_AFTER_CHECKSUM = (b" 0" + _NUL * 100 + b"ustar\x0000").ljust(512 - 155, _NUL)
+_FIXED_SUM = sum(_MODE_OWNER) + sum(_MTIME) + sum(b" " * 8) + sum(_AFTER_CHECKSUM) - sum(b" ")
+"""What the fixed fields add to the header checksum (the checksum field counts as 8 spaces)."""
+
+
 def ustar_header(name: str, size: int) -> bytes:
     """The 512-byte header ``tarfile`` writes for :func:`_header` (USTAR), built without ``tarfile``.
 
     ``tarfile.addfile`` costs tens of microseconds a member; shards of millions of members spend
-    seconds there. Names over 100 bytes take tarfile's own path (the USTAR prefix split).
+    seconds there. Only the name and size vary, so the checksum sums just those. Names over 100
+    bytes take tarfile's own path (the USTAR prefix split).
     """
     encoded = name.encode("utf-8")
     if len(encoded) > 100:
         return _header(name, size).tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
-    fields = b"".join((
-        encoded.ljust(100, _NUL), b"%07o\0" % MODE, b"0000000\0", b"0000000\0", b"%011o\0" % size,
-        b"%011o\0" % MTIME, b"        ", b"0", _NUL * 100, b"ustar\x0000", _NUL * 32, _NUL * 32,
-        _NUL * 8, _NUL * 8, _NUL * 155,  # devmajor/devminor: empty for regular files
-    )).ljust(512, _NUL)
-    checksum = sum(fields)
-    return fields[:148] + b"%06o\0" % checksum + fields[155:]
+    size_field = b"%011o\0" % size
+    checksum = _FIXED_SUM + sum(encoded) + sum(size_field)
+    return b"".join((encoded.ljust(100, _NUL), _MODE_OWNER, size_field, _MTIME, b"%06o\0" % checksum,
+                     _AFTER_CHECKSUM))
 
 
 def _padding(size: int) -> bytes:
     return _NUL * (-size % tarfile.BLOCKSIZE)
+
+
+def json_bytes(data: dict) -> bytes:
+    """A sample's json member: sorted keys, compact, UTF-8 (deterministic bytes)."""
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def write_shard(path: Path, samples: Iterable[tuple[str, dict[str, bytes]]]) -> ShardInfo:

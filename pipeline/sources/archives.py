@@ -104,8 +104,33 @@ def iter_xz_tar(data: bytes, label: str) -> Iterator[tuple[str, bytes]]:
 
 
 _PLAIN_TYPES = frozenset(b"0\x001234567")
-"""Header types the fast path reads itself; long names, pax and sparse members go to tarfile."""
+"""Header types the in-memory fast path reads itself; long names, pax and sparse members go to tarfile."""
 _REGULAR_TYPES = frozenset(b"0\x007")
+_NO_DATA_TYPES = frozenset(b"123456")
+"""Links, devices, directories and fifos: whatever their size field says, no data follows (as in tarfile)."""
+
+
+def _parse_header(header: bytes, where: str) -> tuple[str, int, int]:
+    """``(name, type, size)`` of one 512-byte header, checksum verified (tarfile's field decoders).
+
+    As ``tarfile.TarInfo.frombuf`` does: an old-style directory (type NUL, name ending in ``/``) is
+    given the directory type, a directory's trailing slashes are dropped, then the USTAR prefix is
+    joined. Sizes over 8 GiB in GNU base-256 are read by ``tarfile.nti`` too.
+    """
+    stored = tarfile.nti(header[148:156])
+    if stored != sum(header) - sum(header[148:156]) + 256 and stored not in tarfile.calc_chksums(header):
+        raise tarfile.ReadError(f"bad header checksum at {where}")
+    kind = header[156]
+    size = tarfile.nti(header[124:136])
+    name = tarfile.nts(header[0:100], "utf-8", "surrogateescape")
+    if kind == 0 and name.endswith("/"):
+        kind = ord("5")
+    if kind == ord("5"):
+        name = name.rstrip("/")
+    prefix = tarfile.nts(header[345:500], "utf-8", "surrogateescape")
+    if prefix and kind not in b"LKS":
+        name = prefix + "/" + name
+    return name, kind, size
 
 
 def list_tar_bytes(raw: bytes, label: str) -> list[tuple[str, int, int]]:
@@ -122,29 +147,116 @@ def list_tar_bytes(raw: bytes, label: str) -> list[tuple[str, int, int]]:
         header = raw[pos:pos + BLOCK]
         if header.count(0) == BLOCK:
             return members
-        kind = header[156]
-        if kind not in _PLAIN_TYPES or header[124] & 0x80:
+        if header[156] not in _PLAIN_TYPES or header[124] & 0x80:
             return _list_tar_bytes_with_tarfile(raw, label)
-        if tarfile.nti(header[148:156]) not in tarfile.calc_chksums(header):
-            raise tarfile.ReadError(f"bad header checksum at byte {pos}")
-        size = tarfile.nti(header[124:136])
-        name = tarfile.nts(header[0:100], "utf-8", "surrogateescape")
-        prefix = tarfile.nts(header[345:500], "utf-8", "surrogateescape")
-        is_dir = kind == ord("5") or (kind in (0, ord("0")) and name.endswith("/"))
-        if is_dir:
-            name = name.rstrip("/")
-        if prefix:
-            name = prefix + "/" + name
+        name, kind, size = _parse_header(header, f"byte {pos}")
+        regular = kind in _REGULAR_TYPES
         name = safe_member_name(name, label)
         data = pos + BLOCK
-        if kind in _REGULAR_TYPES and not is_dir:
+        if regular:
             if data + size > end:
                 raise tarfile.ReadError(f"member {name} runs past the end of the archive")
             members.append((name, data, size))
-        pos = data + -(-size // BLOCK) * BLOCK if kind in _REGULAR_TYPES and not is_dir else data
+        pos = data + -(-size // BLOCK) * BLOCK if regular else data
     if pos != end and raw[pos:].count(0) != end - pos:
         raise tarfile.ReadError(f"archive ends inside a header at byte {pos}")
     return members
+
+
+def _read_exact(stream: BinaryIO, size: int, what: str) -> bytes:
+    data = stream.read(size)
+    while len(data) < size:  # a raw stream may return less; a buffered one only at the end
+        more = stream.read(size - len(data))
+        if not more:
+            raise tarfile.ReadError(f"the archive ends inside {what}")
+        data += more
+    return data
+
+
+def _pax_records(data: bytes, where: str) -> dict[str, str]:
+    """The ``"<length> <key>=<value>\\n"`` records of a pax extended header (POSIX.1-2001)."""
+    records: dict[str, str] = {}
+    pos = 0
+    try:
+        while pos < len(data) and data[pos]:
+            space = data.index(b" ", pos)
+            length = int(data[pos:space])
+            key, _, value = data[space + 1:pos + length - 1].partition(b"=")
+            records[key.decode("utf-8")] = value.decode("utf-8", "surrogateescape")
+            if length <= 0:
+                raise ValueError(length)
+            pos += length
+    except ValueError as exc:
+        raise tarfile.ReadError(f"bad pax header at {where}") from exc
+    return records
+
+
+def iter_tar_members(stream: BinaryIO, label: str) -> Iterator[tuple[str, bytes]]:
+    """``(name, bytes)`` of the regular files of an uncompressed tar read strictly forward from ``stream``.
+
+    The streaming counterpart of :func:`list_tar_bytes`, for archives far larger than memory (an
+    ImageNet tarball is 30 GB): each member is read with one ``read`` and no intermediate copies,
+    where ``tarfile``'s stream mode passes every byte through 10 KiB buffers and several joins and
+    keeps every header it has seen. USTAR, GNU (long names) and pax (``path``, ``size``) headers
+    are read; a sparse member is an error. Unlike ``tarfile``, a damaged header is an error, and
+    so is anything but zeros after the end-of-archive blocks (a zeroed header in mid-archive would
+    otherwise end the listing there without a word). An archive that ends cleanly after a member,
+    without end-of-archive blocks, is accepted as ``tarfile`` accepts it.
+    """
+    offset = 0
+    long_name: str | None = None
+    pax: dict[str, str] = {}
+    while True:
+        header = stream.read(BLOCK)
+        if not header:
+            return
+        if len(header) < BLOCK:
+            raise tarfile.ReadError(f"the archive ends inside the header at byte {offset:,}")
+        if header.count(0) == BLOCK:
+            _check_trailer(stream, offset)
+            return
+        where = f"byte {offset:,}"
+        name, kind, size = _parse_header(header, where)
+        regular = kind in _REGULAR_TYPES
+        if "size" in pax:
+            try:
+                size = int(pax["size"])
+            except ValueError as exc:
+                raise tarfile.ReadError(f"bad pax size at {where}") from exc
+        offset += BLOCK
+        padded = -(-size // BLOCK) * BLOCK
+        if kind in b"LKxg":  # extended headers describe the next member
+            data = _read_exact(stream, padded, f"the extended header at {where}")[:size]
+            if kind == ord("L"):
+                long_name = tarfile.nts(data, "utf-8", "surrogateescape")
+            elif kind == ord("x"):
+                pax = _pax_records(data, where)
+            offset += padded
+            continue
+        if kind == ord("S"):
+            raise tarfile.ReadError(f"member {name} at {where} is a sparse file, which this reader does not expand")
+        name = safe_member_name(pax.get("path") or long_name or name, label)
+        long_name, pax = None, {}
+        if kind in _NO_DATA_TYPES:
+            continue
+        if regular:
+            data = _read_exact(stream, size, f"member {name}")
+            _read_exact(stream, padded - size, f"the padding of member {name}")
+            yield name, data
+        else:  # an unknown type carries data (tarfile's rule); read past it
+            _read_exact(stream, padded, f"member {name}")
+        offset += padded
+
+
+def _check_trailer(stream: BinaryIO, offset: int) -> None:
+    """What follows the first end-of-archive block must be zeros: the second block and the padding.
+
+    Anything else means a header in mid-archive was zeroed and every member after it would be lost.
+    """
+    while chunk := stream.read(1 << 20):
+        if chunk.count(0) != len(chunk):
+            raise tarfile.ReadError(f"the tar stops at an empty header at byte {offset:,} but data follows")
+        offset += len(chunk)
 
 
 def _list_tar_bytes_with_tarfile(raw: bytes, label: str) -> list[tuple[str, int, int]]:
