@@ -175,7 +175,7 @@ def shard_bucket(job: ShardJob) -> dict:
     pieces = sorted((p for p in Path(job.folder).iterdir()
                      if p.suffix == ".tar" and int(p.stem.split("-")[0]) in wanted),
                     key=lambda p: tuple(int(x) for x in p.stem.split("-")))
-    handles, maps, entries = [], [], []
+    handles, maps, views, entries = [], [], [], []
     try:
         for piece_index, piece in enumerate(pieces):
             handle = open(piece, "rb")
@@ -192,9 +192,11 @@ def shard_bucket(job: ShardJob) -> dict:
             random.Random(f"{job.seed}-{job.index}").shuffle(entries)
         errors, converted, kept = [], [], []
 
+        views += [memoryview(view) for view in maps]  # slices of these are not copies
+
         def samples():
             for name, piece_index, offset, size in entries:
-                data = maps[piece_index][offset:offset + size]
+                data = views[piece_index][offset:offset + size]
                 synset = records.synset_of(name)
                 try:
                     image = prepare_image(data, job.resize)
@@ -212,8 +214,13 @@ def shard_bucket(job: ShardJob) -> dict:
 
         info = shard_sink.write_shard(Path(job.out) / shard_sink.shard_name(job.split, job.index), samples())
     finally:
+        for whole in views:
+            whole.release()
         for view in maps:
-            view.close()
+            try:
+                view.close()
+            except BufferError:  # an error's traceback still holds a slice; closed when it is collected
+                pass
         for handle in handles:
             handle.close()
     result = {"shard": info.__dict__, "errors": errors, "converted": converted, "kept": kept}

@@ -18,11 +18,14 @@ from __future__ import annotations
 import functools
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 from PIL import Image, ImageFile
 
 from .jpeg import Frame, JpegStructureError, check_structure
+
+if TYPE_CHECKING:  # numpy is imported where pixels are handled: keeping originals never needs it
+    import numpy as np
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 JPEG_QUALITY = 95
@@ -34,7 +37,7 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class StoredImage:
-    data: bytes
+    data: bytes | memoryview
     width: int
     height: int
     format: str
@@ -42,13 +45,18 @@ class StoredImage:
     """Why the bytes are not the original ones (resized, CMYK → RGB, PNG → JPEG), or None."""
 
 
-def prepare_image(data: bytes, resize: int | None = None) -> StoredImage:
-    """Check that ``data`` decodes; return it unchanged, or resized/converted to a JPEG."""
+def prepare_image(data: bytes | memoryview, resize: int | None = None) -> StoredImage:
+    """Check that ``data`` decodes; return it unchanged, or resized/converted to a JPEG.
+
+    ``data`` may be a memoryview (a slice of a memory-mapped file): kept as it is, it is returned
+    without a copy.
+    """
     walk = _walk(data)
     if isinstance(walk, Frame):
         kept = _kept_as_is(data, walk, resize)
         if kept is not None:
             return kept
+    data = bytes(data)
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height, fmt, mode = image.width, image.height, image.format or "?", image.mode
@@ -120,6 +128,8 @@ def _convert(image: Image.Image, target: tuple[int, int]) -> StoredImage:
     """Any decodable image (PNG, CMYK JPEG, ...) → RGB JPEG at ``target`` size."""
     width, height, fmt, mode = image.width, image.height, image.format or "?", image.mode
     image.draft("RGB", target)
+    import numpy as np
+
     pixels = np.asarray(image.convert("RGB"))[:, :, ::-1]
     reason = []
     if target != (width, height):
@@ -141,6 +151,8 @@ def _resize_array(pixels: np.ndarray, target: tuple[int, int]) -> np.ndarray:
 
 def _encode_bgr(pixels: np.ndarray) -> bytes:
     cv2 = _cv2()
+    import numpy as np
+
     ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(pixels), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise ImageError("JPEG encoding failed")
