@@ -13,7 +13,7 @@ import pytest
 from vlprep.pipeline.errors import VlprepError
 from vlprep.pipeline.localserve import RangeRequestHandler, serve_directory
 from vlprep.pipeline.sources import hub
-from vlprep.pipeline.sources.archives import iter_tar_stream, list_tar, safe_member_name
+from vlprep.pipeline.sources.archives import iter_tar_members, list_tar, safe_member_name
 from vlprep.pipeline.sources.http import RetryPolicy, download
 from vlprep.pipeline.sources.mirror import Mirror
 
@@ -216,7 +216,7 @@ def test_escaping_member_in_a_real_tar_is_refused(tmp_path):
     with pytest.raises(VlprepError, match="outside"):
         list_tar(path)
     with open(path, "rb") as handle, pytest.raises(VlprepError, match="outside"):
-        list(iter_tar_stream(handle, str(path)))
+        list(iter_tar_members(handle, str(path)))
 
 
 def test_truncated_tar_is_reported(tmp_path):
@@ -253,7 +253,7 @@ def test_zip_members_stream_and_escapes_are_refused(tmp_path):
 def test_gz_tar_streams(tmp_path):
     import gzip
 
-    from vlprep.pipeline.sources.archives import open_gz
+    from zlib_ng import gzip_ng
 
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
@@ -261,10 +261,8 @@ def test_gz_tar_streams(tmp_path):
         info.size = 2
         archive.addfile(info, io.BytesIO(b"hi"))
     (tmp_path / "a.tar.gz").write_bytes(gzip.compress(buffer.getvalue()))
-    with open(tmp_path / "a.tar.gz", "rb") as handle:
-        assert list(iter_tar_stream(handle, "a.tar.gz")) == [("x/1.txt", b"hi")]
-    with open_gz(tmp_path / "a.tar.gz") as stream:
-        assert stream.read() == buffer.getvalue()
+    with gzip_ng.open(tmp_path / "a.tar.gz", "rb") as stream:
+        assert list(iter_tar_members(stream, "a.tar.gz")) == [("x/1.txt", b"hi")]
 
 
 def _tar(fmt: int, entries: list[tuple[str, bytes | None, bytes]]) -> bytes:

@@ -210,7 +210,8 @@ def shard_bucket(job: ShardJob) -> dict:
                     meta["converted"] = image.converted
                     converted.append({"file": name, "converted": image.converted})
                 kept.append((name, label))
-                yield records.key_of(name), {"jpg": image.data, "cls": str(label).encode(), "json": shard_sink.json_bytes(meta)}
+                yield records.key_of(name), {"jpg": image.data, "cls": str(label).encode(),
+                                             "json": shard_sink.json_bytes(meta)}
 
         info = shard_sink.write_shard(Path(job.out) / shard_sink.shard_name(job.split, job.index), samples())
     finally:

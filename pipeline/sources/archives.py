@@ -75,22 +75,6 @@ def read_member(path: Path, member: TarMember) -> bytes:
     return data
 
 
-def iter_tar_stream(fileobj: BinaryIO, label: str) -> Iterator[tuple[str, bytes]]:
-    """Yield ``(name, bytes)`` of regular files from a (possibly compressed) tar stream, in order.
-
-    ``mode="r|*"`` reads strictly forward, so gz/xz/bz2 tars are decompressed on the fly and only
-    one member is in memory at a time.
-    """
-    with tarfile.open(fileobj=fileobj, mode="r|*") as archive:
-        for info in archive:
-            name = safe_member_name(info.name, label)
-            if not info.isreg():
-                continue
-            handle = archive.extractfile(info)
-            assert handle is not None
-            yield name, handle.read()
-
-
 def iter_xz_tar(data: bytes, label: str) -> Iterator[tuple[str, bytes]]:
     """Members of an xz-compressed tar held as bytes (an OpenWebText ``.xz`` chunk), in order.
 
@@ -312,10 +296,3 @@ def open_zip_member(path: Path, suffix: str) -> Iterator[BinaryIO]:
             raise VlprepError(f"{path} holds no {suffix}", fix="fetch the published file again")
         with archive.open(names[0]) as handle:
             yield handle
-
-
-def open_gz(path: Path) -> BinaryIO:
-    """A gzip file as a decompressing stream (read it forward; errors surface as it is read)."""
-    import gzip
-
-    return gzip.open(path, "rb")  # type: ignore[return-value]
