@@ -18,6 +18,10 @@ def test_header_equals_tarfiles(name, size):
 
 def test_shard_bytes_and_md5_equal_tarfiles(tmp_path):
     samples = [(f"k{i:03d}", {"jpg": bytes(range(i % 256)) * i, "json": b'{"a":1}', "cls": b"7"}) for i in range(60)]
+    # Sizes on both sides of the small-member join, and data given as a memoryview into a buffer.
+    blob = bytes(range(256)) * 800
+    samples += [(f"m{size}", {"jpg": memoryview(blob)[:size], "json": blob[:size // 7]})
+                for size in (16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 200_000)]
     info = write_shard(tmp_path / "s.tar", iter(samples))
     reference = io.BytesIO()
     with tarfile.open(fileobj=reference, mode="w", format=tarfile.USTAR_FORMAT) as tar:
@@ -25,5 +29,5 @@ def test_shard_bytes_and_md5_equal_tarfiles(tmp_path):
             for ext in sorted(members):
                 tar.addfile(_header(f"{key}.{ext}", len(members[ext])), io.BytesIO(members[ext]))
     assert (tmp_path / "s.tar").read_bytes() == reference.getvalue()
-    assert (info.nsamples, info.filesize, info.md5sum) == (60, len(reference.getvalue()),
+    assert (info.nsamples, info.filesize, info.md5sum) == (64, len(reference.getvalue()),
                                                            hashlib.md5(reference.getvalue()).hexdigest())
