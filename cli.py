@@ -82,6 +82,8 @@ workers_option = click.option(
 limit_option = click.option(
     "--limit", type=click.IntRange(min=1), default=None,
     help="Only the first N documents of each subset (for trials; written to its own work folder).")
+
+
 def _tokenizer_option(prefix: str = "") -> Callable:
     return click.option(
         "--tokenizer", type=click.Choice(["gigatoken", "tiktoken"]), default=None,

@@ -137,15 +137,14 @@ def distribute(job: DistributeJob) -> dict:
             if bucket not in writers:
                 writers[bucket] = open(Path(job.folder) / f"{bucket:06d}-{job.tarball}.tar", "wb",
                                        buffering=1 << 18)
-            writer = writers[bucket]
-            writer.write(shard_sink.ustar_header(f"{position - 1:09d}_{Path(name).name}", len(data)))
-            writer.write(data)  # stream position in the name: what --limit keeps
-            writer.write(b"\0" * (-len(data) % 512))
+            # The stream position goes in the name: it is what --limit keeps.
+            for block in shard_sink.member_blocks(f"{position - 1:09d}_{Path(name).name}", data):
+                writers[bucket].write(block)
             per_bucket[bucket] += 1
             per_class[synset] += 1
     finally:
         for writer in writers.values():
-            writer.write(b"\0" * 1024)  # the end-of-archive blocks: each piece is a valid tar
+            writer.write(shard_sink.END_OF_ARCHIVE)  # each piece is a valid tar
             writer.close()
     result = {"images": sum(per_bucket.values()), "seen": position,
               "per_bucket": {str(k): v for k, v in sorted(per_bucket.items())},

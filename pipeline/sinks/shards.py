@@ -50,8 +50,6 @@ def _header(name: str, size: int) -> tarfile.TarInfo:
 
 
 _NUL = b"\0"
-
-
 _MODE_OWNER = b"%07o\0" % MODE + b"0000000\0" * 2
 _MTIME = b"%011o\0" % MTIME
 _AFTER_CHECKSUM = (b" 0" + _NUL * 100 + b"ustar\x0000").ljust(512 - 155, _NUL)
@@ -84,19 +82,37 @@ def json_bytes(data: dict) -> bytes:
     return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
+END_OF_ARCHIVE = _NUL * (2 * tarfile.BLOCKSIZE)
+
+
+def member_blocks(name: str, data: bytes | memoryview) -> tuple[bytes | memoryview, ...]:
+    """One tar member as it is written: header, data, zero padding to the 512-byte block.
+
+    A small member comes as one block (a copy cheaper than two more writes and digest updates); a
+    large one as three, so its data (a memoryview into a mapped file, say) is never copied.
+    """
+    size = len(data)
+    if size <= _SMALL:
+        return (b"".join((ustar_header(name, size), data, _padding(size))),)
+    return ustar_header(name, size), data, _padding(size)
+
+
+_SMALL = 16 * 1024
+"""Members up to this size are joined with their header."""
+
+
 def write_shard(path: Path, samples: Iterable[tuple[str, dict[str, bytes]]]) -> ShardInfo:
     """Write ``(key, {ext: bytes})`` samples to ``path`` atomically; extensions in sorted order.
 
     The bytes are those ``tarfile`` writes in USTAR format (two zero blocks, padded to its 10 KiB
     record), and the md5 of the wids index is computed while writing. A member's data may be any
-    bytes-like object (a memoryview into a mapped file is written without a copy); a small member
-    goes out as one block with its header and padding, which halves the calls per sample.
+    bytes-like object: a memoryview into a mapped file is written without a copy.
     """
     count = 0
     written = 0
     digest = hashlib.md5()
     with atomic_path(path, durable=False) as tmp, open(tmp, "wb", buffering=1 << 20) as handle:
-        def put(block: bytes) -> None:
+        def put(block: bytes | memoryview) -> None:
             nonlocal written
             handle.write(block)
             digest.update(block)
@@ -105,23 +121,13 @@ def write_shard(path: Path, samples: Iterable[tuple[str, dict[str, bytes]]]) -> 
         for key, members in samples:
             check_key(key)
             for ext in sorted(members):
-                data = members[ext]
-                size = len(data)
-                if size <= _SMALL:
-                    put(b"".join((ustar_header(f"{key}.{ext}", size), data, _padding(size))))
-                else:
-                    put(ustar_header(f"{key}.{ext}", size))
-                    put(data)
-                    put(_padding(size))
+                for block in member_blocks(f"{key}.{ext}", members[ext]):
+                    put(block)
             count += 1
-        put(_NUL * (2 * tarfile.BLOCKSIZE))
+        put(END_OF_ARCHIVE)
         put(_padding_to_record(written))
         handle.flush()
     return ShardInfo(path.name, count, written, digest.hexdigest())
-
-
-_SMALL = 16 * 1024
-"""Members up to this size are joined with their header (a copy cheaper than two more calls)."""
 
 
 def _padding_to_record(size: int) -> bytes:
