@@ -79,6 +79,18 @@ mirror_option = click.option(
 workers_option = click.option(
     "--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
     help="Worker processes. The output is identical for every value.")
+WAIT_LOCK = "vlprep.wait_lock"
+
+
+def _remember_wait_lock(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """Kept in the context, not passed as an argument: every command takes it, :func:`_lock` reads it."""
+    ctx.meta[WAIT_LOCK] = value
+
+
+wait_lock_option = click.option(
+    "--wait-lock", is_flag=True, envvar="VLPREP_WAIT_LOCK", show_envvar=True, expose_value=False,
+    callback=_remember_wait_lock,
+    help="If another vlprep process is using the same data, wait for it instead of exiting at once.")
 limit_option = click.option(
     "--limit", type=click.IntRange(min=1), default=None,
     help="Only the first N documents of each subset (for trials; written to its own work folder).")
@@ -99,6 +111,15 @@ def _resize_option(prefix: str = "") -> Callable:
 
 
 dataset_argument = click.argument("dataset", type=click.Choice(DATASETS + ("all",)))
+
+
+def _lock(layout: Layout, stage: str, *datasets: str) -> None:
+    """Hold the locks of ``stage`` on ``datasets`` until the command ends (see pipeline/locking.py)."""
+    from .pipeline.locking import stage_lock
+
+    ctx = click.get_current_context()
+    ctx.with_resource(stage_lock(layout, stage, datasets, wait=ctx.meta.get(WAIT_LOCK, False),
+                                 say=lambda line: click.echo(line, err=True)))
 
 
 def _datasets(name: str) -> tuple[str, ...]:
@@ -134,6 +155,7 @@ def main() -> None:
 @main.command()
 @dataset_argument
 @data_dir_option
+@wait_lock_option
 @mirror_option
 @_subsets_option("--subsets", "0-5", "OpenWebText subsets to fetch (0-4 are train, 5 is valid).")
 @click.option("--revision", default=None, help="Hub revision (branch, tag or commit). "
@@ -197,6 +219,7 @@ def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, 
     from .pipeline.datasets import coco, glue, imagenet, owt, vg
 
     layout = Layout.from_env(data_dir)
+    _lock(layout, "fetch", *_datasets(dataset))
     for name in _datasets(dataset):
         if name == "cc3m":
             _fetch_cc3m(layout, tsv, mirror, count, from_manifest, tokenizer, dict(
@@ -251,6 +274,7 @@ def _fetch_cc3m(layout: Layout, tsv: Path | None, mirror: str | None, count: int
 @main.command()
 @click.argument("dataset", type=click.Choice(TEXT_DATASETS))
 @data_dir_option
+@wait_lock_option
 @workers_option
 @limit_option
 @click.option("--dict", "dict_path", type=click.Path(dir_okay=False, exists=True), default=None,
@@ -293,6 +317,7 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
         from .pipeline.datasets import glue
 
         layout = Layout.from_env(data_dir)
+        _lock(layout, "binarize", dataset)
         stats = glue.binarize(layout, _glue_tasks(tasks), limit, tokenizer)
         for line in glue.summary_lines(stats):
             click.echo(line)
@@ -305,6 +330,7 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
     if overlap:
         raise click.BadParameter(f"subsets {sorted(overlap)} are in both train and valid")
     layout = Layout.from_env(data_dir)
+    _lock(layout, "binarize", dataset)
     config = owt.BinarizeConfig(splits={"train": train_subsets, "valid": valid_subsets},
                                 doc_separator=doc_separator, limit=limit, dict_path=dict_path,
                                 tokenizer=tokenizer or default_backend())
@@ -317,6 +343,7 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
 @main.command()
 @click.argument("dataset", type=click.Choice(IMAGE_DATASETS))
 @data_dir_option
+@wait_lock_option
 @workers_option
 @click.option("--split", default=None, help="COCO: karpathy-train (default; train + restval), karpathy-val, "
               "karpathy-test, train2014 or val2014. VG has one split, train. ImageNet: train (default) or val.")
@@ -356,6 +383,7 @@ def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant
       vlprep shard imagenet --split val
     """
     layout = Layout.from_env(data_dir)
+    _lock(layout, "shard", dataset)
     common = dict(workers=workers, seed=seed, resize=resize, limit=limit, max_count=shard_samples,
                   max_bytes=shard_mb * 1_000_000, tokenizer=tokenizer)
     if dataset == "imagenet":
@@ -383,6 +411,7 @@ def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant
 @main.command()
 @dataset_argument
 @data_dir_option
+@wait_lock_option
 @click.option("--tokenizer-check", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Also re-encode N random lines from the raw archives with the reference BPE (tiktoken) "
               "and compare them id for id with what is on disk.")
@@ -406,6 +435,7 @@ def verify(dataset: str, data_dir: Path, tokenizer_check: int, seed: int) -> Non
     names = _datasets(dataset)
     if dataset == "all":
         names = _built(layout, names, "nothing has been built", fix="run a binarize or shard stage")
+    _lock(layout, "verify", *names)
     for name in names:
         if name in SHARD_DATASETS:
             for split, found in imagetext.verify(layout, name).items():
@@ -430,6 +460,7 @@ def verify(dataset: str, data_dir: Path, tokenizer_check: int, seed: int) -> Non
 @main.command()
 @click.argument("datasets", nargs=-1, required=True, type=click.Choice(DATASETS + ("all",)))
 @data_dir_option
+@wait_lock_option
 @click.option("--json", "as_json", is_flag=True, help="Print the stats.json files instead of tables.")
 @friendly_errors
 def stats(datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
@@ -453,6 +484,7 @@ def stats(datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
     if "all" in datasets:
         chosen = _built(layout, chosen, "no dataset has been built",
                         fix="run vlprep binarize owt or vlprep shard coco first")
+    _lock(layout, "stats", *chosen)
     for dataset in chosen:
         path = layout.out(dataset) / "stats.json"
         if not path.exists():
@@ -485,6 +517,7 @@ def stats(datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
 @main.command()
 @click.argument("dataset", type=click.Choice(("coco", "vg", "cc3m", "imagenet")))
 @data_dir_option
+@wait_lock_option
 @click.option("--split", default=None, help="Split to show (default: coco karpathy-train, vg train, cc3m train, "
               "imagenet train; vg train-concat for the concat variant).")
 @click.option("--n", "count", type=click.IntRange(min=1, max=256), default=16, show_default=True,
@@ -511,6 +544,7 @@ def preview(dataset: str, data_dir: Path, split: str | None, count: int, augment
     """
     from .pipeline.datasets import preview as preview_stage
 
+    _lock(Layout.from_env(data_dir), "preview", dataset)
     result = preview_stage.preview(Layout.from_env(data_dir), dataset, split, count, augmented, seed, out_path)
     click.echo(f"{dataset} {result.split}: {result.samples} samples")
     click.echo(str(result.path))
@@ -530,6 +564,7 @@ manifest_dir_option = click.option(
 @manifest.command("build")
 @click.argument("dataset", type=click.Choice(DATASETS + ("all",)), default="all")
 @data_dir_option
+@wait_lock_option
 @manifest_dir_option
 @friendly_errors
 def manifest_build(dataset: str, data_dir: Path, manifest_dir: Path | None) -> None:
@@ -550,6 +585,7 @@ def manifest_build(dataset: str, data_dir: Path, manifest_dir: Path | None) -> N
     names = _datasets(dataset)
     if dataset == "all":
         names = _built(layout, names, "nothing has been built", fix="run a fetch/shard/binarize stage")
+    _lock(layout, "manifest", *names)
     files = manifests.build(layout, names, manifest_dir)
     for line in manifests.summary(files):
         click.echo(line)
@@ -591,6 +627,7 @@ def manifest_publish(repo: str, branch: str, message: str | None, subdir: str, d
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default="./vlprep-demo",
               show_default=True, help="Where the demo writes (kept apart from your real data).")
+@wait_lock_option
 @workers_option
 @friendly_errors
 def demo(data_dir: Path, workers: int) -> None:
@@ -605,6 +642,7 @@ def demo(data_dir: Path, workers: int) -> None:
     """
     from .pipeline.demo import run_demo
 
+    _lock(Layout(data_dir), "demo", "all")
     result = run_demo(data_dir, workers, say=click.echo)
     click.echo(f"done in {result.seconds:.1f} s; written:")
     for path in result.outputs:

@@ -2,7 +2,8 @@
 
 Every sink and source writes through :func:`atomic_path`: bytes go to a temporary sibling, are
 flushed to disk, and only a complete file is renamed into place. An interrupted run (even
-``kill -9``) therefore leaves at worst a ``*.tmp-*`` file that the next run ignores and replaces.
+``kill -9``) therefore leaves at worst a ``*.tmp-<pid>`` file, which the next run of that stage
+removes once it holds the target's lock (:func:`remove_temp_files`, called by ``locking``).
 """
 from __future__ import annotations
 
@@ -11,18 +12,68 @@ import errno
 import hashlib
 import json
 import os
+import re
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .errors import VlprepError
 
 TMP_MARK = ".tmp-"
 HASH_CHUNK = 4 << 20
+_TEMP_NAME = re.compile(rf"{re.escape(TMP_MARK)}\d+(\.|$)")
 
 
 def temp_sibling(path: Path) -> Path:
     """A temporary name in the same folder (same filesystem, so rename is atomic)."""
     return path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+
+
+def is_temp_name(name: str) -> bool:
+    """A per-process temporary name: ``train.bin.tmp-123``, ``train.tmp-123.bin``, ``.RTE-bin.tmp-123``."""
+    return _TEMP_NAME.search(name) is not None
+
+
+@dataclass
+class Cleanup:
+    """What :func:`remove_temp_files` removed, for the one line that reports it."""
+
+    removed: list[Path]
+    bytes: int
+
+
+def remove_temp_files(folders: Iterable[Path]) -> Cleanup:
+    """Remove every ``*.tmp-<pid>`` file or folder under ``folders`` (call only under their exclusive lock).
+
+    Resumable downloads (``*.part``, the hub's ``*.incomplete``) are kept: the next fetch continues them.
+    """
+    cleanup = Cleanup([], 0)
+    for folder in folders:
+        for root, dirs, files in os.walk(folder):
+            for name in [d for d in dirs if is_temp_name(d)]:
+                dirs.remove(name)
+                path = Path(root) / name
+                cleanup.bytes += _tree_bytes(path)
+                shutil.rmtree(path, ignore_errors=True)
+                cleanup.removed.append(path)
+            for name in files:
+                if is_temp_name(name):
+                    path = Path(root) / name
+                    with contextlib.suppress(FileNotFoundError):
+                        cleanup.bytes += path.lstat().st_size
+                        path.unlink()
+                        cleanup.removed.append(path)
+    return cleanup
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / name).lstat().st_size
+    return total
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import VlprepError
-from ..fileio import ensure_dir, read_json, sha256_file, write_json
+from ..fileio import ensure_dir, read_json, sha256_file, temp_sibling, write_json
 from ..layout import Layout
 from ..records import glue as records
 from ..sinks.fairseq import write_dataset
@@ -123,7 +123,7 @@ def binarize_task(layout: Layout, task: records.Task, encoder: LineEncoder, dict
     """Write ``out/glue/<TASK>-bin`` (built in a temporary folder, renamed when complete)."""
     raw = layout.raw(NAME)
     final = layout.out(NAME) / f"{task.name}-bin"
-    tmp = ensure_dir(layout.out(NAME)) / f".{task.name}-bin.tmp"
+    tmp = temp_sibling(ensure_dir(layout.out(NAME)) / f".{task.name}-bin")  # per process: never shared
     shutil.rmtree(tmp, ignore_errors=True)
     report: dict = {"splits": {}, "files": {}}
     label_texts: dict[str, list[str]] = {}
