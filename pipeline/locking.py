@@ -258,14 +258,16 @@ def holder_pids(path: Path) -> list[int]:
 
 
 def _proc_command(pid: int) -> str | None:
+    """The command line of a running process, as ``vlprep stage ...`` when it is one (None if gone)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     except OSError:
         return None
     words = [word.decode(errors="replace") for word in argv]
-    if "vlprep.cli" in words:  # python -m vlprep.cli stage dataset ...
-        words = words[words.index("vlprep.cli"):]
-    return _command(words) if words and words[0] else None
+    for start, word in enumerate(words[:3]):  # python -m vlprep.cli ..., or python .../bin/vlprep ...
+        if word == "vlprep.cli" or Path(word).name == "vlprep":
+            return _command(words[start:])
+    return " ".join(shlex.quote(redact(word)) for word in words) or None
 
 
 # ------------------------------------------------------------------------------ stale temp files
