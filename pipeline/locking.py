@@ -125,12 +125,12 @@ def stage_lock(layout: Layout, stage: str, datasets: Iterable[str], wait: bool =
     else may write there now, so every ``*.tmp-<pid>`` found is left by a run that died.
     """
     wanted = merge_claims(c for dataset in datasets for c in claims(stage, dataset))
-    writes = any(claim.exclusive for claim in wanted)
     folder = layout.root / LOCKS_DIR
-    if not writes and not _can_lock_here(folder):
-        yield []  # a reader on a data dir it may not write: nobody can write there through us either
-        return
-    ensure_dir(folder)
+    if any(claim.exclusive for claim in wanted):
+        ensure_dir(folder)
+    else:  # a reader never creates a data dir, and may read one it cannot write
+        with contextlib.suppress(OSError):
+            folder.mkdir(exist_ok=True)
     with contextlib.ExitStack() as stack:
         for claim in wanted:
             stack.enter_context(_hold(folder, claim, layout, wait, say))
@@ -138,24 +138,36 @@ def stage_lock(layout: Layout, stage: str, datasets: Iterable[str], wait: bool =
         yield wanted
 
 
-def _can_lock_here(folder: Path) -> bool:
-    """Readers lock only where the lock folder exists or can be made (not on a read-only copy)."""
-    if folder.is_dir():
-        return os.access(folder, os.W_OK)
-    parent = folder.parent
-    return parent.is_dir() and os.access(parent, os.W_OK)
-
-
 @contextlib.contextmanager
 def _hold(folder: Path, claim: Claim, layout: Layout, wait: bool, say: Say) -> Iterator[None]:
     path = folder / f"{claim.name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    fd, writable = _open_lock(path, claim)
+    if fd is None:
+        yield  # a reader on a data dir it may not write: nobody can write there through it either
+        return
     try:
-        if _acquire(fd, path, claim, layout, wait, say) and claim.exclusive:
+        if _acquire(fd, path, claim, layout, wait, say) and claim.exclusive and writable:
             _write_record(fd)
         yield
     finally:
         os.close(fd)  # closing the last descriptor releases the lock (forked workers are gone by now)
+
+
+def _open_lock(path: Path, claim: Claim) -> tuple[int | None, bool]:
+    """The lock file, read-write where possible (``flock`` itself needs only read access)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666), True
+    except PermissionError:
+        pass
+    except OSError as exc:
+        if exc.errno != errno.EROFS and claim.exclusive:
+            raise
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
+    except OSError:
+        if claim.exclusive:
+            raise
+        return None, False
 
 
 def _acquire(fd: int, path: Path, claim: Claim, layout: Layout, wait: bool, say: Say) -> bool:
