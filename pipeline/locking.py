@@ -226,8 +226,8 @@ def describe_holders(path: Path) -> str:
     """``PID 123 (vlprep shard coco, since ... on host)``: the holders the kernel lists for ``path``."""
     record = _read_record(path)
     pids = holder_pids(path)
-    if not pids and record.get("pid"):
-        pids = [int(record["pid"])]  # no /proc/locks (not Linux) or a holder on another NFS client
+    if not pids and record.get("pid") and (pids is None or record.get("host") != socket.gethostname()):
+        pids = [int(record["pid"])]  # no /proc/locks (not Linux), or a holder on another NFS client
     if not pids:
         return "another vlprep process"
     return ", ".join(_describe(pid, record) for pid in pids[:3])
@@ -252,13 +252,13 @@ def _read_record(path: Path) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def holder_pids(path: Path) -> list[int]:
-    """PIDs holding a ``flock`` on ``path`` according to ``/proc/locks`` (empty where there is none)."""
+def holder_pids(path: Path) -> list[int] | None:
+    """PIDs holding a ``flock`` on ``path`` on this machine, from ``/proc/locks`` (None where there is none)."""
     try:
         inode = os.stat(path).st_ino
         text = Path("/proc/locks").read_text()
     except OSError:
-        return []
+        return None
     pids = []
     for line in text.splitlines():
         fields = line.split()

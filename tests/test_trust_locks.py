@@ -60,7 +60,7 @@ def lock_holder(data: Path, name: str, runs: list[Run], timeout: float = 60) -> 
         for run in runs:
             if run.pid == pid:
                 os.kill(run.pid, signal.SIGSTOP)
-                if run.pid in holder_pids(path):
+                if run.pid in (holder_pids(path) or []):
                     return run
                 os.kill(run.pid, signal.SIGCONT)  # an old record: this run had not locked yet
         assert all(run.process.poll() is None for run in runs), [run.stderr() for run in runs]
