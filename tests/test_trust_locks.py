@@ -34,7 +34,8 @@ class Run:
 
     def __init__(self, folder: Path, *args: str, session: bool = False) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.out, self.err = folder / f"{time.monotonic_ns()}.out", folder / f"{time.monotonic_ns()}.err"
+        stem = folder / str(time.monotonic_ns())
+        self.out, self.err = stem.with_suffix(".out"), stem.with_suffix(".err")
         env = {**os.environ, "VLPREP_HTTP_BACKOFF": "0.01"}
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.process = subprocess.Popen([sys.executable, "-m", "vlprep.cli", *args], stdout=out, stderr=err,
