@@ -608,7 +608,9 @@ def manifest_publish(repo: str, branch: str, message: str | None, subdir: str, d
 
     folder = manifest_dir or Layout.from_env(data_dir).manifests()
     result = manifests.publish(folder, repo, branch, message, subdir)
-    click.echo(f"published {len(result.files)} files to {repo} ({branch}) in commit {result.commit[:12]}")
+    from .pipeline.redact import redact_url
+
+    click.echo(f"published {len(result.files)} files to {redact_url(repo)} ({branch}) in commit {result.commit[:12]}")
     for name in result.files:
         click.echo(f"  {name}")
 

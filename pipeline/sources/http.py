@@ -114,7 +114,12 @@ def download(url: str, dest: Path, *, expected_sha256: str | None = None, expect
     shown = redact_url(url)
     with tqdm(desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024, initial=_size(part),
               total=expected_size, disable=None, leave=False) as bar:
-        _fetch_with_retries(session, url, partial, bar, policy, dest.name)
+        try:
+            _fetch_with_retries(session, url, partial, bar, policy, dest.name)
+        except VlprepError:
+            if not _size(part):  # nothing worth resuming: leave no empty part behind
+                partial.restart()
+            raise
     sha256 = partial.digest.hexdigest()
     try:
         check_digest(dest, sha256, _size(part), expected_sha256, expected_size, shown)

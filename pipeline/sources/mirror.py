@@ -86,7 +86,8 @@ class Mirror:
             raise VlprepError(
                 f"mirror {self}: SHA256SUMS lists {relpath} as {listed}, but the published "
                 f"file is {expected_sha256}",
-                fix="the mirror holds a different file; replace it with the published one",
+                fix="the mirror holds a different file; replace it with the published one (a sample or "
+                "repacked copy can be fetched with --allow-unpublished, recorded as not the published file)",
             )
         want = expected_sha256 or listed
         if self.base_url is not None:
