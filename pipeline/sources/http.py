@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import sys
 import time
@@ -44,6 +45,7 @@ USER_AGENT = "vlprep (https://pypi.org/project/vlprep/)"
 PROGRESS_BYTES = 1 << 20
 """An attempt that brought at least this many new bytes made progress: only its silent tail counts
 against the retry budget, so a long download cut now and then is not failed for being long."""
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^\"')]+)")
 _HTML_STARTS = (b"<!doctype html", b"<html")
 _DECODERS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
 """zlib ``wbits`` per Content-Encoding vlprep decodes (deflate as its zlib-wrapped form)."""
@@ -160,7 +162,8 @@ def _fetch_with_retries(session: requests.Session, url: str, partial: _Partial, 
                 f"download of {redact_url(url)} gave up after {attempts} attempts and {spent:.0f} s of "
                 f"retrying (budget {policy.budget:.0f} s); last error: {cause}",
                 fix="check the network or the mirror (or raise --retry-budget), then run the same command "
-                f"again: it resumes from the {_size(partial.path):,} bytes already in {partial.path}",
+                "again" + (f": it resumes from the {_size(partial.path):,} bytes already in {partial.path}"
+                           if _size(partial.path) else ""),
             )
         tqdm.write(f"{name}: {cause}; retry {attempts} in {wait:.1f} s "
                    f"({spent:.0f} s of the {policy.budget:.0f} s retry budget used)", file=sys.stderr)
@@ -447,6 +450,9 @@ def _describe(exc: BaseException, url: str) -> str:
     if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError, socket.timeout)):
         return f"no answer or no data for too long ({type(exc).__name__})"
     text = str(exc) or type(exc).__name__
+    errno_text = _ERRNO.search(text)
+    if isinstance(exc, requests.ConnectionError) and errno_text:
+        return f"cannot connect to {requests.utils.urlparse(url).netloc.rsplit('@', 1)[-1]}: {errno_text.group(1)}"
     return scrub(text, url)[:300]
 
 
