@@ -146,6 +146,10 @@ def _fetch_with_retries(session: requests.Session, url: str, partial: _Partial, 
             return
         except _Transient as exc:
             cause, asked = str(exc), exc.retry_after
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema, requests.exceptions.TooManyRedirects) as exc:
+            raise VlprepError(f"cannot fetch {redact_url(url)}: {_describe(exc, url)}",
+                              fix="check the URL or --mirror (an http(s) URL or a local folder)") from None
         except requests.ConnectionError as exc:
             if _is_name_resolution_failure(exc):
                 raise _dns_error(url) from None
@@ -160,13 +164,13 @@ def _fetch_with_retries(session: requests.Session, url: str, partial: _Partial, 
         if attempts >= policy.attempts or spent + wait > policy.budget:
             raise VlprepError(
                 f"download of {redact_url(url)} gave up after {attempts} attempts and {spent:.0f} s of "
-                f"retrying (budget {policy.budget:.0f} s); last error: {cause}",
+                f"retrying (budget {policy.budget:g} s); last error: {cause}",
                 fix="check the network or the mirror (or raise --retry-budget), then run the same command "
                 "again" + (f": it resumes from the {_size(partial.path):,} bytes already in {partial.path}"
                            if _size(partial.path) else ""),
             )
         tqdm.write(f"{name}: {cause}; retry {attempts} in {wait:.1f} s "
-                   f"({spent:.0f} s of the {policy.budget:.0f} s retry budget used)", file=sys.stderr)
+                   f"({spent:.0f} s of the {policy.budget:g} s retry budget used)", file=sys.stderr)
         _wait(wait, bar)
         spent += wait
 
