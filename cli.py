@@ -187,18 +187,29 @@ def main() -> None:
 @_tokenizer_option("CC3M captions: ")
 @click.option("--with-test", is_flag=True, help="ImageNet: also fetch data/test_images.tar.gz (no labels).")
 @click.option("--task", "tasks", multiple=True, metavar="TASK", help="GLUE: only these tasks (repeatable).")
+@click.option("--retry-budget", type=click.FloatRange(min=0), default=300.0, show_default=True, metavar="SECONDS",
+              envvar="VLPREP_RETRY_BUDGET", help="Most seconds spent retrying one file (waits and failed tries).")
+@click.option("--idle-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True, metavar="SECONDS",
+              envvar="VLPREP_IDLE_TIMEOUT", help="Cut a download silent, or slower than 1 KiB/s, for this long.")
+@click.option("--allow-unpublished", is_flag=True, help="Accept --mirror files whose sha256 differs from the "
+              "published one (a sample or a repacked copy): checked only against the mirror's SHA256SUMS, "
+              "recorded and printed as NOT the published file.")
 @friendly_errors
 def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, ...], revision: str | None,
           tsv: Path | None, count: int, from_manifest: Path | None, resize: int | None, timeout: float,
           retries: int, processes: int, threads: int, distributor: str, max_window: int,
           window_timeout: float | None, shard_samples: int, tokenizer: str | None, with_test: bool,
-          tasks: tuple[str, ...]) -> None:
-    """Download and verify a dataset's raw files into DATA_DIR/raw/DATASET.
+          tasks: tuple[str, ...], retry_budget: float, idle_timeout: float, allow_unpublished: bool) -> None:
+    """Download and check a dataset's raw files into DATA_DIR/raw/DATASET.
 
     Files come from their official source (OpenWebText: the Hugging Face hub, honouring HF_ENDPOINT
-    and HF_TOKEN; COCO and Visual Genome: their published URLs) or from --mirror. Every file is
-    checked by size and sha256; a verified file is not downloaded again, an interrupted download
-    resumes.
+    and HF_TOKEN; COCO and Visual Genome: their published URLs) or from --mirror. Each file is checked
+    against the strongest hash known for it: COCO's published size and sha256 (from
+    tensorflow/datasets), the hub's LFS sha256, or the mirror's SHA256SUMS. No public source states
+    checksums for Visual Genome's zips or the CC3M TSV: for those (and mirror files without a
+    SHA256SUMS entry) the sha256 is only recorded, and fetch says so. How each file was checked is
+    kept in raw/DATASET/.verified.json. A file on disk as recorded is not downloaded again (a copy
+    with other mtimes is re-hashed); an interrupted download resumes.
 
     \b
     Examples:
@@ -218,6 +229,10 @@ def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, 
     """
     from .pipeline.datasets import coco, glue, imagenet, owt, vg
 
+    from .pipeline.redact import redact_url
+
+    os.environ["VLPREP_RETRY_BUDGET"], os.environ["VLPREP_IDLE_TIMEOUT"] = str(retry_budget), str(idle_timeout)
+    shown_mirror = redact_url(mirror) if mirror else None
     layout = Layout.from_env(data_dir)
     _lock(layout, "fetch", *_datasets(dataset))
     for name in _datasets(dataset):
@@ -229,17 +244,23 @@ def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, 
             continue
         if name == "owt":
             report = owt.fetch(layout, subsets, revision or owt.DEFAULT_REVISION, mirror)
-            origin = f"mirror {mirror}" if mirror else f"{owt.HUB_REPO}@{report.commit}"
+            origin = f"mirror {shown_mirror}" if mirror else f"{owt.HUB_REPO}@{report.commit}"
         elif name == "glue":
             report = glue.fetch(layout, mirror, _glue_tasks(tasks), revision or glue.DEFAULT_REVISION)
-            origin = f"mirror {mirror}" if mirror else f"hub {glue.records.REPO}@{report.commit}"
+            origin = f"mirror {shown_mirror}" if mirror else f"hub {glue.records.REPO}@{report.commit}"
         elif name == "imagenet":
             report = imagenet.fetch(layout, mirror, with_test, revision or imagenet.DEFAULT_REVISION)
-            origin = f"mirror {mirror}" if mirror else f"hub {imagenet.records.REPO}@{report.commit}"
+            origin = f"mirror {shown_mirror}" if mirror else f"hub {imagenet.records.REPO}@{report.commit}"
+        elif name == "coco":
+            report = coco.fetch(layout, mirror, allow_unpublished)
+            origin = f"mirror {shown_mirror}" if mirror else "the official URLs"
         else:
-            report = {"coco": coco, "vg": vg}[name].fetch(layout, mirror)
-            origin = f"mirror {mirror}" if mirror else "the official URLs"
-        click.echo(f"{name}: {len(report.fetched)} fetched, {len(report.skipped)} already verified, from {origin}")
+            report = vg.fetch(layout, mirror)
+            origin = f"mirror {shown_mirror}" if mirror else "the official URLs"
+        click.echo(f"{name}: {len(report.fetched)} fetched, {len(report.skipped)} already on disk, from {origin}")
+        click.echo(f"  {report.tally()}")
+        for line in report.lines():
+            click.echo(line)
         click.echo(f"  {layout.raw(name)}/SHA256SUMS")
 
 
@@ -262,6 +283,10 @@ def _fetch_cc3m(layout: Layout, tsv: Path | None, mirror: str | None, count: int
     config = cc3m.DownloadConfig(**options)
     cc3m.check_distributor(config.distributor)
     tsv_path = cc3m.fetch_tsv(layout, tsv, mirror)
+    if tsv is None:
+        from .pipeline.datasets.fetching import check_line
+
+        click.echo(check_line(layout.raw("cc3m"), tsv_path.name))
     if from_manifest is not None:
         stats = cc3m.rebuild(layout, tsv_path, from_manifest, config, tokenizer)
     else:
@@ -619,7 +644,9 @@ def manifest_publish(repo: str, branch: str, message: str | None, subdir: str, d
 
     folder = manifest_dir or Layout.from_env(data_dir).manifests()
     result = manifests.publish(folder, repo, branch, message, subdir)
-    click.echo(f"published {len(result.files)} files to {repo} ({branch}) in commit {result.commit[:12]}")
+    from .pipeline.redact import redact_url
+
+    click.echo(f"published {len(result.files)} files to {redact_url(repo)} ({branch}) in commit {result.commit[:12]}")
     for name in result.files:
         click.echo(f"  {name}")
 

@@ -36,7 +36,7 @@ def fetched_images(tmp_path, mirrors) -> Path:
     coco, vg, _ = mirrors
     data = tmp_path / "data"
     with serve_directory(coco) as url:
-        run_cli("fetch", "coco", "--data-dir", str(data), "--mirror", url)
+        run_cli("fetch", "coco", "--data-dir", str(data), "--mirror", url, "--allow-unpublished")
     run_cli("fetch", "vg", "--data-dir", str(data), "--mirror", str(vg))
     return data
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vlprep.pipeline.sinks.publish import _auth_args
+from vlprep.pipeline.sinks.publish import _auth_env
 
 from .conftest import run_cli
 
@@ -100,10 +100,10 @@ def test_publish_commits_pushes_refuses_unchanged_and_invalid(built, remote, tmp
     assert missing.returncode == 1 and "nothing was pushed" in missing.stderr
 
 
-def test_a_github_token_only_goes_to_github_in_a_header(monkeypatch):
-    monkeypatch.setenv("GITHUB_TOKEN", "s3cret")
-    args = _auth_args("https://github.com/me/manifests.git")
-    assert args[0] == "-c" and base64.b64encode(b"x-access-token:s3cret").decode() in args[1]
-    assert "s3cret" not in " ".join(args)
-    assert _auth_args("https://gitlab.example.org/me/manifests.git") == []
-    assert _auth_args("git@github.com:me/manifests.git") == []
+def test_a_github_token_only_goes_to_github_in_a_header():
+    env = {"GITHUB_TOKEN": "s3cret"}
+    extra = _auth_env("https://github.com/me/manifests.git", env)
+    assert extra["GIT_CONFIG_KEY_0"] == "http.https://github.com/.extraHeader"
+    assert base64.b64encode(b"x-access-token:s3cret").decode() in extra["GIT_CONFIG_VALUE_0"]
+    assert _auth_env("https://gitlab.example.org/me/manifests.git", env) == {}
+    assert _auth_env("git@github.com:me/manifests.git", env) == {}

@@ -40,7 +40,7 @@ def test_fetch_over_http_mirror_then_skip(tmp_path, owt_mirror_url):
     first = run_cli("fetch", "owt", "--data-dir", str(data), "--mirror", owt_mirror_url)
     assert "6 fetched" in first.stdout
     second = run_cli("fetch", "owt", "--data-dir", str(data), "--mirror", owt_mirror_url)
-    assert "0 fetched, 6 already verified" in second.stdout
+    assert "0 fetched, 6 already on disk" in second.stdout
     sums = (data / "raw" / "owt" / "SHA256SUMS").read_text().splitlines()
     assert len(sums) == 6 and sums[0].endswith("  subsets/urlsf_subset00.tar")
 

@@ -23,8 +23,10 @@ EXPECTED = {"karpathy-train": (113_287, 566_747), "train2014": (82_783, 414_113)
 """(images, captions) of the published files; checked unless ``--limit`` is set."""
 
 
-def fetch(layout: Layout, mirror: str | None = None) -> FetchReport:
-    return fetch_files(layout.raw(NAME), URLS, mirror)
+def fetch(layout: Layout, mirror: str | None = None, allow_unpublished: bool = False) -> FetchReport:
+    """The four files, checked against their published size and sha256 (``allow_unpublished``: a
+    mirror's files that are not the published ones, e.g. a sample, are accepted and reported so)."""
+    return fetch_files(layout.raw(NAME), URLS, mirror, allow_unpublished=allow_unpublished)
 
 
 def images(layout: Layout, split: str) -> list[records.CocoImage]:

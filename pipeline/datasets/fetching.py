@@ -1,9 +1,12 @@
 """The fetch stage every dataset shares: files from the hub or a mirror into ``raw/<dataset>``.
 
-A file already on disk exactly as it was verified (same size and mtime as recorded) is not fetched
-or hashed again; anything else is fetched to a temporary name, checked against every hash known
-for it (vlprep's table of official files, the mirror's ``SHA256SUMS``, the hub's LFS sha256) and
-only then renamed into place and recorded in ``raw/<dataset>/SHA256SUMS``.
+A file already on disk exactly as it was recorded (same size and mtime) is not fetched or hashed
+again; one whose size matches but whose mtime does not (a ``cp -r`` copy) is re-hashed and kept if
+unchanged. Anything else is fetched to a temporary name, checked against every hash known for it
+(the published checksums of the official files, the mirror's ``SHA256SUMS``, the hub's LFS sha256)
+and only then renamed into place and recorded in ``raw/<dataset>/SHA256SUMS`` and ``.verified.json``
+with how it was checked. A file no hash is known for is only recorded, and the report says so:
+"verified" is kept for files that matched a published checksum.
 """
 from __future__ import annotations
 
@@ -11,9 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import VlprepError
+from ..redact import redact_url
 from ..sources import hub
-from ..sources.checksums import VerifiedRecord
+from ..sources.checksums import CHECKS, PUBLISHED, PublishedFile, VerifiedRecord
 from ..sources.mirror import Mirror
+
+Known = dict[str, "str | PublishedFile"]
+"""Published checksums by relative path: a bare sha256, or size + sha256 + source."""
 
 
 @dataclass
@@ -24,28 +31,94 @@ class FetchReport:
     skipped: list[str] = field(default_factory=list)
     sha256: dict[str, str] = field(default_factory=dict)
     commit: str | None = None
+    checked: dict[str, str] = field(default_factory=dict)
+    """relpath → how its bytes were checked (a key of ``CHECKS``)."""
+    notes: list[str] = field(default_factory=list)
+    """Lines the user must read: re-hashed copies, files with no published checksum, unpublished files."""
+
+    def lines(self) -> list[str]:
+        """How each file was checked, one line per file that is not verified against a published sha256."""
+        lines = list(self.notes)
+        for relpath, how in self.checked.items():
+            if how == "recorded":
+                lines.append(f"  {relpath}: no published checksum: recorded sha256 {self.sha256[relpath]}")
+        return lines
+
+    def tally(self) -> str:
+        counts = {how: sum(1 for h in self.checked.values() if h == how) for how in CHECKS}
+        return "; ".join(f"{n} {CHECKS[how].split(':')[0]}" for how, n in counts.items() if n)
 
 
-def fetch_from_mirror(raw: Path, relpaths: list[str], mirror: Mirror,
-                      known: dict[str, str] | None = None) -> FetchReport:
-    """Fetch ``relpaths`` from ``mirror`` into ``raw`` (same relative paths)."""
+def check_line(raw: Path, relpath: str) -> str:
+    """One line saying how ``raw/relpath`` was checked, for stages that fetch a single file."""
+    entry = VerifiedRecord(raw).entries.get(relpath)
+    if entry is None:
+        return f"  {relpath}: not fetched"
+    return f"  {relpath}: {CHECKS[entry.checked]} {entry.sha256}"
+
+
+def _published(value: str | PublishedFile | None) -> PublishedFile | None:
+    if value is None or isinstance(value, PublishedFile):
+        return value
+    return PublishedFile(size=None, sha256=value, source="vlprep's table")  # type: ignore[arg-type]
+
+
+def _note_rehashed(record: VerifiedRecord, report: FetchReport, raw: Path) -> None:
+    for relpath in record.rehashed:
+        report.notes.append(f"  re-hashed {raw / relpath}: unchanged (its mtime differed from the record)")
+    record.rehashed.clear()
+
+
+def _record(report: FetchReport, record: VerifiedRecord, relpath: str) -> None:
+    entry = record.entries[relpath]
+    report.sha256[relpath] = entry.sha256
+    report.checked[relpath] = entry.checked
+
+
+def fetch_from_mirror(raw: Path, relpaths: list[str], mirror: Mirror, known: Known | None = None,
+                      allow_unpublished: bool = False) -> FetchReport:
+    """Fetch ``relpaths`` from ``mirror`` into ``raw`` (same relative paths).
+
+    ``allow_unpublished`` accepts a mirror file whose sha256 differs from the published one (a
+    sample or a repacked copy): it is checked against the mirror's ``SHA256SUMS`` only, recorded so,
+    and named in the report as not the published file."""
     known = known or {}
     record = VerifiedRecord(raw)
     report = FetchReport()
     for relpath in relpaths:
-        expected = known.get(relpath) or mirror.sums().get(relpath)
+        published = _published(known.get(relpath))
+        listed = mirror.sums().get(relpath)
+        expected = published.sha256 if published and not allow_unpublished else listed
         if record.is_current(relpath, expected):
             report.skipped.append(relpath)
         else:
-            sha = mirror.fetch(relpath, raw / relpath, expected_sha256=known.get(relpath))
-            record.add(relpath, sha, f"mirror {mirror}")
+            sha, checked = _fetch_one(mirror, relpath, raw, published, listed, allow_unpublished)
+            record.add(relpath, sha, f"mirror {mirror}", checked)
             report.fetched.append(relpath)
-        report.sha256[relpath] = record.entries[relpath].sha256
+            if published and sha != published.sha256:
+                report.notes.append(f"  {relpath}: NOT the published file (sha256 {sha}, published "
+                                    f"{published.sha256} per {published.source}); accepted because of "
+                                    "--allow-unpublished")
+        _note_rehashed(record, report, raw)
+        _record(report, record, relpath)
     return report
 
 
+def _fetch_one(mirror: Mirror, relpath: str, raw: Path, published: PublishedFile | None, listed: str | None,
+               allow_unpublished: bool) -> tuple[str, str]:
+    """Copy one file from the mirror checked against the strongest hash allowed; (sha256, how checked)."""
+    if published and not allow_unpublished:
+        sha = mirror.fetch(relpath, raw / relpath, expected_sha256=published.sha256,
+                           expected_size=published.size)
+        return sha, "published"
+    sha = mirror.fetch(relpath, raw / relpath)
+    if published and sha == published.sha256:
+        return sha, "published"
+    return sha, "mirror-sums" if listed else "recorded"
+
+
 def fetch_from_hub(raw: Path, relpaths: list[str], repo_id: str, revision: str,
-                   known: dict[str, str] | None = None) -> FetchReport:
+                   known: Known | None = None) -> FetchReport:
     """Fetch ``relpaths`` of hub dataset ``repo_id`` at ``revision`` into ``raw``."""
     known = known or {}
     record = VerifiedRecord(raw)
@@ -56,7 +129,8 @@ def fetch_from_hub(raw: Path, relpaths: list[str], repo_id: str, revision: str,
             raise VlprepError(f"{repo_id}: revision {revision} moved while fetching ({report.commit} → "
                               f"{remote.commit})", fix="pass a commit hash with --revision")
         report.commit = remote.commit
-        expected = known.get(relpath)
+        published = _published(known.get(relpath))
+        expected = published.sha256 if published else None
         if expected and remote.sha256 and expected != remote.sha256:
             raise VlprepError(
                 f"{repo_id}@{remote.commit}: {relpath} has sha256 {remote.sha256}, not the published {expected}",
@@ -68,13 +142,15 @@ def fetch_from_hub(raw: Path, relpaths: list[str], repo_id: str, revision: str,
             _, sha = hub.download(remote, raw)
             if expected and sha != expected:
                 raise VlprepError(f"{raw / relpath}: sha256 {sha} is not the published {expected}")
-            record.add(relpath, sha, f"hub {repo_id}@{remote.commit}")
+            checked = "published" if expected else "hub-lfs" if remote.sha256 else "recorded"
+            record.add(relpath, sha, f"hub {repo_id}@{remote.commit}", checked)
             report.fetched.append(relpath)
-        report.sha256[relpath] = record.entries[relpath].sha256
+        _note_rehashed(record, report, raw)
+        _record(report, record, relpath)
     return report
 
 
-def fetch_from_urls(raw: Path, urls: dict[str, str], known: dict[str, str] | None = None) -> FetchReport:
+def fetch_from_urls(raw: Path, urls: dict[str, str], known: Known | None = None) -> FetchReport:
     """Fetch each ``relpath: url`` into ``raw/relpath`` (resumable, retried, checked where known)."""
     from ..sources.http import download
 
@@ -82,19 +158,25 @@ def fetch_from_urls(raw: Path, urls: dict[str, str], known: dict[str, str] | Non
     record = VerifiedRecord(raw)
     report = FetchReport()
     for relpath, url in urls.items():
-        if record.is_current(relpath, known.get(relpath)):
+        published = _published(known.get(relpath))
+        if record.is_current(relpath, published.sha256 if published else None):
             report.skipped.append(relpath)
         else:
-            sha = download(url, raw / relpath, expected_sha256=known.get(relpath))
-            record.add(relpath, sha, url)
+            sha = download(url, raw / relpath, expected_sha256=published.sha256 if published else None,
+                           expected_size=published.size if published else None)
+            record.add(relpath, sha, redact_url(url), "published" if published else "recorded")
             report.fetched.append(relpath)
-        report.sha256[relpath] = record.entries[relpath].sha256
+        _note_rehashed(record, report, raw)
+        _record(report, record, relpath)
     return report
 
 
-def fetch_files(raw: Path, urls: dict[str, str], mirror: str | None,
-                known: dict[str, str] | None = None) -> FetchReport:
-    """From ``--mirror`` when given (same relative paths), else from the official URLs."""
+def fetch_files(raw: Path, urls: dict[str, str], mirror: str | None, known: Known | None = None,
+                allow_unpublished: bool = False) -> FetchReport:
+    """From ``--mirror`` when given (same relative paths), else from the official URLs.
+
+    The published checksums of the official URLs (:data:`PUBLISHED`) apply to both."""
+    known = {**{rel: PUBLISHED[url] for rel, url in urls.items() if url in PUBLISHED}, **(known or {})}
     if mirror:
-        return fetch_from_mirror(raw, list(urls), Mirror(mirror), known)
+        return fetch_from_mirror(raw, list(urls), Mirror(mirror), known, allow_unpublished)
     return fetch_from_urls(raw, urls, known)

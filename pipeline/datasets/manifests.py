@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import VlprepError
 from ..fileio import atomic_path, read_json
 from ..layout import Layout
+from ..redact import redact_text
 from ..sinks import manifests as manifest_sink
 from ..sinks import publish as publish_sink
 
@@ -56,8 +57,9 @@ def write_owt_manifest(layout: Layout) -> Path:
     rows = []
     for subset, data in sorted(stats["subsets"].items()):
         source = data.get("source") or {}
-        origin = (f"{source['repo']}@{source.get('commit') or source.get('revision')}" if "repo" in source
-                  else f"mirror {source.get('mirror', '?')}")
+        repo = source.get("repo") or source.get("hub_repo")
+        origin = redact_text(f"{repo}@{source.get('commit') or source.get('revision')}" if repo
+                             else f"mirror {source.get('mirror', '?')}")
         rows.append((data["file"], split_of.get(int(subset), "?"), data["sha256"], data["documents"],
                      data.get("documents_kept", data["documents"]), origin))
     return manifest_sink.write_tsv_gz(layout.manifests() / "owt-subsets.tsv.gz", OWT_HEADER, rows)

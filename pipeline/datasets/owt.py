@@ -30,6 +30,7 @@ from ..records import owt as records
 from ..sinks import fairseq
 from ..sources.archives import TarMember
 from ..sources.checksums import VerifiedRecord
+from ..redact import redact_text, redact_url
 from ..sources.mirror import Mirror
 from ..transforms.bpe import REFERENCE, LineEncoder, check_backend, default_backend, get_backend
 from ..transforms.dictionary import EOS, Dictionary, load_dictionary
@@ -62,7 +63,7 @@ def fetch(layout: Layout, subsets: tuple[int, ...], revision: str = DEFAULT_REVI
     relpaths = [records.subset_relpath(s) for s in subsets]
     if mirror:
         report = fetch_from_mirror(raw, relpaths, Mirror(mirror), KNOWN_SHA256)
-        source = {"mirror": mirror}
+        source = {"mirror": redact_url(mirror)}
     else:
         report = fetch_from_hub(raw, relpaths, HUB_REPO, revision, KNOWN_SHA256)
         source = {"hub_repo": HUB_REPO, "revision": revision, "commit": report.commit}
@@ -197,7 +198,8 @@ def _plan_subset(layout: Layout, subset: int, key: str) -> SubsetPlan:
     _, sha = _verified_subset(layout, subset)
     work_dir = layout.work(NAME) / f"chunks-{key}" / f"{subset:02d}-{sha[:16]}"
     sources = read_json(raw / "SOURCE.json") if (raw / "SOURCE.json").exists() else {}
-    source = {k: v for k, v in sources.get(relpath, {}).items() if k != "sha256"}
+    source = {k: redact_text(v) if isinstance(v, str) else v
+              for k, v in sources.get(relpath, {}).items() if k != "sha256"}
     return SubsetPlan(subset, raw / relpath, sha, records.list_chunks(raw / relpath), work_dir, source)
 
 

@@ -1,8 +1,11 @@
 """sha256 bookkeeping: ``SHA256SUMS`` files and the record of what a fetch has verified.
 
-``raw/<dataset>/SHA256SUMS`` (sha256sum format) lists every file that fetch verified, so anyone can
-re-check the raw folder with ``sha256sum -c``. Beside it ``.verified.json`` keeps each file's size
-and mtime, so a later fetch recognises a verified file without hashing gigabytes again.
+``raw/<dataset>/SHA256SUMS`` (sha256sum format) lists the sha256 of every file fetch wrote, so anyone
+can re-check the raw folder with ``sha256sum -c``. Beside it ``.verified.json`` keeps each file's size,
+mtime, origin and ``checked``: how its bytes were checked, one of :data:`CHECKS`. Only ``published``
+means verified against a checksum a public source states; ``recorded`` means none was known and the
+sha256 was only written down. A later fetch recognises a file by size and mtime without hashing
+gigabytes again; a file whose size matches but whose mtime does not (a ``cp -r`` copy) is re-hashed.
 """
 from __future__ import annotations
 
@@ -12,11 +15,46 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import VlprepError
-from ..fileio import atomic_path, read_json, write_json
+from ..fileio import atomic_path, read_json, sha256_file, write_json
+from ..redact import redact_text
 
 SUMS_NAME = "SHA256SUMS"
 RECORD_NAME = ".verified.json"
 _SUM_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+
+CHECKS = {
+    "published": "verified against the published sha256",
+    "mirror-sums": "checked against the mirror's SHA256SUMS",
+    "hub-lfs": "checked against the hub's LFS sha256",
+    "recorded": "no published checksum: recorded sha256",
+}
+"""How a file's bytes were checked, strongest first, and how each is said in output."""
+
+
+@dataclass(frozen=True)
+class PublishedFile:
+    """Size and sha256 of an official file as a public source states them."""
+
+    size: int | None
+    sha256: str
+    source: str
+
+
+_TFDS_COCO = "tensorflow/datasets tensorflow_datasets/url_checksums/coco_captions.txt"
+PUBLISHED: dict[str, PublishedFile] = {
+    # From tensorflow/datasets, file tensorflow_datasets/url_checksums/coco_captions.txt
+    # (format: url size sha256), copied verbatim.
+    "http://images.cocodataset.org/annotations/annotations_trainval2014.zip": PublishedFile(
+        252872794, "031296bbc80c45a1d1f76bf9a90ead27e94e99ec629208449507a4917a3bf009", _TFDS_COCO),
+    "http://images.cocodataset.org/zips/train2014.zip": PublishedFile(
+        13510573713, "ede4087e640bddba550e090eae701092534b554b42b05ac33f0300b984b31775", _TFDS_COCO),
+    "http://images.cocodataset.org/zips/val2014.zip": PublishedFile(
+        6645013297, "fe9be816052049c34717e077d9e34aa60814a55679f804cd043e3cbee3b9fde0", _TFDS_COCO),
+    "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip": PublishedFile(
+        36745453, "4cfd70132527b80933105e5829dc9034eaab9573482e2e680abbab6130244817", _TFDS_COCO),
+}
+"""Published checksums by official URL. No public source states any for Visual Genome's zips or the
+CC3M TSV: those are fetched with their sha256 recorded, never called verified."""
 
 
 def parse_sha256sums(text: str, source: str) -> dict[str, str]:
@@ -46,6 +84,8 @@ class Verified:
     size: int
     mtime_ns: int
     origin: str
+    checked: str = "recorded"
+    """One of :data:`CHECKS`; records written before it existed claim nothing."""
 
 
 class VerifiedRecord:
@@ -56,21 +96,35 @@ class VerifiedRecord:
         self.path = self.root / RECORD_NAME
         data = read_json(self.path) if self.path.exists() else {}
         self.entries = {rel: Verified(**entry) for rel, entry in data.items()}
+        self.rehashed: list[str] = []
 
     def is_current(self, relpath: str, expected_sha256: str | None = None) -> bool:
-        """True if ``relpath`` is on disk exactly as verified (and matches ``expected_sha256``)."""
+        """True if ``relpath`` is on disk as recorded (and matches ``expected_sha256``).
+
+        Same size, other mtime (a copy made without ``cp -p``): the file is re-hashed, and accepted
+        if its sha256 is the recorded one; the record takes the new mtime and the file is listed in
+        :attr:`rehashed` so the caller can say so."""
         entry = self.entries.get(relpath)
         file = self.root / relpath
         if entry is None or not file.exists():
             return False
         stat = file.stat()
-        if (stat.st_size, stat.st_mtime_ns) != (entry.size, entry.mtime_ns):
+        if stat.st_size != entry.size:
             return False
+        if stat.st_mtime_ns != entry.mtime_ns:
+            if sha256_file(file) != entry.sha256:
+                return False
+            self.entries[relpath] = Verified(entry.sha256, entry.size, stat.st_mtime_ns, entry.origin,
+                                             entry.checked)
+            self.save()
+            self.rehashed.append(relpath)
         return expected_sha256 is None or expected_sha256 == entry.sha256
 
-    def add(self, relpath: str, sha256: str, origin: str) -> None:
+    def add(self, relpath: str, sha256: str, origin: str, checked: str = "recorded") -> None:
+        if checked not in CHECKS:
+            raise ValueError(f"unknown check {checked!r}")
         stat = (self.root / relpath).stat()
-        self.entries[relpath] = Verified(sha256, stat.st_size, stat.st_mtime_ns, origin)
+        self.entries[relpath] = Verified(sha256, stat.st_size, stat.st_mtime_ns, redact_text(origin), checked)
         self.save()
 
     def save(self) -> None:

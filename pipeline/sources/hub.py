@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import VlprepError
 from ..fileio import ensure_dir, sha256_file
+from ..redact import redact_url, scrub
 from .checksums import check_digest
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -79,7 +80,10 @@ def explain_hub_error(exc: Exception, repo_id: str, filename: str, revision: str
     """Turn huggingface_hub's exceptions into what the user should do next."""
     from huggingface_hub import errors
 
-    where = f"{repo_id}/{filename} at revision {revision} on {endpoint()}"
+    where = f"{repo_id}/{filename} at revision {revision} on {redact_url(endpoint())}"
+    detail = scrub(str(exc), endpoint())
+    if token := _token():
+        detail = detail.replace(str(token), "REDACTED")
     if isinstance(exc, errors.GatedRepoError):
         return VlprepError(
             f"{repo_id} is a gated repository and this token has no access to it ({where})",
@@ -100,7 +104,7 @@ def explain_hub_error(exc: Exception, repo_id: str, filename: str, revision: str
             fix="pass a --revision that still holds it, or use --mirror with a copy of the files",
         )
     if isinstance(exc, errors.HfHubHTTPError):
-        return VlprepError(f"the hub answered an error for {where}: {exc}",
+        return VlprepError(f"the hub answered an error for {where}: {detail}",
                            fix="retry later, or use --mirror with a copy of the files")
-    return VlprepError(f"could not reach the hub for {where}: {exc}",
+    return VlprepError(f"could not reach the hub for {where}: {detail}",
                        fix="check the network (or HF_ENDPOINT), or use --mirror with a copy of the files")

@@ -2,7 +2,8 @@
 
 A mirror may carry ``SHA256SUMS`` at its root (sha256sum format, paths relative to the root);
 every file fetched from it is checked against that list and against the hashes vlprep knows for
-the official files, and a mismatch is refused.
+the official files, and a mismatch is refused. A mirror URL may hold credentials (user info, a
+signed query); they are used to download and redacted everywhere the mirror is named.
 """
 from __future__ import annotations
 
@@ -16,36 +17,42 @@ from tqdm import tqdm
 
 from ..errors import VlprepError
 from ..fileio import ensure_dir
+from ..redact import redact_url
 from .checksums import SUMS_NAME, check_digest, parse_sha256sums, remove_quietly
-from .http import CHUNK, download, make_session
+from .http import CHUNK, HTTPStatusError, RetryPolicy, download, make_session
 
 
 class Mirror:
     """Where a dataset's files come from when ``--mirror`` is given."""
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, policy: RetryPolicy | None = None) -> None:
         self.location = location
+        self.policy = policy or RetryPolicy()
         parsed = urlparse(location)
         if parsed.scheme in ("http", "https"):
-            self.base_url: str | None = location.rstrip("/") + "/"
+            self.base_url: str | None = _base_url(location)
             self.root: Path | None = None
-            self.session = make_session()
+            self.session = make_session(self.policy)
         else:
             self.base_url = None
             self.root = Path(url2pathname(parsed.path) if parsed.scheme == "file" else location)
             if not self.root.is_dir():
                 raise VlprepError(
-                    f"mirror {location} is not a folder or an http(s) URL",
+                    f"mirror {redact_url(location)} is not a folder or an http(s) URL",
                     fix="pass --mirror a local folder or a base URL holding the dataset's files",
                 )
         self._sums: dict[str, str] | None = None
 
     def __str__(self) -> str:
-        return self.location
+        """The mirror as it may be recorded and printed: credentials redacted."""
+        return redact_url(self.location)
 
     def url(self, relpath: str) -> str:
+        """Where ``relpath`` is read from, credentials included (for the download only, never shown)."""
         if self.base_url is not None:
-            return self.base_url + quote(relpath)
+            parsed = urlparse(self.base_url)
+            joined = parsed._replace(path=parsed.path + quote(relpath))
+            return joined.geturl()
         return str(self.root / relpath)
 
     def sums(self) -> dict[str, str]:
@@ -58,15 +65,18 @@ class Mirror:
         if self.root is not None:
             path = self.root / SUMS_NAME
             return parse_sha256sums(path.read_text(), str(path)) if path.exists() else {}
-        response = self.session.get(self.url(SUMS_NAME), timeout=(15, 60))
-        if response.status_code == 404:
-            return {}
-        if response.status_code >= 400:
-            raise VlprepError(
-                f"{self.url(SUMS_NAME)} answered HTTP {response.status_code}",
-                fix="check that --mirror points at the mirror's root",
-            )
-        return parse_sha256sums(response.text, self.url(SUMS_NAME))
+        import tempfile
+
+        shown = redact_url(self.url(SUMS_NAME))
+        with tempfile.TemporaryDirectory(prefix="vlprep-sums-") as tmp:
+            try:
+                download(self.url(SUMS_NAME), Path(tmp) / SUMS_NAME, session=self.session, policy=self.policy)
+            except HTTPStatusError as exc:
+                if exc.status == 404:
+                    return {}
+                raise VlprepError(f"{shown} answered HTTP {exc.status}",
+                                  fix="check that --mirror points at the mirror's root") from None
+            return parse_sha256sums((Path(tmp) / SUMS_NAME).read_text(), shown)
 
     def fetch(self, relpath: str, dest: Path, *, expected_sha256: str | None = None,
               expected_size: int | None = None) -> str:
@@ -74,15 +84,16 @@ class Mirror:
         listed = self.sums().get(relpath)
         if listed and expected_sha256 and listed != expected_sha256.lower():
             raise VlprepError(
-                f"mirror {self.location}: SHA256SUMS lists {relpath} as {listed}, but the published "
+                f"mirror {self}: SHA256SUMS lists {relpath} as {listed}, but the published "
                 f"file is {expected_sha256}",
-                fix="the mirror holds a different file; replace it with the published one",
+                fix="the mirror holds a different file; replace it with the published one (a sample or "
+                "repacked copy can be fetched with --allow-unpublished, recorded as not the published file)",
             )
         want = expected_sha256 or listed
         if self.base_url is not None:
             return download(self.url(relpath), dest, expected_sha256=want, expected_size=expected_size,
-                            session=self.session)
-        return _copy_verified(self.root / relpath, dest, want, expected_size, self.location)
+                            session=self.session, policy=self.policy)
+        return _copy_verified(self.root / relpath, dest, want, expected_size, str(self))
 
 
 def _copy_verified(src: Path, dest: Path, expected_sha256: str | None, expected_size: int | None,
@@ -110,3 +121,9 @@ def _copy_verified(src: Path, dest: Path, expected_sha256: str | None, expected_
         raise
     os.replace(part, dest)
     return digest.hexdigest()
+
+
+def _base_url(location: str) -> str:
+    """The mirror URL as a folder (its path ends in ``/``), keeping any query for signed mirrors."""
+    parsed = urlparse(location)
+    return parsed._replace(path=parsed.path.rstrip("/") + "/").geturl()
