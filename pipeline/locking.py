@@ -37,7 +37,6 @@ import errno
 import fcntl
 import json
 import os
-import re
 import shlex
 import socket
 import sys
@@ -49,6 +48,7 @@ from typing import Callable, Iterable, Iterator
 from .errors import VlprepError
 from .fileio import Cleanup, ensure_dir, remove_temp_files
 from .layout import Layout
+from .redact import redact_text
 
 LOCKS_DIR = "locks"
 DATA_DIR_CLAIM = "data-dir"
@@ -208,16 +208,7 @@ def _write_record(fd: int) -> None:
 
 def _command(argv: list[str]) -> str:
     """``vlprep stage dataset --options``, with any password or token in a URL hidden."""
-    return " ".join(["vlprep", *(shlex.quote(redact(arg)) for arg in argv[1:])])
-
-
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-_SECRET_QUERY = re.compile(r"(?i)([?&](?:token|access_token|key|api_key|sig|signature|password|secret)=)[^&\s]*")
-
-
-def redact(text: str) -> str:
-    """Hide ``user:password@`` and token-like query values of URLs in ``text`` (lock files are readable)."""
-    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub("***@", text))
+    return " ".join(["vlprep", *(shlex.quote(redact_text(arg)) for arg in argv[1:])])
 
 
 # ------------------------------------------------------------------------------ who holds it
@@ -279,7 +270,7 @@ def _proc_command(pid: int) -> str | None:
     for start, word in enumerate(words[:3]):  # python -m vlprep.cli ..., or python .../bin/vlprep ...
         if word == "vlprep.cli" or Path(word).name == "vlprep":
             return _command(words[start:])
-    return " ".join(shlex.quote(redact(word)) for word in words) or None
+    return " ".join(shlex.quote(redact_text(word)) for word in words) or None
 
 
 # ------------------------------------------------------------------------------ stale temp files
