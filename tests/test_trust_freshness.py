@@ -268,3 +268,27 @@ def test_glue_parquet_changed_after_binarize_fails_verify(tmp_path):
     shutil.copy(data / "raw" / "glue" / "rte" / "validation-00000-of-00001.parquet", parquet)
     stale = run_cli("verify", "glue", "--data-dir", str(data), check=False)
     assert fails_naming(stale, "train-00000-of-00001.parquet", "vlprep binarize glue --task RTE")
+
+
+# ------------------------------------------------------------------------------------------- CC3M
+
+def test_cc3m_edited_tsv_fails_verify_and_the_next_fetch_serves_the_new_caption(tmp_path):
+    from vlprep.pipeline.sampleweb import serve_web, write_tsv
+
+    tsv = tmp_path / "Train_GCC-training.tsv"
+    data = tmp_path / "data"
+    fetch = ("fetch", "cc3m", "--data-dir", str(data), "--tsv", str(tsv), "--count", "3", "--timeout", "3",
+             "--retries", "1", "--processes", "1", "--threads", "4")
+    with serve_web(trickle_seconds=1) as web:
+        rows = write_tsv(tsv, web, ["good"] * 5)
+        run_cli(*fetch)
+        out = data / "out" / "cc3m"
+        assert json.loads((out / "stats.json").read_text())["splits"]["train"]["inputs"] == {
+            str(tsv.resolve()): hashlib.sha256(tsv.read_bytes()).hexdigest()}
+        caption = NEW_CAPTION.format(n=1)
+        tsv.write_text("".join(f"{caption if n == 1 else text}\t{url}\n" for n, (text, url) in enumerate(rows)))
+        stale = run_cli("verify", "cc3m", "--data-dir", str(data), check=False)
+        assert fails_naming(stale, tsv.name, "changed", "vlprep fetch cc3m")
+        run_cli(*fetch)
+    assert caption in shard_texts(out, "train")
+    run_cli("verify", "cc3m", "--data-dir", str(data))
