@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -19,7 +20,8 @@ import pytest
 import webdataset as wds
 
 from vlprep.pipeline.demo import build_owt_mirror
-from vlprep.pipeline.sampledata import build_coco_mirror, build_glue_mirror, build_imagenet_mirror, build_vg_mirror, jpeg
+from vlprep.pipeline.sampledata import (build_coco_mirror, build_glue_mirror, build_imagenet_mirror, build_vg_mirror,
+                                        jpeg)
 from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums, parse_sha256sums
 
 from .conftest import run_cli
@@ -162,6 +164,25 @@ def test_a_killed_reshard_leaves_the_previous_split_intact_and_verifying(tmp_pat
     run_cli("verify", "coco", "--data-dir", str(data))
 
 
+def test_a_swap_cut_short_is_finished_by_the_next_run(tmp_path, coco_vg):
+    data, _, _ = coco_vg
+    out = data / "out" / "coco"
+    run_cli("shard", "coco", "--data-dir", str(data), "--shard-samples", "20", *TRIAL)
+    (out / "karpathy-train-000005.tar").mkdir()  # the sixth move fails: five new shards are already in
+    args = ("shard", "coco", "--data-dir", str(data), "--shard-samples", "5", *TRIAL)
+    assert run_cli(*args, check=False).returncode != 0
+    assert (out / ".karpathy-train.swap.json").exists()
+    (out / "karpathy-train-000005.tar").rmdir()
+    run_cli(*args)
+    assert not (out / ".karpathy-train.swap.json").exists()
+    run_cli("verify", "coco", "--data-dir", str(data))
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "raw").symlink_to(data / "raw")
+    run_cli("shard", "coco", "--data-dir", str(clean), "--shard-samples", "5", *TRIAL)
+    assert split_files(out, "karpathy-train") == split_files(clean / "out" / "coco", "karpathy-train")
+
+
 def _mtime(path: Path) -> int | None:
     try:
         return path.stat().st_mtime_ns
@@ -191,8 +212,6 @@ def replace_val_image(mirror: Path) -> tuple[str, bytes]:
     path = mirror / "data" / "val_images.tar.gz"
     with tarfile.open(path) as tar:
         members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
-    import random
-
     picture = jpeg(random.Random("replacement"), (72, 40))
     members[0] = (members[0][0], picture)
     with tarfile.open(path, "w:gz", format=tarfile.USTAR_FORMAT) as tar:
