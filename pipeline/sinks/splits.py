@@ -81,11 +81,11 @@ def check_not_worse(out: Path, split: str, limit: int | None, force: bool, comma
         return
     old_limit = (published.get("config") or {}).get("limit")
     if old_limit is None or old_limit > limit:
-        held = "the full split" if old_limit is None else f"the first {old_limit:,} images"
+        built = "with no --limit" if old_limit is None else f"with --limit {old_limit:,}"
         raise VlprepError(
-            f"{Path(out) / split}: holds {held} ({published.get('images', 0):,} images); --limit {limit:,} would "
-            "replace it with fewer", fix=f"pass --force to replace it, or run the trial with another --data-dir "
-            f"({command})")
+            f"{Path(out) / split}: the published split was built {built} ({published.get('images', 0):,} images); "
+            f"{command} --limit {limit:,} would replace it with fewer",
+            fix="pass --force to replace it, or run the trial with another --data-dir")
 
 
 @contextlib.contextmanager
