@@ -383,10 +383,13 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
 @click.option("--shard-mb", type=click.IntRange(min=1), default=1000, show_default=True,
               help="About this many MB per shard.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images (for trials).")
+@click.option("--force", is_flag=True, help="Let a --limit trial replace a split built with no limit or a larger "
+              "one (refused by default, so a trial never throws away a full split).")
 @_tokenizer_option()
 @friendly_errors
 def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant: str, leak_guard: bool, seed: int,
-          resize: int | None, shard_samples: int, shard_mb: int, limit: int | None, tokenizer: str | None) -> None:
+          resize: int | None, shard_samples: int, shard_mb: int, limit: int | None, force: bool,
+          tokenizer: str | None) -> None:
     """Write WebDataset shards in DATA_DIR/out/DATASET, one sample per image.
 
     ImageNet: <key>.jpg, <key>.cls (class index 0-999 in classes.py order, torchvision's) and
@@ -410,12 +413,12 @@ def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant
     layout = Layout.from_env(data_dir)
     _lock(layout, "shard", dataset)
     common = dict(workers=workers, seed=seed, resize=resize, limit=limit, max_count=shard_samples,
-                  max_bytes=shard_mb * 1_000_000, tokenizer=tokenizer)
+                  max_bytes=shard_mb * 1_000_000, tokenizer=tokenizer, force=force)
     if dataset == "imagenet":
         from .pipeline.datasets import imagenet
 
         stats = imagenet.shard(layout, split or "train", workers=workers, seed=seed, resize=resize, limit=limit,
-                               shard_samples=shard_samples)
+                               shard_samples=shard_samples, force=force)
         for line in imagenet.summary_lines(stats):
             click.echo(line)
         click.echo(f"written: {layout.out(dataset)}/")

@@ -16,6 +16,7 @@ The kept rows are then written in index order as WebDataset shards ``out/cc3m/tr
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -33,7 +34,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import VlprepError
-from ..fileio import atomic_path, ensure_dir, read_json, write_json
+from ..fileio import atomic_path, ensure_dir, read_json, sha256_file, write_json
 from ..layout import Layout
 from ..records import cc3m as records
 from ..sinks import manifests as manifest_sink
@@ -43,6 +44,7 @@ from ..transforms.captions import MAX_BPE
 from ..transforms.text import clean_caption
 from . import imagetext
 from .fetching import fetch_files
+from .inputs import input_name
 from .webdownload import MODULE as ENGINE
 
 NAME = "cc3m"
@@ -136,14 +138,23 @@ def check_distributor(name: str) -> None:
 
 
 def _tsv_identity(tsv: Path) -> str:
-    """Size plus sha256 of the first and last MiB: cheap, and enough to tell two TSVs apart."""
-    size = tsv.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with open(tsv, "rb") as handle:
-        digest.update(handle.read(1 << 20))
-        handle.seek(max(0, size - (1 << 20)))
-        digest.update(handle.read())
-    return digest.hexdigest()
+    """The TSV's sha256: any edited row (a caption, a URL) gives another crawl, never stale captions."""
+    stat = Path(tsv).stat()
+    return _sha256_of(str(Path(tsv).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, once per process while its size and mtime stay (the TSV is read for the key and stats)."""
+    return sha256_file(Path(path))
+
+
+def _tsv_inputs(layout: Layout, tsv: Path) -> dict[str, str]:
+    """``inputs`` of the shards: the TSV, named under raw/ when fetch put it there, else by its path."""
+    fetched = layout.raw(NAME) / records.TSV_NAME
+    if fetched.exists() and Path(tsv).resolve() == fetched.resolve():
+        return {input_name(NAME, records.TSV_NAME): _tsv_identity(tsv)}
+    return {str(Path(tsv).resolve()): _tsv_identity(tsv)}
 
 
 class Crawl:
@@ -458,7 +469,7 @@ def _write_output(layout: Layout, crawl: Crawl, kept: set[int], tokenizer: str |
         "truncated_texts": counts["truncated"], "shards": len(shards), "bytes": sum(s.filesize for s in shards),
         "text_length_histogram": {str(k): lengths[k] for k in sorted(lengths)},
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(crawl.config).items()},
-        **extra,
+        "inputs": _tsv_inputs(layout, crawl.tsv), **extra,
     }
     stats = {"dataset": NAME, "vlprep_version": __version__, "splits": {SPLIT: split_stats}}
     write_json(out / "stats.json", stats)

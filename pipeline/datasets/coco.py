@@ -8,6 +8,7 @@ from ..layout import Layout
 from ..records import coco as records
 from ..transforms.text import clean_caption
 from . import imagetext
+from .inputs import raw_inputs
 from .fetching import FetchReport, fetch_files
 
 NAME = "coco"
@@ -50,11 +51,18 @@ def specs(found: list[records.CocoImage]) -> Iterator[imagetext.SampleSpec]:
 
 def shard(layout: Layout, split: str = DEFAULT_SPLIT, workers: int = 1, seed: int = 0, resize: int | None = None,
           limit: int | None = None, max_count: int = 10_000, max_bytes: int = 1_000_000_000,
-          tokenizer: str | None = None) -> dict:
+          tokenizer: str | None = None, force: bool = False) -> dict:
     if split not in records.SPLITS:
         raise VlprepError(f"unknown COCO split {split!r}", fix=f"use one of: {', '.join(records.SPLITS)}")
     found = images(layout, split)[:limit]
     config = imagetext.ShardConfig(NAME, split, shuffle=split in ("karpathy-train", "train2014"), seed=seed,
                                    resize=resize, max_count=max_count, max_bytes=max_bytes, limit=limit,
                                    tokenizer=tokenizer)
-    return imagetext.build(layout, config, specs(found), workers, expected=EXPECTED[split])
+    return imagetext.build(layout, config, specs(found), workers, expected=EXPECTED[split],
+                           inputs=split_inputs(layout, split, found), force=force)
+
+
+def split_inputs(layout: Layout, split: str, found: list[records.CocoImage]) -> dict[str, str]:
+    """sha256 of the raw files a split reads: its annotations and the image zips its images lie in."""
+    annotations = records.KARPATHY_ZIP if split in records.KARPATHY_SPLITS else records.ANNOTATIONS_ZIP
+    return raw_inputs(layout, NAME, [annotations, *sorted({image.image_zip for image in found})])

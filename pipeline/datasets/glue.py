@@ -32,6 +32,7 @@ from ..sinks.fairseq import write_dataset
 from ..transforms.bpe import LineEncoder, get_backend
 from ..transforms.dictionary import EOS, SPECIALS, UNK, Dictionary, load_dictionary
 from .fetching import FetchReport, fetch_from_hub, fetch_from_mirror
+from .inputs import check_inputs, raw_inputs
 
 NAME = "glue"
 DEFAULT_REVISION = "main"
@@ -162,6 +163,7 @@ def binarize_task(layout: Layout, task: records.Task, encoder: LineEncoder, dict
                           np.full(len(ids), 2, dtype=np.int64), len(label_dict))
         report["labels"] = label_dict.symbols[len(SPECIALS):]
     report["files"] = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+    report["inputs"] = raw_inputs(layout, NAME, [task.relpath(hub_split) for hub_split, _, _ in task.splits])
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return report
@@ -203,6 +205,7 @@ def verify(layout: Layout) -> dict:
     report = {}
     for name, task in read_json(stats_path)["tasks"].items():
         folder = layout.out(NAME) / f"{name}-bin"
+        check_inputs(layout, task.get("inputs"), f"run: vlprep binarize glue --task {name} again", f"glue {name}")
         items = 0
         for relpath, sha in task["files"].items():
             path = folder / relpath

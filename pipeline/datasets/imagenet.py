@@ -18,7 +18,6 @@ granularity, and the output does not depend on ``--workers``.
 from __future__ import annotations
 
 import hashlib
-import json
 import mmap
 import random
 from collections import Counter
@@ -36,8 +35,10 @@ from ..parallel import process_pool, run_bounded
 from ..records import imagenet as records
 from ..sinks import manifests as manifest_sink
 from ..sinks import shards as shard_sink
+from ..sinks import splits as split_sink
 from ..sources.archives import list_tar_bytes
 from ..transforms.images import ImageError, prepare_image
+from .inputs import raw_inputs, work_key
 
 if TYPE_CHECKING:
     from .fetching import FetchReport
@@ -89,9 +90,9 @@ class ShardConfig:
     shard_samples: int = 10_000
     limit: int | None = None
 
-    def key(self) -> str:
-        blob = {**self.__dict__, "version": WORK_VERSION}
-        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+    def key(self, inputs: dict[str, str] | None = None) -> str:
+        """The work folder's name: the options and the sha256 of classes.py and of every tarball read."""
+        return work_key(self, WORK_VERSION, inputs)
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,9 @@ def shard_bucket(job: ShardJob) -> dict:
 
 
 def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0, resize: int | None = None,
-          limit: int | None = None, shard_samples: int = 10_000) -> dict:
+          limit: int | None = None, shard_samples: int = 10_000, force: bool = False) -> dict:
+    """Both phases for one split; the work key holds every tarball's sha256, so a changed tarball
+    redoes the whole split (its images are hashed into every bucket, so every shard changes)."""
     if split not in EXPECTED:
         raise VlprepError(f"unknown ImageNet split {split!r}", fix="use train or val")
     raw = layout.raw(NAME)
@@ -243,9 +246,14 @@ def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0,
     classes = records.parse_classes(classes_path.read_text(encoding="utf-8"), str(classes_path))
     labels = {synset: (index, name) for index, (synset, name) in enumerate(classes)}
     config = ShardConfig(split, seed, resize, shard_samples, limit)
-    work = ensure_dir(layout.work(NAME) / f"{split}-{config.key()}")
-    buckets_dir = ensure_dir(work / "buckets")
+    inputs = raw_inputs(layout, NAME, [records.CLASSES_FILE, *records.TARBALLS[split]])
+    key = config.key(inputs)
     out = ensure_dir(layout.out(NAME))
+    split_sink.check_not_worse(out, split, limit, force, "vlprep shard imagenet")
+    work = ensure_dir(layout.work(NAME) / f"{split}-{key}")
+    buckets_dir = ensure_dir(work / "buckets")
+    staged = split_sink.staged_dir(work)
+    published = split_sink.holds_key(out, split, key)
     for _ in range(2):  # a second pass only if a consumed bucket must be read again
         _run_distribute(tarballs, work, buckets_dir, config, labels, workers)
         parts = [read_json(work / f"tarball-{i}.json") for i in range(len(tarballs))]
@@ -255,10 +263,10 @@ def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0,
         shard_jobs = []
         for index, buckets in enumerate(filled):
             record = work / f"shard-{index:06d}.json"
-            path = out / shard_sink.shard_name(split, index)
-            if record.exists() and path.exists() and path.stat().st_size == read_json(record)["shard"]["filesize"]:
+            name = shard_sink.shard_name(split, index)
+            if split_sink.shard_done(record, staged / name, out / name, published):
                 continue
-            shard_jobs.append(ShardJob(buckets, index, str(buckets_dir), str(out), split, seed, resize, labels,
+            shard_jobs.append(ShardJob(buckets, index, str(buckets_dir), str(staged), split, seed, resize, labels,
                                        str(record), allowed))
         have = {int(p.stem.split("-")[0]) for p in buckets_dir.glob("*.tar")}
         if all(set(job.buckets) <= have for job in shard_jobs):
@@ -272,13 +280,11 @@ def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0,
             tqdm(total=len(shard_jobs), desc=f"imagenet {split}: write shards", unit="shard", disable=None) as bar:
         for _ in run_bounded(shard_bucket, shard_jobs, pool, workers):
             bar.update(1)
-    for stale in out.glob(f"{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
-        if int(stale.stem.rsplit("-", 1)[1]) >= len(filled):
-            stale.unlink()
     for piece in buckets_dir.glob("*.tar"):  # left by buckets whose shards were already complete
         piece.unlink()
     results = [read_json(work / f"shard-{i:06d}.json") for i in range(len(filled))]
-    return _finish(layout, config, results, counts, parts)
+    with split_sink.swapping(out, split, staged, len(filled), key):
+        return _finish(layout, config, results, counts, parts, key, inputs)
 
 
 def _run_distribute(tarballs: list[Path], work: Path, buckets_dir: Path, config: ShardConfig, labels: dict,
@@ -351,7 +357,8 @@ def _check_counts(split: str, parts: list[dict], labels: dict, limit: int | None
     return {**counts, "per_class": dict(sorted(per_class.items()))}
 
 
-def _finish(layout: Layout, config: ShardConfig, results: list[dict], counts: dict, parts: list[dict]) -> dict:
+def _finish(layout: Layout, config: ShardConfig, results: list[dict], counts: dict, parts: list[dict], key: str,
+            inputs: dict[str, str]) -> dict:
     out = layout.out(NAME)
     split = config.split
     if config.limit is not None:  # the tarballs were read past the limit; count what was kept
@@ -359,7 +366,6 @@ def _finish(layout: Layout, config: ShardConfig, results: list[dict], counts: di
         counts = {**_class_counts(per_class), "unknown_synset": counts["unknown_synset"],
                   "per_class": dict(sorted(per_class.items()))}
     shards = [shard_sink.ShardInfo(**r["shard"]) for r in results]
-    shard_sink.write_wids_index(out / f"{split}.index.json", split, shards)
     errors = sorted((e for r in results for e in r["errors"]), key=lambda e: e["file"])
     errors += [{"key": records.key_of(n), "file": n, "error": "synset not in classes.py"}
                for part in parts for n in part["unknown_synset"]]
@@ -370,7 +376,8 @@ def _finish(layout: Layout, config: ShardConfig, results: list[dict], counts: di
     split_stats = {"images": images, "shards": len(shards), "bytes": sum(s.filesize for s in shards),
                    "skipped_images": len(errors), "converted_images": len(converted), "converted": converted,
                    "read": {k: v for k, v in counts.items() if k != "per_class"},
-                   "per_class": counts["per_class"], "config": config.__dict__, "work_key": config.key()}
+                   "per_class": counts["per_class"], "config": config.__dict__, "work_key": key,
+                   "inputs": inputs}
     stats_path = out / "stats.json"
     stats = read_json(stats_path) if stats_path.exists() else {"dataset": NAME, "splits": {}}
     stats["vlprep_version"] = __version__
@@ -379,6 +386,7 @@ def _finish(layout: Layout, config: ShardConfig, results: list[dict], counts: di
     rows = [(name, label, "used") for r in results for name, label in r["kept"]]
     rows += [(e["file"], "", "skipped: " + e["error"].split(":")[0]) for e in errors]
     manifest_sink.write_tsv_gz(layout.manifests() / f"{NAME}-{split}.tsv.gz", MANIFEST_HEADER, sorted(rows))
+    shard_sink.write_wids_index(out / f"{split}.index.json", split, shards)  # last: the split is whole
     return stats
 
 

@@ -10,7 +10,6 @@ interrupted run resumes at shard granularity and ends with the same bytes.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import random
 import zipfile
@@ -28,10 +27,12 @@ from ..layout import Layout
 from ..parallel import process_pool, run_bounded
 from ..sinks import manifests as manifest_sink
 from ..sinks import shards as shard_sink
+from ..sinks import splits as split_sink
 from ..transforms.bpe import get_backend
 from ..transforms.captions import MAX_BPE, MAX_TOKENS, CaptionEncoder
 from ..transforms.dictionary import Dictionary, load_dictionary
 from ..transforms.images import ImageError, prepare_image
+from .inputs import check_inputs, work_key
 
 WORK_VERSION = "imagetext-1"
 BATCH_IMAGES = 2000
@@ -67,10 +68,11 @@ class ShardConfig:
     manifest_name: str | None = None
     """``manifests/<dataset>-<manifest_name>.tsv.gz`` (default: the split)."""
 
-    def key(self, dictionary_sha: str) -> str:
+    def key(self, dictionary_sha: str, inputs: dict[str, str] | None = None) -> str:
+        """The work folder's name: the options that decide the bytes and the sha256 of every raw input."""
         blob = {k: v for k, v in self.__dict__.items() if k not in ("tokenizer", "manifest_name")}
-        blob.update(version=WORK_VERSION, dict=dictionary_sha)
-        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+        blob.update(dict=dictionary_sha)
+        return work_key(blob, WORK_VERSION, inputs)
 
 
 def write_samples(specs: Iterable[SampleSpec], encoder: CaptionEncoder, path: Path) -> list[dict]:
@@ -195,13 +197,22 @@ def write_one_shard(job: ShardJob) -> dict:
 
 
 def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], workers: int,
-          extra: dict | None = None, expected: tuple[int | None, int | None] | None = None) -> dict:
-    """Write ``out/<dataset>/<split>-*.tar`` + index, errors, stats and the manifest; return stats."""
+          extra: dict | None = None, expected: tuple[int | None, int | None] | None = None,
+          inputs: dict[str, str] | None = None, force: bool = False) -> dict:
+    """Write ``out/<dataset>/<split>-*.tar`` + index, errors, stats and the manifest; return stats.
+
+    ``inputs`` (``{<dataset>/<relpath>: sha256}`` of every raw file the split reads) is part of the
+    work key, so a changed raw file rebuilds every shard of the split (its plan depends on the
+    annotations and on the image zips' member sizes). Shards are staged and swapped in when all are
+    written; a ``--limit`` build does not replace a more complete split unless ``force``.
+    """
     dictionary = shipped_dictionary()
-    key = config.key(dictionary.sha256)
+    key = config.key(dictionary.sha256, inputs)
     raw = layout.raw(config.dataset)
-    work = ensure_dir(layout.work(config.dataset) / f"{config.split}-{key}")
     out = ensure_dir(layout.out(config.dataset))
+    split_sink.check_not_worse(out, config.split, config.limit, force, f"vlprep shard {config.dataset}")
+    work = ensure_dir(layout.work(config.dataset) / f"{config.split}-{key}")
+    staged = split_sink.staged_dir(work)
     plan_path = work / "plan.json"
     if plan_path.exists():
         plan = read_json(plan_path)
@@ -214,10 +225,11 @@ def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], work
         write_json(plan_path, plan, durable=False)
     runs = plan["runs"]
     jobs = []
+    published = split_sink.holds_key(out, config.split, key)
     for index, (start, stop) in enumerate(runs):
-        path = out / shard_sink.shard_name(config.split, index)
-        record = work / f"shard-{index:06d}.json"
-        if record.exists() and path.exists() and path.stat().st_size == read_json(record)["shard"]["filesize"]:
+        name = shard_sink.shard_name(config.split, index)
+        path, record = staged / name, work / f"shard-{index:06d}.json"
+        if split_sink.shard_done(record, path, out / name, published):
             continue
         jobs.append(ShardJob(index, str(path), str(raw), str(work / "samples.jsonl"),
                              [plan["locators"][i] for i in plan["order"][start:stop]], config.resize, str(record)))
@@ -227,11 +239,9 @@ def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], work
                  unit="img", disable=None) as bar:
         for job, _ in run_bounded(write_one_shard, jobs, pool, workers):
             bar.update(len(job.locators))
-    for stale in out.glob(f"{config.split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
-        if int(stale.stem.rsplit("-", 1)[1]) >= len(runs):  # left by an earlier, larger configuration
-            stale.unlink()
     results = [read_json(work / f"shard-{i:06d}.json") for i in range(len(runs))]
-    return _finish(layout, config, plan, results, key)
+    with split_sink.swapping(out, config.split, staged, len(runs), key):
+        return _finish(layout, config, plan, results, key, inputs)
 
 
 def _plan(raw: Path, config: ShardConfig, locators: list[dict], expected) -> dict:
@@ -266,10 +276,10 @@ def _plan(raw: Path, config: ShardConfig, locators: list[dict], expected) -> dic
     return {"locators": locators, "order": order, "runs": runs, "missing": missing}
 
 
-def _finish(layout: Layout, config: ShardConfig, plan: dict, results: list[dict], key: str) -> dict:
+def _finish(layout: Layout, config: ShardConfig, plan: dict, results: list[dict], key: str,
+            inputs: dict[str, str] | None) -> dict:
     out = layout.out(config.dataset)
     shards = [shard_sink.ShardInfo(**r["shard"]) for r in results]
-    shard_sink.write_wids_index(out / f"{config.split}.index.json", config.split, shards)
     errors = plan["missing"] + [e for r in results for e in r["errors"]]
     with atomic_path(out / f"{config.split}.errors.jsonl") as tmp:
         tmp.write_bytes(b"".join(shard_sink.json_bytes(e) + b"\n" for e in sorted(errors, key=lambda e: e["key"])))
@@ -290,7 +300,7 @@ def _finish(layout: Layout, config: ShardConfig, plan: dict, results: list[dict]
         "skipped_images": len(errors), "skipped_by_cause": dict(Counter(e["error"].split(":")[0] for e in errors)),
         "shards": len(shards), "bytes": sum(s.filesize for s in shards),
         "text_length_histogram": {str(k): lengths[k] for k in sorted(lengths)},
-        "config": {k: v for k, v in config.__dict__.items()}, "work_key": key,
+        "config": {k: v for k, v in config.__dict__.items()}, "work_key": key, "inputs": inputs,
         **_extra_stats(plan),
     }
     stats_path = out / "stats.json"
@@ -299,6 +309,7 @@ def _finish(layout: Layout, config: ShardConfig, plan: dict, results: list[dict]
     stats["splits"][config.split] = split_stats
     write_json(stats_path, stats)
     _write_manifest(layout, config, plan, errors)
+    shard_sink.write_wids_index(out / f"{config.split}.index.json", config.split, shards)  # last: the split is whole
     return stats
 
 
@@ -325,6 +336,8 @@ def verify(layout: Layout, dataset: str) -> dict:
     labelled = dataset == "imagenet"  # image + class index instead of image + texts
     report = {}
     for split, expected in stats["splits"].items():
+        check_inputs(layout, expected.get("inputs"), f"run: {rebuild_command(dataset, split)} again",
+                     f"{dataset} {split}")
         shards = shard_sink.read_wids_index(out / f"{split}.index.json")
         images = texts = 0
         for shard in tqdm(shards, desc=f"verify {dataset} {split}", unit="shard", disable=None, leave=False):
@@ -366,6 +379,15 @@ def verify(layout: Layout, dataset: str) -> dict:
                               fix=f"run: vlprep shard {dataset}")
         report[split] = {"shards": len(shards), "images": images, "texts": texts}
     return report
+
+
+def rebuild_command(dataset: str, split: str) -> str:
+    """The command that rebuilds one split (named in verify's fix when its raw inputs changed)."""
+    if dataset == "cc3m":
+        return "vlprep fetch cc3m"
+    if dataset == "vg":
+        return "vlprep shard vg" + (f" --variant {split.split('-', 1)[1]}" if "-" in split else "")
+    return f"vlprep shard {dataset} --split {split}"
 
 
 def _check_tokens(meta: dict, n_symbols: int, where: str) -> None:

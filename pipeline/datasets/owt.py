@@ -36,6 +36,7 @@ from ..transforms.bpe import REFERENCE, LineEncoder, check_backend, default_back
 from ..transforms.dictionary import EOS, Dictionary, load_dictionary
 from ..transforms.text import clean_document
 from .fetching import FetchReport, fetch_from_hub, fetch_from_mirror
+from .inputs import check_inputs, input_name
 
 NAME = "owt"
 HUB_REPO = "Skylion007/openwebtext"
@@ -118,7 +119,8 @@ def binarize(layout: Layout, config: BinarizeConfig, workers: int = 1) -> dict:
 
     jobs_done = _run_chunks(plans, config, workers)
     stats_path = out / "stats.json"
-    if stats_path.exists() and _outputs_current(read_json(stats_path), key, plans, config, out):
+    if stats_path.exists() and _outputs_current(read_json(stats_path), key, plans, config, out) \
+            and read_json(stats_path).get("inputs") == _inputs(plans, config, dictionary):
         return read_json(stats_path)
 
     dtype = fairseq.dtype_for_vocab(len(dictionary))
@@ -127,6 +129,7 @@ def binarize(layout: Layout, config: BinarizeConfig, workers: int = 1) -> dict:
         "tokenizer": config.tokenizer, "doc_separator": config.doc_separator, "limit": config.limit,
         "dictionary": {"sha256": dictionary.sha256, "source": dictionary.source, "symbols": len(dictionary)},
         "dtype": dtype.name, "subsets": {}, "splits": {}, "files": {},
+        "inputs": _inputs(plans, config, dictionary),
     }
     for subset, plan in plans.items():
         stats["subsets"][f"{subset:02d}"] = {**_sum_counts(jobs_done[subset]), **plan.describe()}
@@ -158,6 +161,14 @@ def binarize(layout: Layout, config: BinarizeConfig, workers: int = 1) -> dict:
         os.replace(tmp, final)
     write_json(stats_path, stats)
     return stats
+
+
+def _inputs(plans: dict[int, SubsetPlan], config: BinarizeConfig, dictionary: Dictionary) -> dict[str, str]:
+    """sha256 of every raw input: each subset tar read (its chunks' work is keyed by it) and a ``--dict``."""
+    inputs = {input_name(NAME, records.subset_relpath(s)): plan.sha256 for s, plan in plans.items()}
+    if config.dict_path:
+        inputs[str(Path(config.dict_path).resolve())] = dictionary.sha256
+    return inputs
 
 
 @dataclass(frozen=True)
@@ -428,6 +439,7 @@ def verify(layout: Layout) -> dict:
         raise VlprepError(f"{stats_path} is missing: out/owt was never completed",
                           fix="run: vlprep binarize owt")
     stats = read_json(stats_path)
+    check_inputs(layout, stats.get("inputs"), "run: vlprep binarize owt again", NAME)
     dictionary = load_dictionary(out / "dict.txt")
     if dictionary.sha256 != stats["dictionary"]["sha256"]:
         raise VlprepError(f"{out / 'dict.txt'} is not the dictionary the binaries were written with",

@@ -18,6 +18,7 @@ from ..transforms.text import clean_caption
 from . import imagetext
 from .coco import NAME as COCO
 from .fetching import FetchReport, fetch_files
+from .inputs import raw_inputs
 
 NAME = "vg"
 SPLIT = "train"
@@ -109,7 +110,7 @@ def specs(layout: Layout, variant: str, guard: set[int], limit: int | None, coun
 
 def shard(layout: Layout, variant: str = "regions", workers: int = 1, seed: int = 0, resize: int | None = None,
           limit: int | None = None, leak_guard: bool = True, max_count: int = 10_000,
-          max_bytes: int = 1_000_000_000, tokenizer: str | None = None) -> dict:
+          max_bytes: int = 1_000_000_000, tokenizer: str | None = None, force: bool = False) -> dict:
     if variant not in VARIANTS:
         raise VlprepError(f"unknown VG variant {variant!r}", fix=f"use one of: {', '.join(VARIANTS)}")
     guard = guarded_coco_ids(layout) if leak_guard else set()
@@ -121,4 +122,12 @@ def shard(layout: Layout, variant: str = "regions", workers: int = 1, seed: int 
                                    variant={"variant": variant, "leak_guard": leak_guard}, tokenizer=tokenizer,
                                    manifest_name=variant)
     return imagetext.build(layout, config, specs(layout, variant, guard, limit, counts, encoder), workers,
-                           extra=counts)
+                           extra=counts, inputs=shard_inputs(layout, leak_guard), force=force)
+
+
+def shard_inputs(layout: Layout, leak_guard: bool) -> dict[str, str]:
+    """sha256 of the raw files a shard run reads: VG's four files, and COCO's Karpathy split for the guard."""
+    inputs = raw_inputs(layout, NAME, [records.IMAGE_DATA_ZIP, records.REGIONS_ZIP, *records.IMAGE_ZIPS])
+    if leak_guard:
+        inputs.update(raw_inputs(layout, COCO, [coco_records.KARPATHY_ZIP]))
+    return inputs
