@@ -88,7 +88,7 @@ def coco_vg(tmp_path) -> tuple[Path, Path, Path]:
     splits = build_coco_mirror(coco, n_train=30, n_val=24)
     build_vg_mirror(vg, splits, n_images=30)
     data = tmp_path / "data"
-    run_cli("fetch", "coco", "--data-dir", str(data), "--mirror", str(coco))
+    run_cli("fetch", "coco", "--data-dir", str(data), "--mirror", str(coco), "--allow-unpublished")
     run_cli("fetch", "vg", "--data-dir", str(data), "--mirror", str(vg))
     return data, coco, vg
 
@@ -106,7 +106,7 @@ def test_refetched_coco_captions_reach_the_shards_and_verify_names_the_stale_inp
 
     newer = copy_mirror(coco, tmp_path / "coco-mirror-2")
     changed = rewrite_karpathy_captions(newer, images=10)
-    run_cli("fetch", "coco", "--data-dir", str(data), "--mirror", str(newer))
+    run_cli("fetch", "coco", "--data-dir", str(data), "--mirror", str(newer), "--allow-unpublished")
 
     stale = run_cli("verify", "coco", "--data-dir", str(data), check=False)
     assert fails_naming(stale, "caption_datasets.zip", "changed", "vlprep shard coco")
