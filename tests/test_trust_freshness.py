@@ -140,7 +140,7 @@ def test_a_killed_reshard_leaves_the_previous_split_intact_and_verifying(tmp_pat
     mirror = tmp_path / "coco-mirror"
     build_coco_mirror(mirror, n_train=160, n_val=40)
     data = tmp_path / "data"
-    run_cli("fetch", "coco", "--data-dir", str(data), "--mirror", str(mirror))
+    run_cli("fetch", "coco", "--data-dir", str(data), "--mirror", str(mirror), "--allow-unpublished")
     run_cli("shard", "coco", "--data-dir", str(data), "--shard-samples", "50", *TRIAL)
     out = data / "out" / "coco"
     before = split_files(out, "karpathy-train")
