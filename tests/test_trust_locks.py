@@ -206,7 +206,7 @@ def test_two_fetch_owt_at_once_one_runs_the_other_names_its_pid(tmp_path, owt_mi
     assert {relpath: sha256_file(raw / relpath) for relpath in published} == published
     assert not list(raw.rglob("*.part")) and not temp_files(raw)
     again = run_cli("fetch", "owt", "--data-dir", str(data), "--mirror", owt_mirror_url)
-    assert "0 fetched, 6 already verified" in again.stdout
+    assert "0 fetched, 6 already on disk" in again.stdout
 
 
 def test_two_fetch_owt_with_wait_lock_both_succeed(tmp_path, owt_mirror_url):
