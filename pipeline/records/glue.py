@@ -104,6 +104,7 @@ def read_split(path: Path, task: Task, hub_split: str, limit: int | None, max_te
 
     Sentences come back as ``str``; labels as ``int`` class numbers, or ``float`` STS-B scores.
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     columns = list(task.inputs) + (["label"] if task.labelled(hub_split) else [])
@@ -117,22 +118,30 @@ def read_split(path: Path, task: Task, hub_split: str, limit: int | None, max_te
         batches = pq.ParquetFile(path, read_dictionary=list(task.inputs)).iter_batches(BATCH_ROWS, columns=columns)
         for batch in batches:
             batch = batch.slice(0, wanted - start)
-            for column in task.inputs:
-                text_bytes += _checked_text_bytes(batch.column(column), column, start, path, max_text, fix)
-            if text_bytes > max(SPLIT_TEXT_BYTES, 2 * max_text):
-                raise VlprepError(f"{path}: the rows up to {start + batch.num_rows:,} hold {text_bytes:,} bytes of "
-                                  f"text, more than any GLUE split ({max(SPLIT_TEXT_BYTES, 2 * max_text):,} at most; "
-                                  f"{OPTION_OF['text_bytes']} raises it)", fix=fix)
-            for column in task.inputs:
-                data[column] += batch.column(column).to_pylist()
-            if "label" in data:
-                data["label"] += _checked_labels(task, batch.column("label").to_pylist(), start, path, fix)
+            text_bytes += _take_batch(batch, task, data, start, text_bytes, path, max_text, fix)
             start += batch.num_rows
             if start >= wanted:
                 break
-    except OSError as exc:  # pyarrow's error for damaged pages
-        raise VlprepError(f"{path}: cannot read row {start:,} on: {exc}", fix=fix) from exc
+    except (OSError, pa.ArrowException) as exc:  # pyarrow's errors for damaged pages
+        raise VlprepError(f"{path}: cannot read the rows from {start:,} on: {exc}", fix=fix) from exc
     return data
+
+
+def _take_batch(batch: pa.RecordBatch, task: Task, data: dict[str, list], start: int, before: int, path: Path,
+                max_text: int, fix: str) -> int:
+    """Check one batch (its text lengths before decoding), append its rows to ``data``; its bytes of text."""
+    text_bytes = sum(_checked_text_bytes(batch.column(column), column, start, path, max_text, fix)
+                     for column in task.inputs)
+    budget = max(SPLIT_TEXT_BYTES, 2 * max_text)
+    if before + text_bytes > budget:
+        raise VlprepError(f"{path}: the rows up to {start + batch.num_rows:,} hold {before + text_bytes:,} bytes of "
+                          f"text, more than any GLUE split ({budget:,} at most; {OPTION_OF['text_bytes']} raises it)",
+                          fix=fix)
+    for column in task.inputs:
+        data[column] += batch.column(column).to_pylist()
+    if "label" in data:
+        data["label"] += _checked_labels(task, batch.column("label").to_pylist(), start, path, fix)
+    return text_bytes
 
 
 def _open(path: Path, fix: str):
