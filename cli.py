@@ -10,6 +10,7 @@ from typing import Any, Callable
 import click
 
 from .pipeline import __version__
+from .pipeline.caps import DEFAULT_CAPS
 from .pipeline.errors import VlprepError
 from .pipeline.fileio import explain_os_error, read_json
 from .pipeline.layout import DEFAULT_DATA_DIR, Layout
@@ -313,10 +314,12 @@ def _fetch_cc3m(layout: Layout, tsv: Path | None, mirror: str | None, count: int
 @click.option("--task", "tasks", multiple=True, metavar="TASK",
               help="GLUE: only these tasks (CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI; repeatable). "
               "Default: all.")
+@click.option("--max-text-kb", type=click.IntRange(min=1), default=DEFAULT_CAPS.text_bytes >> 10, show_default=True,
+              help="GLUE: a sentence over this many KB stops the task with an error naming its file and row.")
 @friendly_errors
 def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict_path: str | None,
              doc_separator: bool, train_subsets: tuple[int, ...], valid_subsets: tuple[int, ...],
-             tokenizer: str | None, tasks: tuple[str, ...]) -> None:
+             tokenizer: str | None, tasks: tuple[str, ...], max_text_kb: int) -> None:
     """Clean, GPT-2 BPE-encode and write text as fairseq binaries in DATA_DIR/out/DATASET.
 
     Each document is cleaned (UTF-8 with replacement, CR/CRLF to LF, NULs deleted, lines stripped,
@@ -343,7 +346,7 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
 
         layout = Layout.from_env(data_dir)
         _lock(layout, "binarize", dataset)
-        stats = glue.binarize(layout, _glue_tasks(tasks), limit, tokenizer)
+        stats = glue.binarize(layout, _glue_tasks(tasks), limit, tokenizer, max_text_kb << 10)
         for line in glue.summary_lines(stats):
             click.echo(line)
         click.echo(f"written: {layout.out(dataset)}/<TASK>-bin/")
@@ -386,10 +389,13 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
 @click.option("--force", is_flag=True, help="Let a --limit trial replace a split built with no limit or a larger "
               "one (refused by default, so a trial never throws away a full split).")
 @_tokenizer_option()
+@click.option("--max-member-mb", type=click.IntRange(min=1), default=DEFAULT_CAPS.member_bytes >> 20,
+              show_default=True, help="ImageNet: an image member over this many MiB is skipped unread and listed "
+              "in <split>.errors.jsonl.")
 @friendly_errors
 def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant: str, leak_guard: bool, seed: int,
           resize: int | None, shard_samples: int, shard_mb: int, limit: int | None, force: bool,
-          tokenizer: str | None) -> None:
+          tokenizer: str | None, max_member_mb: int) -> None:
     """Write WebDataset shards in DATA_DIR/out/DATASET, one sample per image.
 
     ImageNet: <key>.jpg, <key>.cls (class index 0-999 in classes.py order, torchvision's) and
@@ -418,7 +424,7 @@ def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant
         from .pipeline.datasets import imagenet
 
         stats = imagenet.shard(layout, split or "train", workers=workers, seed=seed, resize=resize, limit=limit,
-                               shard_samples=shard_samples, force=force)
+                               shard_samples=shard_samples, force=force, max_member=max_member_mb << 20)
         for line in imagenet.summary_lines(stats):
             click.echo(line)
         click.echo(f"written: {layout.out(dataset)}/")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -21,6 +22,8 @@ from typing import Any, Iterable, Iterator
 from .errors import VlprepError
 
 TMP_MARK = ".tmp-"
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""Failures of a write that the file system, not the writer, causes."""
 HASH_CHUNK = 4 << 20
 _TEMP_NAME = re.compile(rf"{re.escape(TMP_MARK)}\d+(\.|$)")
 
@@ -88,9 +91,10 @@ def atomic_path(path: Path, durable: bool = True) -> Iterator[Path]:
     ensure_dir(path.parent)
     tmp = temp_sibling(path)
     try:
-        yield tmp
-        if durable:
-            _fsync_file(tmp)
+        with naming_file(path):
+            yield tmp
+            if durable:
+                _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -146,13 +150,55 @@ def sha256_file(path: Path) -> str:
     return file_digest(path, "sha256")
 
 
+@contextlib.contextmanager
+def naming_file(path: Path) -> Iterator[None]:
+    """Give a failed write inside the block (a full disk, a quota, a file-size limit) the file it concerns.
+
+    ``write``, ``flush`` and ``fsync`` failures carry no file name, so the message would not say
+    which file could not be written; the error is re-raised, not replaced. Other errors (a read
+    of an input inside the block) are left as they are.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno in WRITE_ERRNOS:
+            exc.filename = str(path)
+        raise
+
+
+def _file_written_at(exc: BaseException) -> str | None:
+    """The name of the file open for writing in the innermost frame of ``exc``'s traceback that holds one."""
+    frames = []
+    trace = exc.__traceback__
+    while trace is not None:
+        frames.append(trace.tb_frame)
+        trace = trace.tb_next
+    for frame in reversed(frames):
+        for value in frame.f_locals.values():
+            if isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), str) \
+                    and any(flag in getattr(value, "mode", "") for flag in "wax+"):
+                return value.name
+    return None
+
+
 def explain_os_error(exc: OSError, what: str) -> VlprepError:
-    """Translate a disk-level failure into a message naming the file and the fix."""
-    where = exc.filename or what
-    if exc.errno == errno.ENOSPC:
+    """Translate a disk-level failure into a message naming the file and the fix.
+
+    A failure of ``write`` names no file; the writers wrap their writes in :func:`naming_file` so
+    it does, and for any other writer the file open for writing nearest the failure is named.
+    ``what`` names the operation, and the file only when nothing better is known.
+    """
+    where = exc.filename or (_file_written_at(exc) if exc.errno in WRITE_ERRNOS else None) or what
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return VlprepError(
             f"no space left on device while writing {where}",
             fix="free disk space or point --data-dir at a larger disk, then run the same command again "
+            "(finished work is kept)",
+        )
+    if exc.errno == errno.EFBIG:
+        return VlprepError(
+            f"file size limit reached while writing {where}",
+            fix="raise the file-size limit (ulimit -f) or the file system's, then run the same command again "
             "(finished work is kept)",
         )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

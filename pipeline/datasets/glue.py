@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import __version__
+from ..caps import DEFAULT_CAPS
 from ..errors import VlprepError
 from ..fileio import ensure_dir, read_json, sha256_file, temp_sibling, write_json
 from ..layout import Layout
@@ -91,36 +92,29 @@ def awk_score(score: float) -> str:
     return format(float(score) / 5.0, ".6g")
 
 
-def _read_split(path: Path, task: records.Task, hub_split: str, limit: int | None) -> dict[str, list]:
-    import pyarrow.parquet as pq
-
+def _read_split(path: Path, task: records.Task, hub_split: str, published: int, limit: int | None,
+                max_text: int) -> dict[str, list]:
+    """The split's columns, read in checked batches; the row count (from the footer) is checked first."""
+    fix = f"run: vlprep fetch glue --task {task.name}"
     if not path.exists():
-        raise VlprepError(f"{path} is missing", fix=f"run: vlprep fetch glue --task {task.name}")
-    columns = list(task.inputs) + (["label"] if task.labelled(hub_split) else [])
-    try:
-        table = pq.read_table(path, columns=columns)
-    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file, named with its fix
-        raise VlprepError(f"{path}: not a GLUE {task.config} parquet file with columns {columns} ({exc})",
-                          fix=f"run: vlprep fetch glue --task {task.name}") from exc
-    if limit is not None:
-        table = table.slice(0, limit)
-    return table.to_pydict()
+        raise VlprepError(f"{path} is missing", fix=fix)
+    rows = records.split_rows(path, fix)
+    if limit is None and rows != published:
+        raise VlprepError(f"GLUE {task.name} {hub_split}: {rows:,} rows, the published split has {published:,}",
+                          fix=f"fetch the published files again: vlprep fetch glue --task {task.name} "
+                              "(or pass --limit for a partial trial)")
+    return records.read_split(path, task, hub_split, limit, max_text, fix)
 
 
-def _labels(task: records.Task, values: list, where: str) -> list[str]:
+def _labels(task: records.Task, values: list) -> list[str]:
+    """Label symbols of checked class numbers, or STS-B scores as the recipe's awk prints them."""
     if task.labels is None:
         return [awk_score(v) for v in values]
-    out = []
-    for value in values:
-        if value is None or not 0 <= int(value) < len(task.labels):
-            raise VlprepError(f"{where}: label {value!r} is not one of 0..{len(task.labels) - 1}",
-                              fix=f"run: vlprep fetch glue --task {task.name}")
-        out.append(task.labels[int(value)])
-    return out
+    return [task.labels[v] for v in values]
 
 
 def binarize_task(layout: Layout, task: records.Task, encoder: LineEncoder, dictionary: Dictionary,
-                  limit: int | None) -> dict:
+                  limit: int | None, max_text: int = DEFAULT_CAPS.text_bytes) -> dict:
     """Write ``out/glue/<TASK>-bin`` (built in a temporary folder, renamed when complete)."""
     raw = layout.raw(NAME)
     final = layout.out(NAME) / f"{task.name}-bin"
@@ -129,12 +123,8 @@ def binarize_task(layout: Layout, task: records.Task, encoder: LineEncoder, dict
     report: dict = {"splits": {}, "files": {}}
     label_texts: dict[str, list[str]] = {}
     for hub_split, split, published in task.splits:
-        data = _read_split(raw / task.relpath(hub_split), task, hub_split, limit)
+        data = _read_split(raw / task.relpath(hub_split), task, hub_split, published, limit, max_text)
         rows = len(data[task.inputs[0]])
-        if limit is None and rows != published:
-            raise VlprepError(f"GLUE {task.name} {hub_split}: {rows:,} rows, the published split has {published:,}",
-                              fix=f"fetch the published files again: vlprep fetch glue --task {task.name} "
-                                  "(or pass --limit for a partial trial)")
         entry = {"rows": rows, "tokens": 0, "unk": 0, "line_breaks": 0}
         for column_index, column in enumerate(task.inputs):
             lines, breaks = zip(*(one_line(v) for v in data[column])) if rows else ((), ())
@@ -145,7 +135,7 @@ def binarize_task(layout: Layout, task: records.Task, encoder: LineEncoder, dict
             entry["unk"] += unk
             entry["line_breaks"] += sum(breaks)
         if task.labelled(hub_split):
-            label_texts[split] = _labels(task, data["label"], f"{task.relpath(hub_split)}")
+            label_texts[split] = _labels(task, data["label"])
         report["splits"][split] = entry
     for column_index in range(len(task.inputs)):
         (tmp / f"input{column_index}" / "dict.txt").write_text(dictionary.to_text(), encoding="utf-8")
@@ -170,14 +160,15 @@ def binarize_task(layout: Layout, task: records.Task, encoder: LineEncoder, dict
 
 
 def binarize(layout: Layout, tasks: tuple[str, ...] = (), limit: int | None = None,
-             tokenizer: str | None = None) -> dict:
+             tokenizer: str | None = None, max_text: int = DEFAULT_CAPS.text_bytes) -> dict:
     chosen = [records.task_named(t) for t in tasks] if tasks else list(records.TASKS.values())
     dictionary = load_dictionary()
     encoder = LineEncoder(dictionary, get_backend(tokenizer))
     stats_path = layout.out(NAME) / "stats.json"
     stats = read_json(stats_path) if stats_path.exists() else {"dataset": NAME, "tasks": {}}
     for task in tqdm(chosen, desc="glue", unit="task", disable=None):
-        stats["tasks"][task.name] = {**binarize_task(layout, task, encoder, dictionary, limit), "limit": limit}
+        stats["tasks"][task.name] = {**binarize_task(layout, task, encoder, dictionary, limit, max_text),
+                                     "limit": limit}
     stats["vlprep_version"] = __version__
     stats["splits"] = {name: {"rows": sum(s["rows"] for s in t["splits"].values())}
                        for name, t in stats["tasks"].items()}

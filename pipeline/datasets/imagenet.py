@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import random
+import struct
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +29,16 @@ from typing import TYPE_CHECKING, BinaryIO
 from tqdm import tqdm
 
 from .. import __version__
+from ..caps import DEFAULT_CAPS, MIB, OPTION_OF
 from ..errors import VlprepError
-from ..fileio import atomic_path, ensure_dir, read_json, write_json
+from ..fileio import atomic_path, ensure_dir, naming_file, read_json, write_json
 from ..layout import Layout
 from ..parallel import process_pool, run_bounded
 from ..records import imagenet as records
 from ..sinks import manifests as manifest_sink
 from ..sinks import shards as shard_sink
 from ..sinks import splits as split_sink
-from ..sources.archives import list_tar_bytes
+from ..sources.archives import Oversized, list_tar_bytes
 from ..transforms.images import ImageError, prepare_image
 from .inputs import raw_inputs, work_key
 
@@ -64,7 +66,7 @@ def train_buckets(split: str, limit: int | None, shard_samples: int) -> int:
     return max(1, min(MAX_BUCKETS, BUCKETS_PER_SHARD * -(-images // shard_samples)))
 
 
-WORK_VERSION = "imagenet-2"
+WORK_VERSION = "imagenet-3"
 MANIFEST_HEADER = ("file", "label", "status")
 
 
@@ -89,6 +91,8 @@ class ShardConfig:
     resize: int | None = None
     shard_samples: int = 10_000
     limit: int | None = None
+    max_member: int = DEFAULT_CAPS.member_bytes
+    """Bytes of the largest image member read (``--max-member-mb``); larger ones are skipped and listed."""
 
     def key(self, inputs: dict[str, str] | None = None) -> str:
         """The work folder's name: the options and the sha256 of classes.py and of every tarball read."""
@@ -108,6 +112,18 @@ class DistributeJob:
     synsets: tuple[str, ...]
     record: str
     buckets: int
+    max_member: int = DEFAULT_CAPS.member_bytes
+    keys: str = ""
+    """Where the digests of the keys bucketed go, for the duplicate check across tarballs."""
+
+
+KEY_FORMAT = "<16sq"
+"""One image in a ``keys-<tarball>.bin``: a 128-bit BLAKE2b of its key (collisions are out of reach)
+and its stream position."""
+
+
+def _key_record(key: str, position: int) -> bytes:
+    return struct.pack(KEY_FORMAT, hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest(), position)
 
 
 def _bucket(job: DistributeJob, key: str, position: int) -> int:
@@ -121,37 +137,67 @@ def distribute(job: DistributeJob) -> dict:
     """Phase 1: stream one tarball into bucket pieces; record per-bucket and per-class counts."""
     known = set(job.synsets)
     writers: dict[int, BinaryIO] = {}
+    pieces: dict[int, Path] = {}
     per_bucket: Counter = Counter()
     per_class: Counter = Counter()
     unknown: list[str] = []
+    oversized: list[tuple[int, str, int]] = []
+    keys: list[bytes] = []
     position = 0
     try:
-        for name, data in records.iter_images(Path(job.path)):
+        for name, data in records.iter_images(Path(job.path), job.max_member):
             if job.take is not None and position >= job.take:
                 break
             synset, key = records.synset_of(name), records.key_of(name)
             position += 1
+            if isinstance(data, Oversized):
+                oversized.append((position - 1, name, data.size))
+                continue
             if synset not in known:
                 unknown.append(name)
                 continue
             bucket = _bucket(job, key, position - 1)
             if bucket not in writers:
-                writers[bucket] = open(Path(job.folder) / f"{bucket:06d}-{job.tarball}.tar", "wb",
-                                       buffering=1 << 18)
-            # The stream position goes in the name: it is what --limit keeps.
-            for block in shard_sink.member_blocks(f"{position - 1:09d}_{Path(name).name}", data):
-                writers[bucket].write(block)
+                pieces[bucket] = Path(job.folder) / f"{bucket:06d}-{job.tarball}.tar"
+                writers[bucket] = open(pieces[bucket], "wb", buffering=1 << 18)
+            with naming_file(pieces[bucket]):  # a full disk names the piece
+                # The stream position goes in the name: it is what --limit keeps.
+                for block in shard_sink.member_blocks(f"{position - 1:09d}_{Path(name).name}", data):
+                    writers[bucket].write(block)
+            keys.append(_key_record(key, position - 1))
             per_bucket[bucket] += 1
             per_class[synset] += 1
     finally:
-        for writer in writers.values():
-            writer.write(shard_sink.END_OF_ARCHIVE)  # each piece is a valid tar
-            writer.close()
+        for bucket, writer in writers.items():
+            with naming_file(pieces[bucket]):
+                writer.write(shard_sink.END_OF_ARCHIVE)  # each piece is a valid tar
+                writer.close()
+    with atomic_path(Path(job.keys), durable=False) as tmp:
+        tmp.write_bytes(b"".join(keys))
     result = {"images": sum(per_bucket.values()), "seen": position,
               "per_bucket": {str(k): v for k, v in sorted(per_bucket.items())},
-              "per_class": dict(sorted(per_class.items())), "unknown_synset": unknown}
+              "per_class": dict(sorted(per_class.items())), "unknown_synset": unknown, "oversized": oversized}
     write_json(Path(job.record), result, durable=False)
     return result
+
+
+def duplicates(keys: list[Path], allowed: tuple[int, ...]) -> frozenset[tuple[int, int]]:
+    """``(tarball, position)`` of every image whose key an earlier image (in tarball order) already has.
+
+    Two files of one name (or of one stem in two folders) would be two samples of one key, which
+    webdataset and wids readers merge or reject. Only positions ``--limit`` keeps take part. The
+    1.28 M keys of train take about a second and 100 MB here, once per run.
+    """
+    seen: set[bytes] = set()
+    later: set[tuple[int, int]] = set()
+    for tarball, path in enumerate(keys):
+        for digest, position in struct.iter_unpack(KEY_FORMAT, path.read_bytes()):
+            if position >= allowed[tarball]:
+                break  # positions increase through a tarball
+            if digest in seen:
+                later.add((tarball, position))
+            seen.add(digest)
+    return frozenset(later)
 
 
 @dataclass(frozen=True)
@@ -167,6 +213,8 @@ class ShardJob:
     record: str
     allowed: tuple[int, ...]
     """Per tarball, the stream positions kept (all of them unless ``--limit`` stops earlier)."""
+    dropped: frozenset[tuple[int, int]] = frozenset()
+    """``(tarball, position)`` of images whose key an earlier image has: listed, not written."""
 
 
 def shard_bucket(job: ShardJob) -> dict:
@@ -175,7 +223,7 @@ def shard_bucket(job: ShardJob) -> dict:
     pieces = sorted((p for p in Path(job.folder).iterdir()
                      if p.suffix == ".tar" and int(p.stem.split("-")[0]) in wanted),
                     key=lambda p: tuple(int(x) for x in p.stem.split("-")))
-    handles, maps, views, entries = [], [], [], []
+    handles, maps, views, entries, duplicated = [], [], [], [], []
     try:
         for piece_index, piece in enumerate(pieces):
             handle = open(piece, "rb")
@@ -185,12 +233,16 @@ def shard_bucket(job: ShardJob) -> dict:
             tarball = int(piece.stem.split("-")[1])
             for stored, offset, size in list_tar_bytes(view, str(piece)):
                 position, name = int(stored[:9]), stored[10:]
-                if position < job.allowed[tarball]:
+                if (tarball, position) in job.dropped:
+                    duplicated.append({"key": records.key_of(name), "file": name,
+                                       "error": f"duplicate key: this file of {records.TARBALLS[job.split][tarball]} "
+                                                "has the key of an earlier file in tarball order, which was kept"})
+                elif position < job.allowed[tarball]:
                     entries.append((name, piece_index, offset, size))
         if job.split == "train":
             entries.sort()
             random.Random(f"{job.seed}-{job.index}").shuffle(entries)
-        errors, converted, kept = [], [], []
+        errors, converted, kept = list(duplicated), [], []
 
         views += [memoryview(view) for view in maps]  # slices of these are not copies
 
@@ -232,7 +284,8 @@ def shard_bucket(job: ShardJob) -> dict:
 
 
 def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0, resize: int | None = None,
-          limit: int | None = None, shard_samples: int = 10_000, force: bool = False) -> dict:
+          limit: int | None = None, shard_samples: int = 10_000, force: bool = False,
+          max_member: int = DEFAULT_CAPS.member_bytes) -> dict:
     """Both phases for one split; the work key holds every tarball's sha256, so a changed tarball
     redoes the whole split (its images are hashed into every bucket, so every shard changes)."""
     if split not in EXPECTED:
@@ -245,7 +298,7 @@ def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0,
             raise VlprepError(f"{path} is missing", fix="run: vlprep fetch imagenet")
     classes = records.parse_classes(classes_path.read_text(encoding="utf-8"), str(classes_path))
     labels = {synset: (index, name) for index, (synset, name) in enumerate(classes)}
-    config = ShardConfig(split, seed, resize, shard_samples, limit)
+    config = ShardConfig(split, seed, resize, shard_samples, limit, max_member)
     inputs = raw_inputs(layout, NAME, [records.CLASSES_FILE, *records.TARBALLS[split]])
     key = config.key(inputs)
     out = ensure_dir(layout.out(NAME))
@@ -260,6 +313,7 @@ def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0,
         counts = _check_counts(split, parts, labels, limit)
         filled = group_buckets(parts, shard_samples)
         allowed = _allowed(parts, limit)
+        dropped = duplicates([work / f"keys-{i}.bin" for i in range(len(tarballs))], allowed)
         shard_jobs = []
         for index, buckets in enumerate(filled):
             record = work / f"shard-{index:06d}.json"
@@ -267,7 +321,7 @@ def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0,
             if split_sink.shard_done(record, staged / name, out / name, published):
                 continue
             shard_jobs.append(ShardJob(buckets, index, str(buckets_dir), str(staged), split, seed, resize, labels,
-                                       str(record), allowed))
+                                       str(record), allowed, dropped))
         have = {int(p.stem.split("-")[0]) for p in buckets_dir.glob("*.tar")}
         if all(set(job.buckets) <= have for job in shard_jobs):
             break
@@ -284,7 +338,7 @@ def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0,
         piece.unlink()
     results = [read_json(work / f"shard-{i:06d}.json") for i in range(len(filled))]
     with split_sink.swapping(out, split, staged, len(filled), key):
-        return _finish(layout, config, results, counts, parts, key, inputs)
+        return _finish(layout, config, results, counts, parts, allowed, key, inputs)
 
 
 def _run_distribute(tarballs: list[Path], work: Path, buckets_dir: Path, config: ShardConfig, labels: dict,
@@ -298,7 +352,8 @@ def _run_distribute(tarballs: list[Path], work: Path, buckets_dir: Path, config:
                 stale.unlink()
             jobs.append(DistributeJob(index, str(path), str(buckets_dir), config.split, config.seed,
                                       config.shard_samples, config.limit, tuple(labels), str(record),
-                                      train_buckets(config.split, config.limit, config.shard_samples)))
+                                      train_buckets(config.split, config.limit, config.shard_samples),
+                                      config.max_member, str(work / f"keys-{index}.bin")))
     with process_pool(min(workers, len(jobs))) as pool, \
             tqdm(total=len(jobs), desc=f"imagenet {config.split}: read tarballs", unit="tar", disable=None) as bar:
         for _ in run_bounded(distribute, jobs, pool, workers):
@@ -357,8 +412,17 @@ def _check_counts(split: str, parts: list[dict], labels: dict, limit: int | None
     return {**counts, "per_class": dict(sorted(per_class.items()))}
 
 
-def _finish(layout: Layout, config: ShardConfig, results: list[dict], counts: dict, parts: list[dict], key: str,
-            inputs: dict[str, str]) -> dict:
+def over_cap_errors(parts: list[dict], allowed: tuple[int, ...], cap: int) -> list[dict]:
+    """errors.jsonl entries of the image members skipped unread for being over ``--max-member-mb``."""
+    option = OPTION_OF["member_bytes"]
+    return [{"key": records.key_of(name), "file": name,
+             "error": f"member over the cap: {size:,} bytes, more than {cap / MIB:g} MiB (raise it with {option})"}
+            for tarball, part in enumerate(parts) for position, name, size in part["oversized"]
+            if position < allowed[tarball]]
+
+
+def _finish(layout: Layout, config: ShardConfig, results: list[dict], counts: dict, parts: list[dict],
+            allowed: tuple[int, ...], key: str, inputs: dict[str, str]) -> dict:
     out = layout.out(NAME)
     split = config.split
     if config.limit is not None:  # the tarballs were read past the limit; count what was kept
@@ -369,12 +433,16 @@ def _finish(layout: Layout, config: ShardConfig, results: list[dict], counts: di
     errors = sorted((e for r in results for e in r["errors"]), key=lambda e: e["file"])
     errors += [{"key": records.key_of(n), "file": n, "error": "synset not in classes.py"}
                for part in parts for n in part["unknown_synset"]]
+    over_cap = over_cap_errors(parts, allowed, config.max_member)
+    errors += over_cap
     converted = sorted((c for r in results for c in r["converted"]), key=lambda c: c["file"])
     with atomic_path(out / f"{split}.errors.jsonl") as tmp:
         tmp.write_bytes(b"".join(shard_sink.json_bytes(e) + b"\n" for e in errors))
     images = sum(s.nsamples for s in shards)
     split_stats = {"images": images, "shards": len(shards), "bytes": sum(s.filesize for s in shards),
                    "skipped_images": len(errors), "converted_images": len(converted), "converted": converted,
+                   "over_member_cap": len(over_cap),
+                   "duplicate_keys": sum(e["error"].startswith("duplicate key") for e in errors),
                    "read": {k: v for k, v in counts.items() if k != "per_class"},
                    "per_class": counts["per_class"], "config": config.__dict__, "work_key": key,
                    "inputs": inputs}
@@ -383,7 +451,7 @@ def _finish(layout: Layout, config: ShardConfig, results: list[dict], counts: di
     stats["vlprep_version"] = __version__
     stats["splits"][split] = split_stats
     write_json(stats_path, stats)
-    rows = [(name, label, "used") for r in results for name, label in r["kept"]]
+    rows = [(name, str(label), "used") for r in results for name, label in r["kept"]]
     rows += [(e["file"], "", "skipped: " + e["error"].split(":")[0]) for e in errors]
     manifest_sink.write_tsv_gz(layout.manifests() / f"{NAME}-{split}.tsv.gz", MANIFEST_HEADER, sorted(rows))
     shard_sink.write_wids_index(out / f"{split}.index.json", split, shards)  # last: the split is whole

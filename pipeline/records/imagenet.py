@@ -17,7 +17,7 @@ from typing import Iterator
 from zlib_ng import gzip_ng, zlib_ng
 
 from ..errors import VlprepError
-from ..sources.archives import iter_tar_members
+from ..sources.archives import Oversized, iter_tar_members
 
 REPO = "ILSVRC/imagenet-1k"
 CLASSES_FILE = "classes.py"
@@ -64,23 +64,56 @@ def synset_of(name: str) -> str:
     return _stem(name).rpartition("_")[2]
 
 
+MAX_NAME_BYTES = 90
+"""Longest file name (without folders) taken from a tarball: ImageNet's are under 40 bytes, and the
+name must fit a USTAR header (100 bytes) behind the 10-byte position prefix of a bucket piece."""
+KEY_ESCAPES = {"%": "%25", ".": "%2E"}
+
+
 def key_of(name: str) -> str:
-    return _stem(name).replace(".", "_")
+    """The sample key of a file: its stem, unchanged when it holds no ``.`` and no ``%``.
+
+    webdataset splits ``<key>.<ext>`` at the first dot, so a key cannot hold one. Replacing dots
+    with ``_`` (as before) made ``a.b_n01.JPEG`` and ``a_b_n01.JPEG`` one key; percent-escaping
+    ``%`` and ``.`` is injective (it can be undone), and every ImageNet name, which holds neither,
+    keeps the key it always had.
+    """
+    stem = _stem(name)
+    if "." not in stem and "%" not in stem:
+        return stem
+    return "".join(KEY_ESCAPES.get(char, char) for char in stem)
 
 
-def iter_images(path: Path) -> Iterator[tuple[str, bytes]]:
+def is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def iter_images(path: Path, max_member: int | None = None) -> Iterator[tuple[str, bytes | Oversized]]:
     """``(member name, bytes)`` of every image file in a ``.tar.gz``, streamed in archive order.
 
     zlib-ng inflates (about 15 % faster than zlib on JPEG data, and it checks the gzip CRC and
     length, in C); the tar is read by :func:`~vlprep.pipeline.sources.archives.iter_tar_members`,
     one ``read`` per image, which a damaged header or data after the end-of-archive blocks stops
-    with an error (``tarfile`` would end the archive there without a word).
+    with an error (``tarfile`` would end the archive there without a word). Other members are
+    skipped unread whatever their size; an image over ``max_member`` bytes comes as
+    ``(name, Oversized(size))``, unread, for the caller to list.
     """
     try:
         with gzip_ng.open(path, "rb") as stream:
-            for name, data in iter_tar_members(stream, str(path)):
-                if name.lower().endswith(IMAGE_SUFFIXES):
-                    yield name, data
+            for name, data in iter_tar_members(stream, str(path), is_image, max_member):
+                yield _checked_name(name, path), data
     except (tarfile.TarError, OSError, EOFError, zlib.error, zlib_ng.error) as exc:
         raise VlprepError(f"{path} is damaged or not a .tar.gz: {exc}",
                           fix="run: vlprep fetch imagenet  (a damaged file is fetched again)") from exc
+
+
+def _checked_name(name: str, path: Path) -> str:
+    """The member name, if its file name fits a shard member's header (a bucket piece's and a shard's)."""
+    base = name.rpartition("/")[2]
+    size = max(len(base.encode("utf-8")), len(key_of(base).encode("utf-8")))
+    if size > MAX_NAME_BYTES:
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise VlprepError(f"{path}: member {shown!r} has a file name of {size:,} bytes; ImageNet's are under 40 "
+                          f"and a shard member's header holds at most {MAX_NAME_BYTES}",
+                          fix="this is not the published tarball: run vlprep fetch imagenet, or rename the member")
+    return name

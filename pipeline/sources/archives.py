@@ -16,7 +16,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from ..errors import VlprepError
 
@@ -175,7 +175,22 @@ def _pax_records(data: bytes, where: str) -> dict[str, str]:
     return records
 
 
-def iter_tar_members(stream: BinaryIO, label: str) -> Iterator[tuple[str, bytes]]:
+EXTENDED_HEADER_BYTES = 1 << 20
+"""Most bytes of one GNU long-name or pax header: real ones hold a path of a few hundred bytes, and
+the whole header is read into memory before the member it describes."""
+SKIP_CHUNK = 1 << 20
+"""Skipped member data is read (through the decompressor) and dropped in pieces of this size."""
+
+
+@dataclass(frozen=True)
+class Oversized:
+    """Stands in for the data of a member larger than the cap: its size, the data skipped unread."""
+
+    size: int
+
+
+def iter_tar_members(stream: BinaryIO, label: str, wanted: Callable[[str], bool] | None = None,
+                     max_size: int | None = None) -> Iterator[tuple[str, bytes | Oversized]]:
     """``(name, bytes)`` of the regular files of an uncompressed tar read strictly forward from ``stream``.
 
     The streaming counterpart of :func:`list_tar_bytes`, for archives far larger than memory (an
@@ -186,6 +201,12 @@ def iter_tar_members(stream: BinaryIO, label: str) -> Iterator[tuple[str, bytes]
     so is anything but zeros after the end-of-archive blocks (a zeroed header in mid-archive would
     otherwise end the listing there without a word). An archive that ends cleanly after a member,
     without end-of-archive blocks, is accepted as ``tarfile`` accepts it.
+
+    Memory stays bounded whatever the archive holds, since the size field is read before the data:
+    a member whose name ``wanted`` refuses is skipped in :data:`SKIP_CHUNK` pieces and not yielded;
+    a member over ``max_size`` bytes is skipped the same way and yielded as ``(name, Oversized(size))``
+    so the caller can list it; an extended header over :data:`EXTENDED_HEADER_BYTES` and a name that
+    is not UTF-8 are errors.
     """
     offset = 0
     long_name: str | None = None
@@ -210,6 +231,9 @@ def iter_tar_members(stream: BinaryIO, label: str) -> Iterator[tuple[str, bytes]
         offset += BLOCK
         padded = -(-size // BLOCK) * BLOCK
         if kind in b"LKxg":  # extended headers describe the next member
+            if size > EXTENDED_HEADER_BYTES:
+                raise tarfile.ReadError(f"the extended header at {where} holds {size:,} bytes, more than the "
+                                        f"{EXTENDED_HEADER_BYTES:,} a real name or pax record needs")
             data = _read_exact(stream, padded, f"the extended header at {where}")[:size]
             if kind == ord("L"):
                 long_name = tarfile.nts(data, "utf-8", "surrogateescape")
@@ -219,17 +243,40 @@ def iter_tar_members(stream: BinaryIO, label: str) -> Iterator[tuple[str, bytes]
             continue
         if kind == ord("S"):
             raise tarfile.ReadError(f"member {name} at {where} is a sparse file, which this reader does not expand")
-        name = safe_member_name(pax.get("path") or long_name or name, label)
+        name = _utf8_name(safe_member_name(pax.get("path") or long_name or name, label), where)
         long_name, pax = None, {}
         if kind in _NO_DATA_TYPES:
             continue
-        if regular:
+        if not regular or (wanted is not None and not wanted(name)):
+            _skip(stream, padded, f"member {name}")  # an unknown type carries data (tarfile's rule)
+        elif max_size is not None and size > max_size:
+            _skip(stream, padded, f"member {name}")
+            yield name, Oversized(size)
+        else:
             data = _read_exact(stream, size, f"member {name}")
             _read_exact(stream, padded - size, f"the padding of member {name}")
             yield name, data
-        else:  # an unknown type carries data (tarfile's rule); read past it
-            _read_exact(stream, padded, f"member {name}")
         offset += padded
+
+
+def _utf8_name(name: str, where: str) -> str:
+    """The name, if its bytes were UTF-8 (they are decoded with ``surrogateescape``, so they were if
+    no lone surrogate is left); names end up in shard headers and JSON, which need UTF-8."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = name.encode("utf-8", "surrogateescape")
+        raise tarfile.ReadError(f"the member name at {where} is not UTF-8: {raw[:120]!r}") from None
+    return name
+
+
+def _skip(stream: BinaryIO, size: int, what: str) -> None:
+    """Read past ``size`` bytes in bounded pieces (a gzip stream cannot seek without inflating)."""
+    while size > 0:
+        piece = stream.read(min(size, SKIP_CHUNK))
+        if not piece:
+            raise tarfile.ReadError(f"the archive ends inside {what}")
+        size -= len(piece)
 
 
 def _check_trailer(stream: BinaryIO, offset: int) -> None:

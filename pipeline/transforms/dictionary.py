@@ -5,6 +5,13 @@ Ids on disk are fairseq dictionary indices, not GPT-2 ids: ``<s>``=0, ``<pad>``=
 ``Dictionary.add_from_file`` rule for rule (``<symbol> <count> [#fairseq:overwrite]``, split at the
 last space) so any file fairseq accepts gives the same indices here, and any file it rejects is
 rejected with the line number.
+
+``#fairseq:overwrite`` appends a symbol again at a new index (the old index keeps its slot but
+lookups go to the new one), as fairseq does. fairseq's ``Dictionary.save`` then writes the repeated
+symbol without the flag, a file fairseq itself refuses to load ("Duplicate word found"); vlprep writes
+the flag back on such a line, so the ``dict.txt`` it writes loads (in vlprep and in fairseq) to the
+same indices. A dictionary's ``sha256`` is that of the text it writes, so ``binarize`` records what
+``verify`` finds on disk whatever spacing or flags the input file had.
 """
 from __future__ import annotations
 
@@ -47,8 +54,14 @@ class Dictionary:
         self.counts.append(count)
 
     def to_text(self) -> str:
-        """The bytes fairseq's ``Dictionary.save`` writes (what ``fairseq-preprocess`` copies out)."""
-        return "".join(f"{s} {c}\n" for s, c in zip(self.symbols[4:], self.counts[4:]))
+        """The bytes fairseq's ``Dictionary.save`` writes (what ``fairseq-preprocess`` copies out), with
+        ``#fairseq:overwrite`` on a line whose symbol came before, so the text loads back as it was."""
+        seen = set(SPECIALS)
+        lines = []
+        for symbol, count in zip(self.symbols[4:], self.counts[4:]):
+            lines.append(f"{symbol} {count} {OVERWRITE_FLAG}\n" if symbol in seen else f"{symbol} {count}\n")
+            seen.add(symbol)
+        return "".join(lines)
 
     def gpt2_lookup(self, n_vocab: int) -> np.ndarray:
         """A table ``t`` with ``t[gpt2_id]`` = dictionary index (``<unk>`` where the id is absent)."""
@@ -66,7 +79,7 @@ def parse_dictionary(data: bytes, source: str) -> Dictionary:
         raise VlprepError(
             f"{source}: not UTF-8 (byte {exc.start})", fix="pass a fairseq dict.txt with --dict"
         ) from exc
-    dictionary = Dictionary(sha256=hashlib.sha256(data).hexdigest(), source=source)
+    dictionary = Dictionary(source=source)
     for number, line in enumerate(_file_lines(text), start=1):
         symbol, count, overwrite = _parse_line(line, source, number)
         if symbol in dictionary.indices and not overwrite:
@@ -77,6 +90,7 @@ def parse_dictionary(data: bytes, source: str) -> Dictionary:
         dictionary.add(symbol, count, overwrite)
     if len(dictionary) == len(SPECIALS):
         raise VlprepError(f"{source}: the dictionary is empty", fix="pass a fairseq dict.txt with --dict")
+    dictionary.sha256 = hashlib.sha256(dictionary.to_text().encode("utf-8")).hexdigest()
     return dictionary
 
 
