@@ -284,7 +284,7 @@ HEADER = "row\turl\tsha256\tcaption_hash\n"
 SHA = "0" * 64
 BROKEN = {
     "header only": (_gz(HEADER), "lists no rows (header only)"),
-    "no lines": (_gz(""), "empty manifest"),
+    "no lines": (_gz(""), "empty manifest (no header line)"),
     "corrupt deflate": (_gz(HEADER + f"0\thttp://x/a.jpg\t{SHA}\tabcd\n" * 400)[:40] + b"\xff" * 64 + b"\0" * 400,
                         "not a readable gzip manifest"),
     "not gzip": (b"row\turl\n", "not a readable gzip manifest"),
