@@ -203,7 +203,8 @@ def test_only_http_urls_with_a_host_are_fetched(tmp_path, web):
     local.write_bytes(image_bytes(99))
     port = web.base.rsplit(":", 1)[1]
     bad = [f"file://{local}", "data:image/jpeg;base64," + base64.b64encode(image_bytes(98)).decode(),
-           f"ftp://127.0.0.1:{port}/good/3.jpg", "http:///good/4.jpg", f"http://user:secret@127.0.0.1:{port}/good/5.jpg"]
+           f"ftp://127.0.0.1:{port}/good/3.jpg", "http:///good/4.jpg",
+           f"http://user:secret@127.0.0.1:{port}/good/5.jpg"]
     tsv = tmp_path / "t.tsv"
     tsv.write_text(f"a red car\t{web.url('good', 0)}\n" + "".join(f"a dog {i}\t{url}\n" for i, url in enumerate(bad))
                    + f"a blue sky\t{web.url('good', 6)}\n")
