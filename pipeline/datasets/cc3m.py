@@ -285,8 +285,11 @@ class Crawl:
         self._save(window, entries)
         return _result(entries)
 
-    def retry(self, window: Window, bar: tqdm | None, verify_hash: dict[int, str] | None = None) -> tuple[int, int]:
+    def retry(self, window: Window, bar: tqdm | None, verify_hash: dict[int, str] | None = None,
+              below: int | None = None) -> tuple[int, int]:
         """One retry pass over the window's failed rows that ``--retry-failed`` picks; (rows tried, now ok).
+
+        ``below``: only rows before it (rows after the last row kept cannot change the first N).
 
         The pass's rows are fixed by its ``input.parquet`` once written, so an interrupted pass is
         resumed with the same rows; its results enter the ledger only when the pass is complete.
@@ -301,8 +304,8 @@ class Crawl:
         elif self.config.retry_failed == "none":
             return 0, 0
         else:
-            rows = sorted(r for r, e in entries.items() if e.retried_by(self.config.retry_failed,
-                                                                         self.config.max_attempts))
+            rows = sorted(r for r, e in entries.items() if (below is None or r < below)
+                          and e.retried_by(self.config.retry_failed, self.config.max_attempts))
         if not rows:
             return 0, 0
         label = f"cc3m window {window.index} retry pass {pass_no} ({len(rows):,} rows)"
@@ -359,10 +362,10 @@ class Crawl:
                                          if d.name.split("-")[1].isdigit()]
         return [(number, sorted(path.glob("[0-9]*.parquet"))) for number, path in sorted(found)]
 
-    def pending(self, policy: str) -> int:
-        """Failed rows of complete windows that a run with ``--retry-failed policy`` would try again."""
-        return sum(e.retried_by(policy, self.config.max_attempts)
-                   for window in self.windows for e in (self.ledger(window) or {}).values())
+    def pending(self, policy: str, below: int | None = None) -> int:
+        """Failed rows (before ``below``) of complete windows that ``--retry-failed policy`` would try again."""
+        return sum(e.retried_by(policy, self.config.max_attempts) and (below is None or row < below)
+                   for window in self.windows for row, e in (self.ledger(window) or {}).items())
 
 
 def _rejected(row: records.Row) -> str | None:
@@ -493,7 +496,7 @@ def fetch_first(layout: Layout, tsv: Path, count: int, config: DownloadConfig,
     total_rows = records.count_rows(tsv)
     crawl = Crawl(layout, tsv, config, f"tsv:{_tsv_identity(tsv)}")
     with tqdm(desc="cc3m rows tried", unit="row", disable=None) as bar:
-        retried, recovered = _retry_windows(crawl, bar)
+        retried, recovered = _retry_windows(crawl, bar, below=_nth_success(crawl, count))
         results = [crawl.run(window, bar) for window in crawl.windows]  # finish what an earlier run planned
         successes, tried, failures = _tally(results)
         next_row = crawl.windows[-1].stop if crawl.windows else 0
@@ -509,7 +512,8 @@ def fetch_first(layout: Layout, tsv: Path, count: int, config: DownloadConfig,
     kept = successes[:count]
     passes = _success_passes(crawl, set(kept))
     positions = [kept[i:i + config.shard_samples] for i in range(0, len(kept), config.shard_samples)]
-    pending = crawl.pending(config.retry_failed if config.retry_failed != "none" else "transient")
+    pending = crawl.pending(config.retry_failed if config.retry_failed != "none" else "transient",
+                            below=kept[-1] if len(kept) == count else None)
     stats, manifest_rows = _write_output(layout, crawl, passes, positions, tokenizer, None, extra={
         "mode": "first-n", "count": count, "tsv_rows": total_rows, "rows_tried": tried,
         "successes": len(successes), "failures": {c: failures.get(c, 0) for c in CAUSES if failures.get(c)},
@@ -536,12 +540,20 @@ def _advice(config: DownloadConfig, pending: int) -> str:
             f"--max-attempts {config.max_attempts} tries (raise it, or use --retry-failed all, to try them again)")
 
 
-def _retry_windows(crawl: Crawl, bar: tqdm | None, hashes: dict[int, str] | None = None) -> tuple[int, int]:
+def _nth_success(crawl: Crawl, count: int) -> int | None:
+    """The row of the ``count``-th success of the complete windows, or None if they hold fewer."""
+    results = [crawl.result(window) for window in crawl.windows]
+    successes = sorted(r for result in results if result is not None for r in result.successes)
+    return successes[count - 1] if len(successes) >= count else None
+
+
+def _retry_windows(crawl: Crawl, bar: tqdm | None, hashes: dict[int, str] | None = None,
+                   below: int | None = None) -> tuple[int, int]:
     """One retry pass for every window an earlier run completed; (rows retried, rows now fetched)."""
     retried = recovered = 0
     for window in crawl.windows:
         verify = None if hashes is None else {r: hashes[r] for r in window.rows or []}
-        tried, ok = crawl.retry(window, bar, verify)
+        tried, ok = crawl.retry(window, bar, verify, below)
         retried, recovered = retried + tried, recovered + ok
     return retried, recovered
 
