@@ -173,9 +173,9 @@ def main() -> None:
 @friendly_errors
 def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, ...], revision: str | None,
           tsv: Path | None, count: int, from_manifest: Path | None, resize: int | None, timeout: float,
-          retries: int, retry_failed: str, max_attempts: int, processes: int, threads: int, distributor: str,
-          max_window: int, window_timeout: float | None, shard_samples: int, tokenizer: str | None, with_test: bool,
-          tasks: tuple[str, ...]) -> None:
+          retries: int, processes: int, threads: int, distributor: str, max_window: int,
+          window_timeout: float | None, shard_samples: int, tokenizer: str | None, with_test: bool,
+          tasks: tuple[str, ...], retry_failed: str = "transient", max_attempts: int = 3) -> None:
     """Download and verify a dataset's raw files into DATA_DIR/raw/DATASET.
 
     Files come from their official source (OpenWebText: the Hugging Face hub, honouring HF_ENDPOINT
