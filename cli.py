@@ -172,6 +172,11 @@ def main() -> None:
               help="CC3M: seconds for a whole image answer (not per read).")
 @click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
               help="CC3M: extra tries after 5xx, timeouts and dropped connections (never after 4xx).")
+@click.option("--retry-failed", type=click.Choice(["transient", "all", "none"]), default="transient",
+              show_default=True, help="CC3M: rows an earlier run failed that this run tries again first "
+              "(transient: 5xx, 429, timeout, DNS, connection).")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
+              help="CC3M: most runs that try one row (--retry-failed stops there).")
 @click.option("--processes", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
               help="CC3M: img2dataset processes.")
 @click.option("--threads", type=click.IntRange(min=1), default=64, show_default=True,
@@ -200,7 +205,8 @@ def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, 
           tsv: Path | None, count: int, from_manifest: Path | None, resize: int | None, timeout: float,
           retries: int, processes: int, threads: int, distributor: str, max_window: int,
           window_timeout: float | None, shard_samples: int, tokenizer: str | None, with_test: bool,
-          tasks: tuple[str, ...], retry_budget: float, idle_timeout: float, allow_unpublished: bool) -> None:
+          tasks: tuple[str, ...], retry_budget: float, idle_timeout: float, allow_unpublished: bool,
+          retry_failed: str = "transient", max_attempts: int = 3) -> None:
     """Download and check a dataset's raw files into DATA_DIR/raw/DATASET.
 
     Files come from their official source (OpenWebText: the Hugging Face hub, honouring HF_ENDPOINT
@@ -226,7 +232,8 @@ def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, 
     img2dataset, until the first COUNT rows whose image downloaded and decoded are held; they are
     written as out/cc3m/train-*.tar in index order with train.index.json, stats.json (rows tried,
     failures by cause) and DATA_DIR/manifests/cc3m-train-COUNT.tsv.gz. Interrupted runs (even
-    kill -9) continue where they stood and end with the same rows.
+    kill -9) continue where they stood and end with the same rows. A rerun first retries rows that
+    failed for a transient cause (--retry-failed, --max-attempts) and recomputes the first COUNT.
     """
     from .pipeline.datasets import coco, glue, imagenet, owt, vg
 
@@ -241,7 +248,7 @@ def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, 
             _fetch_cc3m(layout, tsv, mirror, count, from_manifest, tokenizer, dict(
                 resize=resize, timeout=timeout, retries=retries, processes=processes, threads=threads,
                 distributor=distributor, max_window=max_window, window_timeout=window_timeout,
-                shard_samples=shard_samples))
+                shard_samples=shard_samples, retry_failed=retry_failed, max_attempts=max_attempts))
             continue
         if name == "owt":
             report = owt.fetch(layout, subsets, revision or owt.DEFAULT_REVISION, mirror)

@@ -4,8 +4,12 @@ img2dataset's own fetch (``urllib`` with a per-read socket timeout and no size l
 that trickles a byte a second hold a worker for as long as it likes, and reads a 4 GB body into
 memory. This fetch keeps img2dataset's behaviour (its User-Agent, its ``X-Robots-Tag`` opt-out rule)
 and adds a deadline for the whole answer, a byte cap checked against ``Content-Length`` and while
-reading, and a check that the body is as long as announced. Failures carry a cause from
-:data:`CAUSES`, so the run can report them by kind.
+reading, and a check that the body is as long as announced. Only ``http`` and ``https`` URLs with
+a host and no credentials are fetched, and redirects are followed only to such URLs: urllib's
+default opener would read ``file://``, ``data:`` and ``ftp://`` URLs (and follow a redirect to
+``ftp://``), pulling local files into shards meant for publishing. Failures carry a cause from
+:data:`CAUSES`, so the run can report them by kind, and :data:`TRANSIENT` says which of them a
+later run may see pass.
 """
 from __future__ import annotations
 
@@ -13,14 +17,22 @@ import http.client
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Callable
 
-CAUSES = ("http_4xx", "http_5xx", "http_other", "timeout", "dns", "connection", "invalid_url", "opted_out",
-          "too_large", "not_an_image", "changed", "empty_caption", "other")
+CAUSES = ("http_4xx", "http_429", "http_5xx", "http_other", "timeout", "dns", "connection", "invalid_url",
+          "opted_out", "too_large", "not_an_image", "changed", "empty_caption", "other")
 """Failure causes reported in ``stats.json`` (``changed``: the bytes differ from a manifest's sha256;
 ``empty_caption``: a row whose caption is empty once cleaned, never kept)."""
 RETRYABLE = frozenset({"http_5xx", "timeout", "connection"})
+"""Causes retried at once inside one attempt (``--retries``)."""
+TRANSIENT = frozenset({"http_5xx", "http_429", "timeout", "dns", "connection", "other"})
+"""Causes a later run retries (``--retry-failed transient``): a host that is down, overloaded
+(429) or unresolvable for a while answers later. Every other cause is permanent: 4xx, not an
+image, opted out, too large, an invalid URL, an empty caption; ``other`` (a failure no cause
+names) counts as transient so that it is looked at again rather than trusted."""
+FETCHED_SCHEMES = ("http", "https")
 USER_AGENT = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:72.0) Gecko/20100101 Firefox/72.0"
 CHUNK = 1 << 16
 
@@ -33,18 +45,62 @@ class WebImageError(Exception):
         self.cause = cause
 
 
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is not fetched (an ``invalid_url``), or None for an http(s) URL with a host.
+
+    URLs with credentials (``user:pass@``) are refused too: no public image needs them, and they
+    would end up in a manifest meant for publishing.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        return f"malformed URL ({exc})"
+    if not url:
+        return "empty URL"
+    if parts.scheme.lower() not in FETCHED_SCHEMES:
+        return f"scheme {parts.scheme or '(none)'!r} is not fetched (only http and https)"
+    if not parts.hostname:
+        return "no host"
+    if parts.username is not None or parts.password is not None:
+        return "credentials in the URL"
+    return None
+
+
+class _WebRedirect(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to an http(s) URL with a host (urllib's own also follows ``ftp://``)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
+        problem = url_problem(newurl)
+        if problem is not None:
+            raise WebImageError("invalid_url", f"redirect to a URL that is not fetched: {problem}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    """An opener with the HTTP(S) handlers only: no ``file``, ``data`` or ``ftp`` handler at all."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(), urllib.request.HTTPSHandler(),
+                    _WebRedirect(), urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
 def fetch(url: str, timeout: float, max_bytes: int, user_agent_token: str | None = None,
           disallowed: Callable[[object], bool] | None = None) -> bytes:
     """The body of ``url``, or :class:`WebImageError`; the whole answer must arrive within ``timeout``."""
     deadline = time.monotonic() + timeout
     agent = USER_AGENT + (f" (compatible; {user_agent_token}; +https://github.com/rom1504/img2dataset)"
                           if user_agent_token else "")
+    problem = url_problem(url)
+    if problem is not None:
+        raise WebImageError("invalid_url", problem)
     try:
         request = urllib.request.Request(url, headers={"User-Agent": agent})
     except ValueError as exc:
         raise WebImageError("invalid_url", str(exc)) from exc
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _opener().open(request, timeout=timeout) as response:
             if disallowed is not None and disallowed(response.headers):
                 raise WebImageError("opted_out", "Use of image disallowed by X-Robots-Tag directive")
             announced = response.headers.get("Content-Length")
@@ -54,7 +110,8 @@ def fetch(url: str, timeout: float, max_bytes: int, user_agent_token: str | None
     except WebImageError:
         raise
     except urllib.error.HTTPError as exc:
-        kind = "http_4xx" if 400 <= exc.code < 500 else "http_5xx" if exc.code >= 500 else "http_other"
+        kind = ("http_429" if exc.code == 429 else "http_4xx" if 400 <= exc.code < 500
+                else "http_5xx" if exc.code >= 500 else "http_other")
         raise WebImageError(kind, f"HTTP Error {exc.code}: {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise WebImageError(_reason_cause(exc.reason), str(exc.reason)) from None
@@ -112,6 +169,8 @@ def classify(message: str | None) -> str:
         return "timeout"
     if "name or service not known" in text or "name resolution" in text or "nodename" in text:
         return "dns"
+    if text.startswith("http error 429"):
+        return "http_429"
     if text.startswith("http error 4"):
         return "http_4xx"
     if text.startswith("http error 5"):
