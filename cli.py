@@ -10,6 +10,7 @@ from typing import Any, Callable
 import click
 
 from .pipeline import __version__
+from .pipeline.caps import DEFAULT_CAPS
 from .pipeline.errors import VlprepError
 from .pipeline.fileio import explain_os_error, read_json
 from .pipeline.layout import DEFAULT_DATA_DIR, Layout
@@ -258,6 +259,9 @@ def _fetch_cc3m(layout: Layout, tsv: Path | None, mirror: str | None, count: int
 @click.option("--doc-separator/--no-doc-separator", default=False, show_default=True,
               help="Write one [</s>] item between consecutive documents (fairseq's blank-line convention "
               "for complete_doc training).")
+@click.option("--max-document-mb", type=click.IntRange(min=1), default=DEFAULT_CAPS.document_bytes >> 20,
+              show_default=True, help="OpenWebText: a document over this many MiB is skipped unread and listed "
+              "in stats.json (skipped_documents) and provenance.json.")
 @_subsets_option("--train-subsets", "0-4", "Subsets that form the train split.")
 @_subsets_option("--valid-subsets", "5", "Subsets that form the valid split.")
 @_tokenizer_option()
@@ -267,7 +271,7 @@ def _fetch_cc3m(layout: Layout, tsv: Path | None, mirror: str | None, count: int
 @friendly_errors
 def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict_path: str | None,
              doc_separator: bool, train_subsets: tuple[int, ...], valid_subsets: tuple[int, ...],
-             tokenizer: str | None, tasks: tuple[str, ...]) -> None:
+             tokenizer: str | None, tasks: tuple[str, ...], max_document_mb: int) -> None:
     """Clean, GPT-2 BPE-encode and write text as fairseq binaries in DATA_DIR/out/DATASET.
 
     Each document is cleaned (UTF-8 with replacement, CR/CRLF to LF, NULs deleted, lines stripped,
@@ -307,7 +311,7 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
     layout = Layout.from_env(data_dir)
     config = owt.BinarizeConfig(splits={"train": train_subsets, "valid": valid_subsets},
                                 doc_separator=doc_separator, limit=limit, dict_path=dict_path,
-                                tokenizer=tokenizer or default_backend())
+                                tokenizer=tokenizer or default_backend(), max_document_bytes=max_document_mb << 20)
     stats = owt.binarize(layout, config, workers)
     for line in owt.summary_lines(stats):
         click.echo(line)
