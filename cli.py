@@ -336,9 +336,18 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
               help="About this many MB per shard.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images (for trials).")
 @_tokenizer_option()
+@click.option("--max-member-mb", type=click.IntRange(min=1), default=DEFAULT_CAPS.member_bytes >> 20,
+              show_default=True, help="An image member over this many MiB is skipped unread and listed "
+              "in <split>.errors.jsonl.")
+@click.option("--max-text-kb", type=click.IntRange(min=1), default=DEFAULT_CAPS.text_bytes >> 10, show_default=True,
+              help="COCO/VG: a caption or region description over this many KiB is dropped and listed in "
+              "<split>.errors.jsonl (the image keeps its other texts).")
+@click.option("--max-json-depth", type=click.IntRange(min=1), default=DEFAULT_CAPS.json_depth, show_default=True,
+              help="COCO/VG: annotation JSON nested deeper than this stops the stage with an error.")
 @friendly_errors
 def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant: str, leak_guard: bool, seed: int,
-          resize: int | None, shard_samples: int, shard_mb: int, limit: int | None, tokenizer: str | None) -> None:
+          resize: int | None, shard_samples: int, shard_mb: int, limit: int | None, tokenizer: str | None,
+          max_member_mb: int, max_text_kb: int, max_json_depth: int) -> None:
     """Write WebDataset shards in DATA_DIR/out/DATASET, one sample per image.
 
     ImageNet: <key>.jpg, <key>.cls (class index 0-999 in classes.py order, torchvision's) and
@@ -371,8 +380,10 @@ def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant
             click.echo(line)
         click.echo(f"written: {layout.out(dataset)}/")
         return
+    from .pipeline.caps import Caps
     from .pipeline.datasets import coco, imagetext, vg
 
+    common["caps"] = Caps(text_bytes=max_text_kb << 10, member_bytes=max_member_mb << 20, json_depth=max_json_depth)
     if dataset == "coco":
         stats = coco.shard(layout, split or coco.DEFAULT_SPLIT, **common)
     else:
