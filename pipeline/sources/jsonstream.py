@@ -11,6 +11,7 @@ file, the cap and the option when the nesting goes deeper than ``max_depth``.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 from typing import BinaryIO, Iterator
@@ -100,7 +101,7 @@ class CappedJson(io.RawIOBase):
 
     def _placeholder(self, length: int) -> bytes:
         self._lengths.append(length)
-        return f'"{self.marker}{len(self._lengths) - 1}"'.encode()
+        return json.dumps(f"{self.marker}{len(self._lengths) - 1}").encode()
 
     def _check_depth(self, complete: bytes, depth: int) -> int:
         """The nesting depth after ``complete`` (whole strings only), or an error past the cap."""
