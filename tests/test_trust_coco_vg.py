@@ -244,3 +244,51 @@ def test_vg_malformed_regions_stop_with_one_line(tmp_path, base, case):
     result, _ = shard("vg", mirror, tmp_path, "--no-leak-guard")
     word = "'x' is 'abc'" if case == "non-numeric x" else "no 'region_id' field"
     one_line_error(result, "region_descriptions.json.zip", f"image {images[2]['id']}", word)
+
+
+class ShortReads:
+    """A source that returns a few bytes per read, so every string boundary falls between reads."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.step, self.position = data, step, 0
+
+    def read(self, size: int) -> bytes:
+        piece = self.data[self.position:self.position + min(size, self.step)]
+        self.position += len(piece)
+        return piece
+
+
+def filtered(data: bytes, step: int, max_string: int, max_depth: int = 64):
+    from vlprep.pipeline.sources.jsonstream import CappedJson
+
+    stream = CappedJson(ShortReads(data, step), max_string, max_depth, "t.zip (member t.json)")
+    return b"".join(iter(lambda: stream.read(5), b"")), stream
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 1 << 20])
+def test_capped_json_passes_every_string_within_the_cap_unchanged(step):
+    import random
+
+    rng = random.Random(step)
+    alphabet = ['a', ' ', '[', ']', '{', '}', '"', '\\', ':', ',', 'é', '\u2028', '\x01', '🙂']
+    value = [{"k[": "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))), "n": [[i, {"x": None}]]}
+             for i in range(60)]
+    data = json.dumps(value).encode() if step % 2 else json.dumps(value, ensure_ascii=False).encode()
+    out, _ = filtered(data, step, max_string=10_000)
+    assert json.loads(out) == value
+
+
+@pytest.mark.parametrize("step", [1, 3, 64])
+def test_capped_json_replaces_a_long_string_and_stops_past_the_depth(step):
+    from vlprep.pipeline.errors import VlprepError
+
+    long = 'x\\"[{' * 50
+    data = json.dumps({"a": ["short", long, "after"]}).encode()
+    out, stream = filtered(data, step, max_string=100)
+    parsed = json.loads(out)
+    assert parsed["a"][0] == "short" and parsed["a"][2] == "after"
+    assert stream.oversized(parsed["a"][1]) == len(json.dumps(long)) - 2
+    assert stream.oversized("\x00vlprep-over-cap-0") is None  # no input can forge a placeholder
+    assert filtered(b"[" * 64 + b"]" * 64, step, 100)[0] == b"[" * 64 + b"]" * 64
+    with pytest.raises(VlprepError, match="deeper than 64 levels"):
+        filtered(b'["[[[", ' + b"[" * 64 + b"]" * 64 + b"]", step, 100)

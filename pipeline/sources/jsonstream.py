@@ -22,8 +22,9 @@ from ..caps import OPTION_OF
 from ..errors import VlprepError
 
 PIECE = 1 << 20
-_COMPLETE = re.compile(rb'(?:[^"]++|"[^"\\]*+(?:\\.[^"\\]*+)*+")*+', re.S)
-"""The longest prefix made of whole strings and what lies between them."""
+_PLAIN = re.compile(rb'(?:[^"]++|"[^"\\\[\]{}]*+(?:\\[^\[\]{}][^"\\\[\]{}]*+)*+")*+', re.S)
+"""The longest prefix made of whole strings holding no bracket and what lies between them: its
+brackets are all structure, so they can be counted without removing the strings first."""
 _BODY = re.compile(rb'[^"\\]*+(?:\\.[^"\\]*+)*+', re.S)
 """The inside of a string up to its closing quote (or a lone backslash at the end of the data)."""
 _STRINGS = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)
@@ -38,7 +39,9 @@ class CappedJson(io.RawIOBase):
 
     ``max_string`` counts raw (escaped) bytes; a caller whose cap is on decoded text passes six
     times it (``\\u0001`` is six raw bytes for one decoded byte), so no string within the cap is
-    ever replaced, and checks decoded lengths itself.
+    ever replaced, and checks decoded lengths itself. A longer string is replaced once it runs past
+    the piece it starts in (pieces of :data:`PIECE` bytes read from ``source``), so none longer than
+    ``max_string + PIECE`` raw bytes ever reaches the parser.
     """
 
     def __init__(self, source: BinaryIO, max_string: int, max_depth: int, where: str) -> None:
@@ -89,8 +92,7 @@ class CappedJson(io.RawIOBase):
                 yield self._placeholder(skipped)
                 skipping, piece = False, piece[end + 1:]
             data = carry + piece
-            end = _COMPLETE.match(data).end()
-            depth = self._check_depth(data[:end], depth)
+            end, depth = self._complete(data, depth)
             yield data[:end]
             carry = data[end:]
             if len(carry) > self.max_string:
@@ -103,9 +105,21 @@ class CappedJson(io.RawIOBase):
         self._lengths.append(length)
         return json.dumps(f"{self.marker}{len(self._lengths) - 1}").encode()
 
-    def _check_depth(self, complete: bytes, depth: int) -> int:
-        """The nesting depth after ``complete`` (whole strings only), or an error past the cap."""
-        brackets = _STRINGS.sub(b"", complete).translate(None, _NOT_BRACKETS)
+    def _complete(self, data: bytes, depth: int) -> tuple[int, int]:
+        """Where the whole strings of ``data`` end (an unfinished one starts there) and the nesting
+        depth at that point; strings holding brackets are rare and stepped over one by one."""
+        position = 0
+        while True:
+            end = _PLAIN.match(data, position).end()
+            depth = self._check_depth(data[position:end], depth)
+            string = _STRINGS.match(data, end)
+            if string is None:
+                return end, depth
+            position = string.end()
+
+    def _check_depth(self, outside: bytes, depth: int) -> int:
+        """The nesting depth after ``outside`` (no bracket of it inside a string), or an error past the cap."""
+        brackets = outside.translate(None, _NOT_BRACKETS)
         if not brackets:
             return depth
         steps = _OPENING[np.frombuffer(brackets, dtype=np.uint8)]
