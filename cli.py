@@ -315,6 +315,9 @@ def _fetch_cc3m(layout: Layout, tsv: Path | None, mirror: str | None, count: int
 @click.option("--doc-separator/--no-doc-separator", default=False, show_default=True,
               help="Write one [</s>] item between consecutive documents (fairseq's blank-line convention "
               "for complete_doc training).")
+@click.option("--max-document-mb", type=click.IntRange(min=1), default=DEFAULT_CAPS.document_bytes >> 20,
+              show_default=True, help="OpenWebText: a document over this many MiB is skipped unread and listed "
+              "in stats.json (skipped_documents) and provenance.json.")
 @_subsets_option("--train-subsets", "0-4", "Subsets that form the train split.")
 @_subsets_option("--valid-subsets", "5", "Subsets that form the valid split.")
 @_tokenizer_option()
@@ -326,7 +329,7 @@ def _fetch_cc3m(layout: Layout, tsv: Path | None, mirror: str | None, count: int
 @friendly_errors
 def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict_path: str | None,
              doc_separator: bool, train_subsets: tuple[int, ...], valid_subsets: tuple[int, ...],
-             tokenizer: str | None, tasks: tuple[str, ...], max_text_kb: int) -> None:
+             tokenizer: str | None, tasks: tuple[str, ...], max_text_kb: int, max_document_mb: int) -> None:
     """Clean, GPT-2 BPE-encode and write text as fairseq binaries in DATA_DIR/out/DATASET.
 
     Each document is cleaned (UTF-8 with replacement, CR/CRLF to LF, NULs deleted, lines stripped,
@@ -368,7 +371,7 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
     _lock(layout, "binarize", dataset)
     config = owt.BinarizeConfig(splits={"train": train_subsets, "valid": valid_subsets},
                                 doc_separator=doc_separator, limit=limit, dict_path=dict_path,
-                                tokenizer=tokenizer or default_backend())
+                                tokenizer=tokenizer or default_backend(), max_document_bytes=max_document_mb << 20)
     stats = owt.binarize(layout, config, workers)
     for line in owt.summary_lines(stats):
         click.echo(line)
@@ -397,12 +400,17 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
               "one (refused by default, so a trial never throws away a full split).")
 @_tokenizer_option()
 @click.option("--max-member-mb", type=click.IntRange(min=1), default=DEFAULT_CAPS.member_bytes >> 20,
-              show_default=True, help="ImageNet: an image member over this many MiB is skipped unread and listed "
+              show_default=True, help="An image member over this many MiB is skipped unread and listed "
               "in <split>.errors.jsonl.")
+@click.option("--max-text-kb", type=click.IntRange(min=1), default=DEFAULT_CAPS.text_bytes >> 10, show_default=True,
+              help="COCO/VG: a caption or region description over this many KiB is dropped and listed in "
+              "<split>.errors.jsonl (the image keeps its other texts).")
+@click.option("--max-json-depth", type=click.IntRange(min=1), default=DEFAULT_CAPS.json_depth, show_default=True,
+              help="COCO/VG: annotation JSON nested deeper than this stops the stage with an error.")
 @friendly_errors
 def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant: str, leak_guard: bool, seed: int,
           resize: int | None, shard_samples: int, shard_mb: int, limit: int | None, force: bool,
-          tokenizer: str | None, max_member_mb: int) -> None:
+          tokenizer: str | None, max_member_mb: int, max_text_kb: int, max_json_depth: int) -> None:
     """Write WebDataset shards in DATA_DIR/out/DATASET, one sample per image.
 
     ImageNet: <key>.jpg, <key>.cls (class index 0-999 in classes.py order, torchvision's) and
@@ -436,8 +444,10 @@ def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant
             click.echo(line)
         click.echo(f"written: {layout.out(dataset)}/")
         return
+    from .pipeline.caps import Caps
     from .pipeline.datasets import coco, imagetext, vg
 
+    common["caps"] = Caps(text_bytes=max_text_kb << 10, member_bytes=max_member_mb << 20, json_depth=max_json_depth)
     if dataset == "coco":
         stats = coco.shard(layout, split or coco.DEFAULT_SPLIT, **common)
     else:

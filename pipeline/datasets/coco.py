@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from ..caps import DEFAULT_CAPS, Caps
 from ..errors import VlprepError
 from ..layout import Layout
 from ..records import coco as records
@@ -30,36 +31,47 @@ def fetch(layout: Layout, mirror: str | None = None, allow_unpublished: bool = F
     return fetch_files(layout.raw(NAME), URLS, mirror, allow_unpublished=allow_unpublished)
 
 
-def images(layout: Layout, split: str) -> list[records.CocoImage]:
+def images(layout: Layout, split: str, caps: Caps = DEFAULT_CAPS) -> list[records.CocoImage]:
     raw = layout.raw(NAME)
     needed = records.KARPATHY_ZIP if split in records.KARPATHY_SPLITS else records.ANNOTATIONS_ZIP
     if not (raw / needed).exists():
         raise VlprepError(f"{raw / needed} is missing", fix="run: vlprep fetch coco")
     if split in records.KARPATHY_SPLITS:
-        return records.karpathy_images(raw, split)
-    return records.official_images(raw, split)
+        return records.karpathy_images(raw, split, caps)
+    return records.official_images(raw, split, caps)
 
 
-def specs(found: list[records.CocoImage]) -> Iterator[imagetext.SampleSpec]:
+def specs(found: list[records.CocoImage], rejected: list[dict]) -> Iterator[imagetext.SampleSpec]:
+    """One sample per image; an image whose cocoid came before is appended to ``rejected`` instead
+    (the key is the cocoid, zero-padded: distinct integers give distinct keys)."""
+    seen: set[int] = set()
     for image in found:
+        key = f"{image.cocoid:012d}"
+        if image.cocoid in seen:
+            rejected.append({"key": key, "file": f"{image.image_zip}:{image.member}", "error": imagetext.DUPLICATE_KEY})
+            continue
+        seen.add(image.cocoid)
         kept = [(i, text) for i, text in zip(image.caption_ids, map(clean_caption, image.captions)) if text]
         meta = {"dataset": NAME, "image_id": image.cocoid, "cocoid": image.cocoid, "file_name": image.file_name,
                 "text_ids": [i for i, _ in kept]}
-        yield imagetext.SampleSpec(f"{image.cocoid:012d}", image.image_zip, image.member, meta,
-                                   [text for _, text in kept], dropped_texts=len(image.captions) - len(kept))
+        yield imagetext.SampleSpec(key, image.image_zip, image.member, meta,
+                                   [text for _, text in kept], dropped_texts=len(image.captions) - len(kept),
+                                   text_errors=list(image.dropped))
 
 
 def shard(layout: Layout, split: str = DEFAULT_SPLIT, workers: int = 1, seed: int = 0, resize: int | None = None,
           limit: int | None = None, max_count: int = 10_000, max_bytes: int = 1_000_000_000,
-          tokenizer: str | None = None, force: bool = False) -> dict:
+          tokenizer: str | None = None, force: bool = False, caps: Caps = DEFAULT_CAPS) -> dict:
     if split not in records.SPLITS:
         raise VlprepError(f"unknown COCO split {split!r}", fix=f"use one of: {', '.join(records.SPLITS)}")
-    found = images(layout, split)[:limit]
+    found = images(layout, split, caps)[:limit]
     config = imagetext.ShardConfig(NAME, split, shuffle=split in ("karpathy-train", "train2014"), seed=seed,
                                    resize=resize, max_count=max_count, max_bytes=max_bytes, limit=limit,
-                                   tokenizer=tokenizer)
-    return imagetext.build(layout, config, specs(found), workers, expected=EXPECTED[split],
-                           inputs=split_inputs(layout, split, found), force=force)
+                                   tokenizer=tokenizer, max_member_bytes=caps.member_bytes,
+                                   max_text_bytes=caps.text_bytes)
+    rejected: list[dict] = []
+    return imagetext.build(layout, config, specs(found, rejected), workers, expected=EXPECTED[split],
+                           rejected=rejected, inputs=split_inputs(layout, split, found), force=force)
 
 
 def split_inputs(layout: Layout, split: str, found: list[records.CocoImage]) -> dict[str, str]:

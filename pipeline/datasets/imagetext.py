@@ -21,6 +21,7 @@ from typing import Iterable, Iterator
 from tqdm import tqdm
 
 from .. import __version__
+from ..caps import DEFAULT_CAPS, MIB, OPTION_OF
 from ..errors import VlprepError
 from ..fileio import atomic_path, ensure_dir, file_digest, read_json, write_json
 from ..layout import Layout
@@ -35,6 +36,8 @@ from ..transforms.images import ImageError, prepare_image
 from .inputs import check_inputs, work_key
 
 WORK_VERSION = "imagetext-1"
+DUPLICATE_KEY = "duplicate key"
+"""The ``errors.jsonl`` cause of an image whose key an earlier image of the split already has."""
 BATCH_IMAGES = 2000
 
 
@@ -49,6 +52,8 @@ class SampleSpec:
     texts: list[str]
     dropped_texts: int = 0
     """Texts of the annotations left empty by cleaning (not in ``texts``; counted)."""
+    text_errors: list[dict] = field(default_factory=list)
+    """Texts left out for their value (over ``--max-text-kb``, not a string): ``errors.jsonl`` lines."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,10 @@ class ShardConfig:
     tokenizer: str | None = None
     manifest_name: str | None = None
     """``manifests/<dataset>-<manifest_name>.tsv.gz`` (default: the split)."""
+    max_member_bytes: int = DEFAULT_CAPS.member_bytes
+    """An image member over this is skipped unread (``--max-member-mb``)."""
+    max_text_bytes: int = DEFAULT_CAPS.text_bytes
+    """A caption or description over this is dropped and listed (``--max-text-kb``)."""
 
     def key(self, dictionary_sha: str, inputs: dict[str, str] | None = None) -> str:
         """The work folder's name: the options that decide the bytes and the sha256 of every raw input."""
@@ -90,7 +99,8 @@ def write_samples(specs: Iterable[SampleSpec], encoder: CaptionEncoder, path: Pa
                 offset = handle.tell()
                 handle.write(shard_sink.json_bytes(meta) + b"\n")
                 locators.append({"key": spec.key, "zip": spec.image_zip, "member": spec.member,
-                                 "offset": offset, "texts": len(spec.texts), "dropped": spec.dropped_texts})
+                                 "offset": offset, "texts": len(spec.texts), "dropped": spec.dropped_texts}
+                                | ({"text_errors": spec.text_errors} if spec.text_errors else {}))
             batch.clear()
 
         for spec in specs:
@@ -154,6 +164,31 @@ class ShardJob:
     locators: list[dict]
     resize: int | None
     record: str
+    max_member_bytes: int = DEFAULT_CAPS.member_bytes
+
+
+class MemberTooLarge(Exception):
+    """An image member over ``--max-member-mb``: skipped unread and listed, the stage goes on."""
+
+
+def member_over_cap(size: int, cap: int) -> str:
+    """The ``errors.jsonl`` cause of an image member too large to read."""
+    return f"image over the cap: {size:,} bytes > {cap / MIB:g} MB ({OPTION_OF['member_bytes']})"
+
+
+def read_image(raw: Path, locator: dict, cap: int) -> bytes:
+    """An image member's bytes, never more than ``cap``: the size in the central directory is checked
+    first, and the read is bounded too (``zipfile`` stops at the stored size, which a hand-made
+    zip may understate). Raises ``KeyError`` for a missing member, :class:`MemberTooLarge` over the cap."""
+    archive = _zip(str(raw / locator["zip"]))
+    info = archive.getinfo(locator["member"])
+    if info.file_size > cap:
+        raise MemberTooLarge(member_over_cap(info.file_size, cap))
+    with archive.open(info) as stream:
+        data = stream.read(cap + 1)
+    if len(data) > cap:
+        raise MemberTooLarge(member_over_cap(len(data), cap))
+    return data
 
 
 def write_one_shard(job: ShardJob) -> dict:
@@ -169,10 +204,13 @@ def write_one_shard(job: ShardJob) -> dict:
                 handle.seek(locator["offset"])
                 meta = json.loads(handle.readline())
                 try:
-                    data = _zip(str(raw / locator["zip"])).read(locator["member"])
+                    data = read_image(raw, locator, job.max_member_bytes)
                     image = prepare_image(data, job.resize)
                 except KeyError:
                     errors.append(_skipped(locator, "missing from the zip"))
+                    continue
+                except MemberTooLarge as exc:
+                    errors.append(_skipped(locator, str(exc)))
                     continue
                 except (ImageError, zipfile.BadZipFile, OSError) as exc:
                     errors.append(_skipped(locator, f"cannot decode: {exc}"))
@@ -198,13 +236,16 @@ def write_one_shard(job: ShardJob) -> dict:
 
 def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], workers: int,
           extra: dict | None = None, expected: tuple[int | None, int | None] | None = None,
-          inputs: dict[str, str] | None = None, force: bool = False) -> dict:
+          inputs: dict[str, str] | None = None, force: bool = False, rejected: list[dict] | None = None) -> dict:
     """Write ``out/<dataset>/<split>-*.tar`` + index, errors, stats and the manifest; return stats.
 
     ``inputs`` (``{<dataset>/<relpath>: sha256}`` of every raw file the split reads) is part of the
     work key, so a changed raw file rebuilds every shard of the split (its plan depends on the
     annotations and on the image zips' member sizes). Shards are staged and swapped in when all are
     written; a ``--limit`` build does not replace a more complete split unless ``force``.
+
+    ``rejected``: ``errors.jsonl`` lines of images the dataset left out before they became samples
+    (a key seen before); filled while ``specs`` is consumed.
     """
     dictionary = shipped_dictionary()
     key = config.key(dictionary.sha256, inputs)
@@ -220,7 +261,7 @@ def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], work
         locators = write_samples(tqdm(specs, desc=f"encode {config.dataset} {config.split}", unit="img",
                                       disable=None, leave=False), caption_encoder(config.tokenizer),
                                  work / "samples.jsonl")
-        plan = _plan(raw, config, locators, expected)
+        plan = _plan(raw, config, locators, expected, rejected or [])
         plan["extra"] = extra or {}
         write_json(plan_path, plan, durable=False)
     runs = plan["runs"]
@@ -232,7 +273,8 @@ def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], work
         if split_sink.shard_done(record, path, out / name, published):
             continue
         jobs.append(ShardJob(index, str(path), str(raw), str(work / "samples.jsonl"),
-                             [plan["locators"][i] for i in plan["order"][start:stop]], config.resize, str(record)))
+                             [plan["locators"][i] for i in plan["order"][start:stop]], config.resize, str(record),
+                             config.max_member_bytes))
     _close_zips()  # a forked worker must not share the parent's file offsets
     with process_pool(min(workers, len(jobs))) as pool, \
             tqdm(total=sum(len(j.locators) for j in jobs), desc=f"shard {config.dataset} {config.split}",
@@ -244,7 +286,7 @@ def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], work
         return _finish(layout, config, plan, results, key, inputs)
 
 
-def _plan(raw: Path, config: ShardConfig, locators: list[dict], expected) -> dict:
+def _plan(raw: Path, config: ShardConfig, locators: list[dict], expected, rejected: list[dict]) -> dict:
     """Fix the sample order and cut it into shards by the images' stored sizes."""
     missing = []
     sizes = []
@@ -255,13 +297,15 @@ def _plan(raw: Path, config: ShardConfig, locators: list[dict], expected) -> dic
             missing.append(_skipped(locator, "no text left after cleaning"))
         elif size is None:
             missing.append(_skipped(locator, "missing from the zip"))
+        elif size > config.max_member_bytes:
+            missing.append(_skipped(locator, member_over_cap(size, config.max_member_bytes)))
         else:
             kept.append(position)
             sizes.append(size)
     if expected and config.limit is None:
         images, texts = expected
-        found_texts = sum(loc["texts"] + loc["dropped"] for loc in locators)
-        if (images is not None and len(locators) != images) or (texts is not None and found_texts != texts):
+        found_texts = sum(loc["texts"] + loc["dropped"] + len(loc.get("text_errors", [])) for loc in locators)
+        if (images is not None and len(locators) + len(rejected) != images) or (texts is not None and found_texts != texts):
             raise VlprepError(
                 f"{config.dataset} {config.split}: the annotations list {len(locators):,} images and "
                 f"{found_texts:,} texts; the published files have {images:,} images"
@@ -273,7 +317,9 @@ def _plan(raw: Path, config: ShardConfig, locators: list[dict], expected) -> dic
     size_of = dict(zip(kept, sizes))
     order = [kept[i] for i in order]
     runs = shard_sink.plan_shards([size_of[i] for i in order], config.max_count, config.max_bytes)
-    return {"locators": locators, "order": order, "runs": runs, "missing": missing}
+    dropped = [{"key": loc["key"], "file": loc["zip"] + ":" + loc["member"], **error}
+               for loc in locators for error in loc.get("text_errors", [])]
+    return {"locators": locators, "order": order, "runs": runs, "missing": missing + rejected, "dropped": dropped}
 
 
 def _finish(layout: Layout, config: ShardConfig, plan: dict, results: list[dict], key: str,
@@ -281,8 +327,10 @@ def _finish(layout: Layout, config: ShardConfig, plan: dict, results: list[dict]
     out = layout.out(config.dataset)
     shards = [shard_sink.ShardInfo(**r["shard"]) for r in results]
     errors = plan["missing"] + [e for r in results for e in r["errors"]]
+    dropped = plan.get("dropped", [])
     with atomic_path(out / f"{config.split}.errors.jsonl") as tmp:
-        tmp.write_bytes(b"".join(shard_sink.json_bytes(e) + b"\n" for e in sorted(errors, key=lambda e: e["key"])))
+        tmp.write_bytes(b"".join(shard_sink.json_bytes(e) + b"\n"
+                                 for e in sorted(errors + dropped, key=lambda e: e["key"])))
     counts: Counter = Counter()
     lengths: Counter = Counter()
     for result in results:
@@ -296,6 +344,7 @@ def _finish(layout: Layout, config: ShardConfig, plan: dict, results: list[dict]
         "mean_text_tokens": round(token_sum / texts, 3) if texts else 0.0,
         "truncated_texts": counts["truncated"], "converted_images": counts["converted"],
         "empty_texts_dropped": sum(loc["dropped"] for loc in plan["locators"]),
+        "dropped_texts": len(dropped), "dropped_texts_by_cause": dict(Counter(e["error"].split(":")[0] for e in dropped)),
         **({"descriptions": counts["descriptions"]} if "descriptions" in counts else {}),
         "skipped_images": len(errors), "skipped_by_cause": dict(Counter(e["error"].split(":")[0] for e in errors)),
         "shards": len(shards), "bytes": sum(s.filesize for s in shards),
@@ -413,7 +462,7 @@ def summary_lines(stats: dict) -> list[str]:
 
 def _write_manifest(layout: Layout, config: ShardConfig, plan: dict, errors: list[dict]) -> None:
     """``manifests/<dataset>-<split or variant>.tsv.gz``: every image id considered and what became of it."""
-    skipped = {e["key"]: e["error"].split(":")[0] for e in errors}
+    skipped = {e["key"]: e["error"].split(":")[0] for e in errors if e["error"] != DUPLICATE_KEY}
     rows = [(loc["key"], "skipped: " + skipped[loc["key"]] if loc["key"] in skipped else "used")
             for loc in plan["locators"]]
     rows += [(f"{k:09d}", "leak-guarded") for k in plan.get("extra", {}).get("leak_guarded_ids", [])]

@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import __version__
+from ..caps import DEFAULT_CAPS, MIB, OPTION_OF
 from ..errors import VlprepError
 from ..fileio import TMP_MARK, atomic_path, ensure_dir, read_json, sha256_file, write_json
 from ..layout import Layout
@@ -32,7 +33,7 @@ from ..sources.archives import TarMember
 from ..sources.checksums import VerifiedRecord
 from ..redact import redact_text, redact_url
 from ..sources.mirror import Mirror
-from ..transforms.bpe import REFERENCE, LineEncoder, check_backend, default_backend, get_backend
+from ..transforms.bpe import BATCH_CHARS, REFERENCE, LineEncoder, check_backend, default_backend, get_backend
 from ..transforms.dictionary import EOS, Dictionary, load_dictionary
 from ..transforms.text import clean_document
 from .fetching import FetchReport, fetch_from_hub, fetch_from_mirror
@@ -52,7 +53,8 @@ PROVENANCE = "provenance.json"
 """Per split, the archive member behind each run of items (read by ``verify --tokenizer-check``)."""
 
 COUNTERS = ("documents", "documents_kept", "lines", "bpe_tokens", "ids", "text_bytes", "nul_removed",
-            "empty_lines_dropped", "unk", "separators")
+            "empty_lines_dropped", "unk", "separators", "documents_skipped")
+"""``documents`` counts every document read; ``documents_skipped`` those over ``--max-document-mb``."""
 
 
 # ----------------------------------------------------------------------------------------- fetch
@@ -88,10 +90,13 @@ class BinarizeConfig:
     dict_path: str | None = None
     tokenizer: str = field(default_factory=default_backend)
     """Not part of :meth:`key`: every backend gives the same ids, so finished work is shared."""
+    max_document_bytes: int = DEFAULT_CAPS.document_bytes
+    """A document over this is skipped and listed (``--max-document-mb``)."""
 
     def key(self, dictionary: Dictionary) -> str:
         blob = json.dumps({"pipeline": PIPELINE_VERSION, "dict": dictionary.sha256,
-                           "sep": self.doc_separator, "limit": self.limit}, sort_keys=True)
+                           "sep": self.doc_separator, "limit": self.limit,
+                           "max_document_bytes": self.max_document_bytes}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -106,6 +111,7 @@ class ChunkJob:
     tokenizer: str
     doc_separator: bool
     max_docs: int | None
+    max_document_bytes: int = DEFAULT_CAPS.document_bytes
 
 
 def binarize(layout: Layout, config: BinarizeConfig, workers: int = 1) -> dict:
@@ -127,12 +133,15 @@ def binarize(layout: Layout, config: BinarizeConfig, workers: int = 1) -> dict:
     stats: dict = {
         "dataset": NAME, "vlprep_version": __version__, "work_key": key,
         "tokenizer": config.tokenizer, "doc_separator": config.doc_separator, "limit": config.limit,
+        "max_document_bytes": config.max_document_bytes,
         "dictionary": {"sha256": dictionary.sha256, "source": dictionary.source, "symbols": len(dictionary)},
         "dtype": dtype.name, "subsets": {}, "splits": {}, "files": {},
         "inputs": _inputs(plans, config, dictionary),
     }
     for subset, plan in plans.items():
         stats["subsets"][f"{subset:02d}"] = {**_sum_counts(jobs_done[subset]), **plan.describe()}
+    stats["skipped_documents"] = [{"subset": part["subset"], "member": part["member"], **skip}
+                                  for parts in jobs_done.values() for part in parts for skip in part["skipped"]]
     staged: list[tuple[Path, Path]] = []
     provenance: dict = {"dataset": NAME, "doc_separator": config.doc_separator, "splits": {}}
     try:
@@ -226,7 +235,7 @@ def _run_chunks(plans: dict[int, SubsetPlan], config: BinarizeConfig, workers: i
                 break
             result = _load_chunk_result(plan.prefix(index))
             job = ChunkJob(str(plan.tar), member, str(plan.prefix(index)), config.dict_path,
-                           config.tokenizer, config.doc_separator, remaining)
+                           config.tokenizer, config.doc_separator, remaining, config.max_document_bytes)
             if result is None and remaining is not None:
                 result = binarize_chunk(job)  # --limit: counts decide the next job, so run in order
             if result is None:
@@ -258,43 +267,61 @@ def _encoder(dict_path: str | None, tokenizer: str) -> tuple[LineEncoder, int]:
 
 @dataclass
 class ChunkText:
-    """The cleaned lines of one ``.xz`` member, grouped by the documents that kept any."""
+    """The cleaned lines of some consecutive documents of one ``.xz`` member, grouped by the
+    documents that kept any, and the documents skipped for their size."""
 
     lines: list[str]
     kept_line_counts: list[int]
     counts: dict[str, int]
+    skipped: list[dict] = field(default_factory=list)
 
-    def items(self, doc_separator: bool) -> list[str | None]:
-        """The chunk's items in written order: each line, and None for a ``[</s>]`` separator."""
-        items: list[str | None] = []
-        start = 0
-        for number, count in enumerate(self.kept_line_counts):
-            if doc_separator and number:
-                items.append(None)
-            items += self.lines[start:start + count]
-            start += count
-        return items
+    def document_starts(self, first_kept_before: bool) -> np.ndarray:
+        """Line numbers that begin a kept document and get a ``[</s>]`` item before them: every one
+        but the chunk's first (``first_kept_before``: a document of this chunk was kept earlier)."""
+        if not self.kept_line_counts:
+            return np.empty(0, np.int64)
+        starts = np.cumsum([0, *self.kept_line_counts[:-1]], dtype=np.int64)
+        return starts if first_kept_before else starts[1:]
 
 
-def read_chunk_text(subset_tar: Path, member: TarMember, max_docs: int | None) -> ChunkText:
-    """Read and clean the first ``max_docs`` (all when None) documents of one ``.xz`` member."""
-    counts = dict.fromkeys(COUNTERS, 0)
-    lines: list[str] = []
-    kept_line_counts: list[int] = []
-    for _, raw in records.iter_documents(subset_tar, member):
-        if max_docs is not None and counts["documents"] >= max_docs:
+BATCH_DOCUMENT_BYTES = BATCH_CHARS
+"""Documents are cleaned and encoded in groups of about this many bytes (one BPE call's worth), so
+memory holds one group, not a whole ``.xz`` member, however far the member expands."""
+
+
+def read_chunk_batches(subset_tar: Path, member: TarMember, max_docs: int | None,
+                       max_document_bytes: int) -> Iterator[ChunkText]:
+    """Read and clean the first ``max_docs`` (all when None) documents of one ``.xz`` member, in
+    groups; a document over ``max_document_bytes`` is skipped unread and listed with its cause."""
+    batch, size, read = ChunkText([], [], dict.fromkeys(COUNTERS, 0)), 0, 0
+    for document in records.read_documents(subset_tar, member, max_document_bytes):
+        if max_docs is not None and read >= max_docs:
             break
-        document = clean_document(raw)
-        counts["documents"] += 1
-        counts["text_bytes"] += len(raw)
-        counts["nul_removed"] += document.nul_removed
-        counts["empty_lines_dropped"] += document.empty_dropped
-        if document.lines:
-            lines.extend(document.lines)
-            kept_line_counts.append(len(document.lines))
-    return ChunkText(lines, kept_line_counts, counts)
+        read += 1
+        _add_document(batch, document, max_document_bytes)
+        size += len(document.raw or b"")
+        if size >= BATCH_DOCUMENT_BYTES:
+            yield batch
+            batch, size = ChunkText([], [], dict.fromkeys(COUNTERS, 0)), 0
+    yield batch
 
 
+def _add_document(batch: ChunkText, document: records.Document, max_document_bytes: int) -> None:
+    counts = batch.counts
+    counts["documents"] += 1
+    if document.raw is None:
+        counts["documents_skipped"] += 1
+        batch.skipped.append({"document": document.name, "bytes": document.size,
+                              "cause": f"document over the cap of {max_document_bytes / MIB:g} MB "
+                                       f"({OPTION_OF['document_bytes']})"})
+        return
+    cleaned = clean_document(document.raw)
+    counts["text_bytes"] += len(document.raw)
+    counts["nul_removed"] += cleaned.nul_removed
+    counts["empty_lines_dropped"] += cleaned.empty_dropped
+    if cleaned.lines:
+        batch.lines.extend(cleaned.lines)
+        batch.kept_line_counts.append(len(cleaned.lines))
 def _run_job(item: tuple[int, int, ChunkJob]) -> dict:
     return binarize_chunk(item[2])
 
@@ -302,32 +329,80 @@ def _run_job(item: tuple[int, int, ChunkJob]) -> dict:
 def binarize_chunk(job: ChunkJob) -> dict:
     """Clean, encode and write one ``.xz`` member as ``<prefix>.{bin,idx}`` + ``<prefix>.json``.
 
-    The ``.json`` is written last: its presence means the chunk is complete.
+    Documents are read, encoded and written a group at a time, so memory stays bounded whatever
+    the member expands to. The ``.json`` is written last: its presence means the chunk is complete.
     """
     encoder, vocab_size = _encoder(job.dict_path, job.tokenizer)
-    text = read_chunk_text(Path(job.subset_tar), job.member, job.max_docs)
-    counts, lines, kept_line_counts = text.counts, text.lines, text.kept_line_counts
-    encoded = encoder.encode_batches(lines)
-    tokens, sizes = encoded.tokens, encoded.sizes
-    if job.doc_separator and len(kept_line_counts) > 1:
-        tokens, sizes = _insert_separators(tokens, sizes, kept_line_counts)
-    counts.update(documents_kept=len(kept_line_counts), lines=len(lines), bpe_tokens=encoded.bpe_tokens,
-                  ids=int(tokens.size), unk=encoded.unk, separators=int(sizes.size) - len(lines))
+    counts, skipped = dict.fromkeys(COUNTERS, 0), []
     prefix = Path(job.prefix)
     with atomic_path(Path(f"{prefix}.bin"), durable=False) as tmp_bin, \
             atomic_path(Path(f"{prefix}.idx"), durable=False) as tmp_idx:
-        fairseq.write_dataset(tmp_bin, tmp_idx, tokens, sizes, vocab_size)
-    result = {"member": job.member.name, "items": int(sizes.size), **counts}
+        writer = fairseq.DatasetWriter(tmp_bin, tmp_idx, fairseq.dtype_for_vocab(vocab_size))
+        try:
+            for batch in read_chunk_batches(Path(job.subset_tar), job.member, job.max_docs, job.max_document_bytes):
+                starts = batch.document_starts(counts["documents_kept"] > 0) if job.doc_separator else None
+                for tokens, sizes, unk in _encode_pieces(encoder, batch.lines, starts):
+                    writer.add(tokens, sizes)
+                    counts["unk"] += unk
+                for name, value in batch.counts.items():
+                    counts[name] += value
+                counts["documents_kept"] += len(batch.kept_line_counts)
+                counts["lines"] += len(batch.lines)
+                skipped += batch.skipped
+        except BaseException:
+            writer.abandon()
+            raise
+        writer.close()
+    counts.update(ids=writer.ids, separators=writer.items - counts["lines"],
+                  bpe_tokens=writer.ids - writer.items)
+    result = {"member": job.member.name, "items": writer.items, **counts, "skipped": skipped}
     write_json(Path(f"{prefix}.json"), result, durable=False)
     return result
 
 
-def _insert_separators(tokens: np.ndarray, sizes: np.ndarray, kept_line_counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Put one ``[</s>]`` item between consecutive kept documents (n−1 for n documents)."""
-    line_cuts = np.cumsum(kept_line_counts)[:-1]
+def _encode_pieces(encoder: LineEncoder, lines: list[str],
+                   separators_before: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """``(ids, sizes, unk)`` of ``lines`` about :data:`BATCH_CHARS` characters at a time, with one
+    ``[</s>]`` item put before each line number in ``separators_before``."""
+    if not lines:
+        return
+    ends = np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines)) + 1)
+    cuts = np.searchsorted(ends, np.arange(BATCH_CHARS, ends[-1], BATCH_CHARS), side="right")
+    bounds = [0, *sorted(set(cuts.tolist()) - {0, len(lines)}), len(lines)]
+    for first, stop in zip(bounds, bounds[1:]):
+        encoded = encoder.encode(lines[first:stop])
+        tokens, sizes = encoded.tokens, encoded.sizes
+        if separators_before is not None:
+            here = separators_before[(separators_before >= first) & (separators_before < stop)] - first
+            if here.size:
+                tokens, sizes = _insert_separators(tokens, sizes, here)
+        yield tokens, sizes, encoded.unk
+
+
+def _insert_separators(tokens: np.ndarray, sizes: np.ndarray, line_cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Put one ``[</s>]`` item before each of the lines numbered ``line_cuts``."""
     token_ends = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
-    token_cuts = token_ends[line_cuts]
-    return np.insert(tokens, token_cuts, EOS), np.insert(sizes, line_cuts, 1)
+    return np.insert(tokens, token_ends[line_cuts], EOS), np.insert(sizes, line_cuts, 1)
+
+
+def chunk_items(subset_tar: Path, member: TarMember, max_docs: int | None, max_document_bytes: int,
+                doc_separator: bool, wanted: set[int]) -> tuple[int, dict[int, str | None]]:
+    """How many items one ``.xz`` member gives, and the ``wanted`` ones by number: a cleaned line,
+    or None for a ``[</s>]`` separator. Read as :func:`binarize_chunk` reads, a group at a time."""
+    found: dict[int, str | None] = {}
+    position, kept_before = 0, False
+    for batch in read_chunk_batches(subset_tar, member, max_docs, max_document_bytes):
+        starts = set(batch.document_starts(kept_before).tolist()) if doc_separator else set()
+        for number, line in enumerate(batch.lines):
+            if number in starts:
+                if position in wanted:
+                    found[position] = None
+                position += 1
+            if position in wanted:
+                found[position] = line
+            position += 1
+        kept_before = kept_before or bool(batch.kept_line_counts)
+    return position, found
 
 
 def _load_chunk_result(prefix: Path) -> dict | None:
@@ -382,7 +457,7 @@ def _provenance(parts: list[dict], doc_separator: bool) -> list[dict]:
         first += separator
         rows.append({"subset": part["subset"], "member": part["member"], "offset": part["offset"],
                      "size": part["size"], "documents": part["documents"], "first_item": first,
-                     "items": part["items"]})
+                     "items": part["items"]} | ({"skipped": part["skipped"]} if part["skipped"] else {}))
         first += part["items"]
     return rows
 
@@ -477,6 +552,9 @@ def tokenizer_check(layout: Layout, samples: int, seed: int = 0) -> dict:
     if not provenance_path.exists():
         raise VlprepError(f"{provenance_path} is missing", fix="run: vlprep binarize owt")
     provenance = read_json(provenance_path)
+    stats_path = out / "stats.json"
+    cap = read_json(stats_path).get("max_document_bytes", DEFAULT_CAPS.document_bytes) if stats_path.exists() \
+        else DEFAULT_CAPS.document_bytes
     encoder = LineEncoder(load_dictionary(out / "dict.txt"), get_backend(REFERENCE))
     rng = random.Random(seed)
     population = [(split, row) for split, rows in provenance["splits"].items() for row in rows if row["items"]]
@@ -493,9 +571,9 @@ def tokenizer_check(layout: Layout, samples: int, seed: int = 0) -> dict:
         split, row = population[index]
         tar = tars[row["subset"]]
         member = TarMember(row["member"], row["offset"], row["size"])
-        items = read_chunk_text(tar, member, row["documents"]).items(provenance["doc_separator"])
-        if len(items) != row["items"]:
-            raise VlprepError(f"{tar}:{row['member']} now gives {len(items)} items, {row['items']} were written",
+        count, items = chunk_items(tar, member, row["documents"], cap, provenance["doc_separator"], set(wanted[index]))
+        if count != row["items"]:
+            raise VlprepError(f"{tar}:{row['member']} now gives {count} items, {row['items']} were written",
                               fix="the raw file changed since binarize; run: vlprep binarize owt")
         for within in wanted[index]:
             line, position = items[within], row["first_item"] + within

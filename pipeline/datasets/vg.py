@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Callable, Iterator
 
+from ..caps import DEFAULT_CAPS, Caps
 from ..errors import VlprepError
 from ..layout import Layout
 from ..records import coco as coco_records
@@ -62,22 +63,25 @@ def pack(phrases: list[str], length: Callable[[str], int]) -> list[tuple[str, li
     return groups
 
 
-def guarded_coco_ids(layout: Layout) -> set[int]:
+def guarded_coco_ids(layout: Layout, caps: Caps = DEFAULT_CAPS) -> set[int]:
     raw = layout.raw(COCO)
     if not (raw / coco_records.KARPATHY_ZIP).exists():
         raise VlprepError(f"the leak guard needs COCO's Karpathy split ({raw / coco_records.KARPATHY_ZIP})",
                           fix="run: vlprep fetch coco  (or pass --no-leak-guard to keep every VG image)")
-    return coco_records.karpathy_cocoids(raw, LEAK_SPLITS)
+    return coco_records.karpathy_cocoids(raw, LEAK_SPLITS, caps)
 
 
 def specs(layout: Layout, variant: str, guard: set[int], limit: int | None, counts: dict,
-          encoder: CaptionEncoder) -> Iterator[imagetext.SampleSpec]:
+          encoder: CaptionEncoder, caps: Caps = DEFAULT_CAPS,
+          rejected: list[dict] | None = None) -> Iterator[imagetext.SampleSpec]:
+    """One sample per image; an image id seen before is appended to ``rejected`` instead."""
     raw = layout.raw(NAME)
     for name in (records.IMAGE_DATA_ZIP, records.REGIONS_ZIP):
         if not (raw / name).exists():
             raise VlprepError(f"{raw / name} is missing", fix="run: vlprep fetch vg")
-    meta_by_id = records.image_data(raw)
-    for image_id, regions in records.iter_regions(raw):
+    meta_by_id = records.image_data(raw, caps)
+    seen: set[int] = set()
+    for image_id, regions, text_errors in records.iter_regions(raw, caps):
         if limit is not None and counts["images_considered"] >= limit:
             return
         counts["images_considered"] += 1
@@ -85,6 +89,12 @@ def specs(layout: Layout, variant: str, guard: set[int], limit: int | None, coun
         if image is None:
             counts["not_in_image_data"] += 1
             continue
+        if image_id in seen:
+            if rejected is not None:
+                rejected.append({"key": f"{image_id:09d}", "file": f"{image.image_zip}:{image.member}",
+                                 "error": imagetext.DUPLICATE_KEY})
+            continue
+        seen.add(image_id)
         if image.coco_id is not None and image.coco_id in guard:
             counts["leak_guarded_ids"].append(image_id)
             continue
@@ -105,24 +115,28 @@ def specs(layout: Layout, variant: str, guard: set[int], limit: int | None, coun
                                 for i in members] for _, members in groups],
                         joiner="'. ' between descriptions, ' ' after one ending in . ! or ?")
         yield imagetext.SampleSpec(f"{image_id:09d}", image.image_zip, image.member, meta, texts,
-                                   dropped_texts=dropped)
+                                   dropped_texts=dropped, text_errors=text_errors)
 
 
 def shard(layout: Layout, variant: str = "regions", workers: int = 1, seed: int = 0, resize: int | None = None,
           limit: int | None = None, leak_guard: bool = True, max_count: int = 10_000,
-          max_bytes: int = 1_000_000_000, tokenizer: str | None = None, force: bool = False) -> dict:
+          max_bytes: int = 1_000_000_000, tokenizer: str | None = None, force: bool = False,
+          caps: Caps = DEFAULT_CAPS) -> dict:
     if variant not in VARIANTS:
         raise VlprepError(f"unknown VG variant {variant!r}", fix=f"use one of: {', '.join(VARIANTS)}")
-    guard = guarded_coco_ids(layout) if leak_guard else set()
+    guard = guarded_coco_ids(layout, caps) if leak_guard else set()
     counts: dict = {"images_considered": 0, "not_in_image_data": 0,
                     "leak_guarded_ids": []}
     encoder = imagetext.caption_encoder(tokenizer)
     config = imagetext.ShardConfig(NAME, SPLIT if variant == "regions" else f"{SPLIT}-{variant}", shuffle=True,
                                    seed=seed, resize=resize, max_count=max_count, max_bytes=max_bytes, limit=limit,
                                    variant={"variant": variant, "leak_guard": leak_guard}, tokenizer=tokenizer,
-                                   manifest_name=variant)
-    return imagetext.build(layout, config, specs(layout, variant, guard, limit, counts, encoder), workers,
-                           extra=counts, inputs=shard_inputs(layout, leak_guard), force=force)
+                                   manifest_name=variant, max_member_bytes=caps.member_bytes,
+                                   max_text_bytes=caps.text_bytes)
+    rejected: list[dict] = []
+    return imagetext.build(layout, config, specs(layout, variant, guard, limit, counts, encoder, caps, rejected),
+                           workers, extra=counts, rejected=rejected,
+                           inputs=shard_inputs(layout, leak_guard), force=force)
 
 
 def shard_inputs(layout: Layout, leak_guard: bool) -> dict[str, str]:

@@ -1,14 +1,18 @@
 """OpenWebText's raw layout: subset tar → ``.xz`` members → xz-compressed tar → ``.txt`` documents.
 
 An ``.xz`` member (a few hundred documents) is the unit of parallel work: the subset tar is
-uncompressed, so a worker reads its member's bytes straight from their offset.
+uncompressed, so a worker reads its member's bytes straight from their offset, decompressing them
+as a stream: a verified ``.xz`` of a few hundred kilobytes may expand to gigabytes, so neither the
+member nor its decompressed tar is ever held whole, and one document over the cap is skipped.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..sources.archives import ARCHIVE_ERRORS, TarMember, corrupt_archive, iter_xz_tar, list_tar, read_member
+from ..caps import DEFAULT_CAPS
+from ..sources.archives import ARCHIVE_ERRORS, TarMember, corrupt_archive, iter_xz_tar, list_tar, open_member
 
 
 def subset_filename(subset: int) -> str:
@@ -24,13 +28,30 @@ def list_chunks(subset_tar: Path) -> list[TarMember]:
     return [m for m in list_tar(subset_tar) if m.name.endswith(".xz")]
 
 
-def iter_documents(subset_tar: Path, chunk: TarMember) -> Iterator[tuple[str, bytes]]:
-    """``(name, raw bytes)`` of each ``.txt`` document of one chunk, in archive order."""
-    data = read_member(subset_tar, chunk)
+@dataclass(frozen=True)
+class Document:
+    """One ``.txt`` member of a chunk: its bytes, or None when ``size`` is over the cap (not read)."""
+
+    name: str
+    raw: bytes | None
+    size: int
+
+
+def read_documents(subset_tar: Path, chunk: TarMember, max_bytes: int | None) -> Iterator[Document]:
+    """Each ``.txt`` document of one chunk, in archive order; those over ``max_bytes`` come unread."""
     label = f"{subset_tar}:{chunk.name}"
     try:
-        for name, raw in iter_xz_tar(data, label):
-            if name.endswith(".txt"):
-                yield name, raw
+        with open_member(subset_tar, chunk) as compressed:
+            for name, raw, size in iter_xz_tar(compressed, label, max_bytes):
+                if name.endswith(".txt"):
+                    yield Document(name, raw, size)
     except ARCHIVE_ERRORS as exc:
         raise corrupt_archive(subset_tar, chunk.name, exc) from exc
+
+
+def iter_documents(subset_tar: Path, chunk: TarMember) -> Iterator[tuple[str, bytes]]:
+    """``(name, raw bytes)`` of each ``.txt`` document of one chunk within the default cap, in order
+    (the documents ``binarize owt`` encodes with its default ``--max-document-mb``)."""
+    for document in read_documents(subset_tar, chunk, DEFAULT_CAPS.document_bytes):
+        if document.raw is not None:
+            yield document.name, document.raw

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ..caps import DEFAULT_CAPS, Caps
 from ..errors import VlprepError
-from ..sources.archives import ARCHIVE_ERRORS, corrupt_archive, open_zip_member
+from ..sources.jsonstream import iter_zip_json, text_problem
 
 IMAGE_DATA_ZIP = "image_data.json.zip"
 REGIONS_ZIP = "region_descriptions.json.zip"
@@ -47,42 +48,74 @@ class Region:
     height: int
 
 
-def image_data(raw: Path) -> dict[int, VgImage]:
-    """Every image's metadata by id (108 k small rows: fine in memory)."""
-    import ijson
+def _malformed(path: Path, member: str, record: str, problem: str) -> VlprepError:
+    """A row the published file cannot hold: the file is not the published one, so the stage stops."""
+    return VlprepError(f"{path} (member {member}): {record}: {problem}",
+                       fix=f"fetch the published {path.name} again (run: vlprep fetch vg)")
 
-    path = raw / IMAGE_DATA_ZIP
+
+def _number(row: dict, key: str, path: Path, member: str, record: str, optional: bool = False) -> int | None:
+    """``row[key]`` as an integer (JSON integers; whole floats too), or an error naming the record."""
+    if key not in row:
+        if optional:
+            return None
+        raise _malformed(path, member, record, f"no {key!r} field")
+    value = row[key]
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise _malformed(path, member, record, f"{key!r} is {value!r:.60}, not an integer")
+    return int(value)
+
+
+def image_data(raw: Path, caps: Caps = DEFAULT_CAPS) -> dict[int, VgImage]:
+    """Every image's metadata by id (108 k small rows: fine in memory); the first row of an id wins."""
+    path, member = raw / IMAGE_DATA_ZIP, "image_data.json"
     images: dict[int, VgImage] = {}
-    try:
-        with open_zip_member(path, "image_data.json") as handle:
-            for row in ijson.items(handle, "item", use_float=True):
-                image_id = int(row.get("image_id", row.get("id")))
-                url = str(row.get("url") or "")
-                folder = url.rstrip("/").split("/")[-2] if "/" in url else "VG_100K"
-                if folder not in FOLDER_ZIPS:
-                    raise VlprepError(f"{path}: image {image_id} has an unexpected url {url!r}",
-                                      fix="fetch the published image_data.json.zip again")
-                coco = row.get("coco_id")
-                images[image_id] = VgImage(image_id, int(coco) if coco is not None else None, folder,
-                                           row.get("width"), row.get("height"))
-    except (ijson.JSONError, *ARCHIVE_ERRORS) as exc:
-        raise corrupt_archive(path, "image_data.json", exc) from exc
+    for number, (row, _) in enumerate(iter_zip_json(path, member, "item", caps.text_bytes, caps.json_depth)):
+        record = f"row {number}"
+        if not isinstance(row, dict):
+            raise _malformed(path, member, record, "not an object")
+        image_id = _number(row, "image_id" if "image_id" in row else "id", path, member, record)
+        url = row.get("url") or ""
+        url = url if isinstance(url, str) else ""
+        folder = url.rstrip("/").split("/")[-2] if "/" in url else "VG_100K"
+        if folder not in FOLDER_ZIPS:
+            raise VlprepError(f"{path}: image {image_id} has an unexpected url {url!r:.80}",
+                              fix="fetch the published image_data.json.zip again")
+        record = f"image {image_id}"
+        images.setdefault(image_id, VgImage(image_id, _number(row, "coco_id", path, member, record, optional=True),
+                                            folder, _number(row, "width", path, member, record, optional=True),
+                                            _number(row, "height", path, member, record, optional=True)))
     return images
 
 
-def iter_regions(raw: Path) -> Iterator[tuple[int, list[Region]]]:
-    """``(image_id, regions)`` per image, in file order, streamed."""
-    import ijson
-
-    path = raw / REGIONS_ZIP
-    try:
-        with open_zip_member(path, "region_descriptions.json") as handle:
-            for row in ijson.items(handle, "item", use_float=True):
-                regions = row.get("regions") or []
-                image_id = row.get("id", regions[0]["image_id"] if regions else None)
-                if image_id is None:
-                    continue
-                yield int(image_id), [Region(int(r["region_id"]), str(r.get("phrase") or ""), int(r["x"]),
-                                             int(r["y"]), int(r["width"]), int(r["height"])) for r in regions]
-    except (ijson.JSONError, *ARCHIVE_ERRORS) as exc:
-        raise corrupt_archive(path, "region_descriptions.json", exc) from exc
+def iter_regions(raw: Path, caps: Caps = DEFAULT_CAPS) -> Iterator[tuple[int, list[Region], list[dict]]]:
+    """``(image_id, regions, dropped)`` per image, in file order, streamed; ``dropped`` lists the
+    descriptions left out for their value (over ``--max-text-kb``, not a string) with the cause."""
+    path, member = raw / REGIONS_ZIP, "region_descriptions.json"
+    for number, (row, stream) in enumerate(iter_zip_json(path, member, "item", caps.text_bytes, caps.json_depth)):
+        record = f"image row {number}"
+        if not isinstance(row, dict):
+            raise _malformed(path, member, record, "not an object")
+        regions = row.get("regions") or []
+        if not isinstance(regions, list) or not all(isinstance(r, dict) for r in regions):
+            raise _malformed(path, member, record, "'regions' is not a list of objects")
+        if "id" in row:
+            image_id = _number(row, "id", path, member, record)
+        elif regions:
+            image_id = _number(regions[0], "image_id", path, member, record)
+        else:
+            continue
+        kept, dropped = [], []
+        for region in regions:
+            where = f"image {image_id}, region {region.get('region_id')!r:.30}"
+            region_id = _number(region, "region_id", path, member, where)
+            box = [_number(region, k, path, member, where) for k in ("x", "y", "width", "height")]
+            phrase = region.get("phrase")
+            problem = None if phrase is None else text_problem(phrase, stream, caps.text_bytes)
+            if problem is None:
+                kept.append(Region(region_id, phrase or "", *box))
+            else:
+                dropped.append({"text_id": region_id, "error": problem[0], "bytes": problem[1]})
+        yield image_id, kept, dropped

@@ -126,6 +126,52 @@ def write_dataset(bin_path: Path, idx_path: Path, tokens: np.ndarray, sizes: np.
         write_index(handle, dtype, [sizes], len(sizes))
 
 
+class DatasetWriter:
+    """A ``.bin`` / ``.idx`` pair written piece by piece, for items too many to hold at once.
+
+    Ids go to ``.bin`` as they come; sizes go straight into ``.idx`` after a placeholder header,
+    and :meth:`close` fills in the item count and appends the pointers, read back from the sizes
+    on disk in blocks. The bytes equal :func:`write_dataset`'s for the same items, and memory holds
+    one piece, however many items a hostile archive expands to.
+    """
+
+    def __init__(self, bin_path: Path, idx_path: Path, dtype: np.dtype) -> None:
+        self.dtype = np.dtype(dtype)
+        self.items = self.ids = 0
+        self._bin = open(bin_path, "wb")
+        self._idx = open(idx_path, "w+b")
+        self._idx.write(index_header(self.dtype, 0))
+
+    def add(self, tokens: np.ndarray, sizes: np.ndarray) -> None:
+        self._bin.write(np.asarray(tokens).astype(self.dtype, copy=False).tobytes())
+        self._idx.write(np.asarray(sizes, dtype=np.int32).tobytes())
+        self.items += len(sizes)
+        self.ids += len(tokens)
+
+    def close(self) -> None:
+        """Complete the index (count and pointers) and close both files."""
+        self._bin.close()
+        handle, itemsize, offset = self._idx, self.dtype.itemsize, 0
+        for start in range(0, self.items, CHECK_BLOCK):
+            handle.seek(HEADER_SIZE + 4 * start)
+            sizes = np.frombuffer(handle.read(4 * min(CHECK_BLOCK, self.items - start)), dtype=np.int32)
+            ends = np.cumsum(sizes, dtype=np.int64) * itemsize + offset
+            pointers = np.empty_like(ends)
+            pointers[:1] = offset
+            pointers[1:] = ends[:-1]
+            handle.seek(0, 2)
+            handle.write(pointers.tobytes())
+            offset = int(ends[-1])
+        handle.seek(0)
+        handle.write(index_header(self.dtype, self.items))
+        handle.close()
+
+    def abandon(self) -> None:
+        """Close both files after a failure (the caller removes them)."""
+        self._bin.close()
+        self._idx.close()
+
+
 CHECK_BLOCK = 1 << 22
 
 

@@ -66,7 +66,7 @@ def list_tar(path: Path) -> list[TarMember]:
 
 
 def read_member(path: Path, member: TarMember) -> bytes:
-    """The raw bytes of one tar member."""
+    """The raw bytes of one tar member (small members only: stages stream with :func:`open_member`)."""
     with open(path, "rb") as handle:
         handle.seek(member.offset)
         data = handle.read(member.size)
@@ -75,16 +75,110 @@ def read_member(path: Path, member: TarMember) -> bytes:
     return data
 
 
-def iter_xz_tar(data: bytes, label: str) -> Iterator[tuple[str, bytes]]:
-    """Members of an xz-compressed tar held as bytes (an OpenWebText ``.xz`` chunk), in order.
+class _Window(io.RawIOBase):
+    """The next ``size`` bytes of an open file, as a stream of their own (one member read in place)."""
 
-    The member is decompressed in one call and its tar parsed from memory: about 3x faster than
-    tarfile's streaming mode, which reads through small buffers. Memory holds one decompressed
-    member (a few MB for OpenWebText), never a whole subset.
+    def __init__(self, handle: BinaryIO, size: int) -> None:
+        super().__init__()
+        self._handle, self._left = handle, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        wanted = min(len(buffer), self._left)
+        if wanted <= 0:
+            return 0
+        got = self._handle.readinto(memoryview(buffer)[:wanted])
+        self._left -= got
+        return got
+
+
+@contextlib.contextmanager
+def open_member(path: Path, member: TarMember) -> Iterator[BinaryIO]:
+    """One member of an uncompressed tar as a stream, read from its offset without holding it.
+
+    A subset tar's ``.xz`` member is ~30 MB; a verified archive may hold one of any size, so it is
+    never read whole. A file that ends inside the member reads short, which the reader of the
+    stream reports (an xz stream then ends before its end marker).
     """
-    raw = lzma.decompress(data)
-    for name, start, size in list_tar_bytes(raw, label):
-        yield name, raw[start:start + size]
+    with open(path, "rb") as handle:
+        handle.seek(member.offset)
+        yield _Window(handle, member.size)
+
+
+DISCARD_PIECE = 1 << 20
+"""Data of a member over its cap is read and dropped in pieces of this size, never held."""
+
+
+def iter_xz_tar(compressed: BinaryIO, label: str,
+                max_size: int | None = None) -> Iterator[tuple[str, bytes | None, int]]:
+    """``(name, data, size)`` of the regular files of an xz-compressed tar (an OpenWebText ``.xz``
+    chunk), decompressed as a stream, in order.
+
+    A few hundred kilobytes of xz can expand to gigabytes, so nothing holds the whole chunk: the
+    stream is decompressed as the tar is walked, and a member over ``max_size`` bytes is read
+    through in :data:`DISCARD_PIECE` pieces and yielded with ``data`` None, so the caller can
+    count it. Memory holds one member within the cap and the decompressor's buffers.
+    """
+    with lzma.LZMAFile(compressed) as stream:
+        yield from _iter_capped_tar(stream, label, max_size)
+
+
+def _iter_capped_tar(stream: BinaryIO, label: str, max_size: int | None) -> Iterator[tuple[str, bytes | None, int]]:
+    """Walk a tar strictly forward; as :func:`list_tar_bytes` does, the first empty header ends it."""
+    offset = 0
+    long_name: str | None = None
+    pax: dict[str, str] = {}
+    while True:
+        header = stream.read(BLOCK)
+        if not header or header.count(0) == BLOCK:
+            return
+        if len(header) < BLOCK:
+            raise tarfile.ReadError(f"the archive ends inside the header at byte {offset:,}")
+        where = f"byte {offset:,}"
+        name, kind, size = _parse_header(header, where)
+        if "size" in pax:
+            try:
+                size = int(pax["size"])
+            except ValueError as exc:
+                raise tarfile.ReadError(f"bad pax size at {where}") from exc
+        offset += BLOCK
+        padded = -(-size // BLOCK) * BLOCK
+        if kind in b"LKxg":  # extended headers describe the next member; real ones hold a path
+            if size > DISCARD_PIECE:
+                raise tarfile.ReadError(f"the extended header at {where} holds {size:,} bytes")
+            data = _read_exact(stream, padded, f"the extended header at {where}")[:size]
+            if kind == ord("L"):
+                long_name = tarfile.nts(data, "utf-8", "surrogateescape")
+            elif kind == ord("x"):
+                pax = _pax_records(data, where)
+            offset += padded
+            continue
+        if kind == ord("S"):
+            raise tarfile.ReadError(f"member {name} at {where} is a sparse file, which this reader does not expand")
+        name = safe_member_name(pax.get("path") or long_name or name, label)
+        long_name, pax = None, {}
+        if kind in _NO_DATA_TYPES:
+            continue
+        if kind in _REGULAR_TYPES and (max_size is None or size <= max_size):
+            data = _read_exact(stream, size, f"member {name}")
+            _discard(stream, padded - size, f"the padding of member {name}")
+            yield name, data, size
+        else:  # over the cap, or an unknown type that carries data (tarfile's rule)
+            _discard(stream, padded, f"member {name}")
+            if kind in _REGULAR_TYPES:
+                yield name, None, size
+        offset += padded
+
+
+def _discard(stream: BinaryIO, size: int, what: str) -> None:
+    """Read ``size`` bytes and drop them, a piece at a time."""
+    while size > 0:
+        piece = stream.read(min(size, DISCARD_PIECE))
+        if not piece:
+            raise tarfile.ReadError(f"the archive ends inside {what}")
+        size -= len(piece)
 
 
 _PLAIN_TYPES = frozenset(b"0\x001234567")
