@@ -37,7 +37,7 @@ from ..transforms.bpe import BATCH_CHARS, REFERENCE, LineEncoder, check_backend,
 from ..transforms.dictionary import EOS, Dictionary, load_dictionary
 from ..transforms.text import clean_document
 from .fetching import FetchReport, fetch_from_hub, fetch_from_mirror
-from .inputs import check_inputs, input_name
+from .inputs import check_inputs, file_input, input_name
 
 NAME = "owt"
 HUB_REPO = "Skylion007/openwebtext"
@@ -126,7 +126,7 @@ def binarize(layout: Layout, config: BinarizeConfig, workers: int = 1) -> dict:
     jobs_done = _run_chunks(plans, config, workers)
     stats_path = out / "stats.json"
     if stats_path.exists() and _outputs_current(read_json(stats_path), key, plans, config, out) \
-            and read_json(stats_path).get("inputs") == _inputs(plans, config, dictionary):
+            and read_json(stats_path).get("inputs") == _inputs(plans, config):
         return read_json(stats_path)
 
     dtype = fairseq.dtype_for_vocab(len(dictionary))
@@ -136,7 +136,7 @@ def binarize(layout: Layout, config: BinarizeConfig, workers: int = 1) -> dict:
         "max_document_bytes": config.max_document_bytes,
         "dictionary": {"sha256": dictionary.sha256, "source": dictionary.source, "symbols": len(dictionary)},
         "dtype": dtype.name, "subsets": {}, "splits": {}, "files": {},
-        "inputs": _inputs(plans, config, dictionary),
+        "inputs": _inputs(plans, config),
     }
     for subset, plan in plans.items():
         stats["subsets"][f"{subset:02d}"] = {**_sum_counts(jobs_done[subset]), **plan.describe()}
@@ -172,11 +172,11 @@ def binarize(layout: Layout, config: BinarizeConfig, workers: int = 1) -> dict:
     return stats
 
 
-def _inputs(plans: dict[int, SubsetPlan], config: BinarizeConfig, dictionary: Dictionary) -> dict[str, str]:
+def _inputs(plans: dict[int, SubsetPlan], config: BinarizeConfig) -> dict[str, str]:
     """sha256 of every raw input: each subset tar read (its chunks' work is keyed by it) and a ``--dict``."""
     inputs = {input_name(NAME, records.subset_relpath(s)): plan.sha256 for s, plan in plans.items()}
-    if config.dict_path:
-        inputs[str(Path(config.dict_path).resolve())] = dictionary.sha256
+    if config.dict_path:  # the file's bytes, as verify hashes them (Dictionary.sha256 is of its normal form)
+        inputs.update(file_input(Path(config.dict_path)))
     return inputs
 
 
