@@ -34,3 +34,32 @@ def test_a_token_inside_the_publish_url_reaches_neither_argv_nor_the_clone_confi
     assert URL_TOKEN.encode() not in logged, "the token went on git's argv or into .git/config"
     assert b"ENV GIT_CONFIG_KEY_0=http.https://github.com/.extraHeader" in logged, "it travels in a header"
     assert URL_TOKEN not in result.stdout + result.stderr
+
+
+def _vg_mirror(root: Path) -> dict[str, str]:
+    root.mkdir(parents=True)
+    for name in ("images.zip", "images2.zip", "region_descriptions.json.zip", "image_data.json.zip"):
+        with zipfile.ZipFile(root / name, "w") as archive:
+            archive.writestr("x.json", name)
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.iterdir()}
+
+
+def test_a_sha256sums_listing_one_file_twice_with_other_hashes_is_refused(tmp_path):
+    mirror = tmp_path / "vg"
+    sums = _vg_mirror(mirror)
+    lines = [f"{'0' * 64}  ./images.zip"] + [f"{sha}  {name}" for name, sha in sums.items()]
+    (mirror / "SHA256SUMS").write_text("\r\n".join(lines) + "\r\n")  # the wrong entry comes first
+    result = run_cli("fetch", "vg", "--data-dir", str(tmp_path / "data"), "--mirror", str(mirror), check=False)
+    assert result.returncode == 1, result.stdout
+    assert "images.zip" in result.stderr and "twice" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "raw" / "vg" / "images.zip").exists()
+
+
+def test_a_sha256sums_with_dot_slash_crlf_and_repeated_equal_lines_is_read(tmp_path):
+    mirror = tmp_path / "vg"
+    sums = _vg_mirror(mirror)
+    lines = [f"{sha}  ./{name}" for name, sha in sums.items()] + [f"{sums['images.zip']} *images.zip",
+                                                                   f"{'1' * 64}  ../../../etc/passwd"]
+    (mirror / "SHA256SUMS").write_text("\r\n".join(lines) + "\r\n")
+    result = run_cli("fetch", "vg", "--data-dir", str(tmp_path / "data"), "--mirror", str(mirror))
+    assert "4 checked against the mirror's SHA256SUMS" in result.stdout

@@ -69,8 +69,13 @@ def parse_sha256sums(text: str, source: str) -> dict[str, str]:
                 f"{source} line {number}: not a sha256sum line: {line[:80]!r}",
                 fix="regenerate it with: sha256sum <files> > SHA256SUMS (paths relative to the mirror root)",
             )
-        path = match.group(2).removeprefix("./")
-        sums[path] = match.group(1).lower()
+        path, sha = match.group(2).removeprefix("./"), match.group(1).lower()
+        if sums.get(path, sha) != sha:  # which one to trust would depend on line order
+            raise VlprepError(
+                f"{source} line {number}: {path} is listed twice with different sha256 ({sums[path]}, {sha})",
+                fix="keep one line per file: regenerate it with sha256sum <files> > SHA256SUMS",
+            )
+        sums[path] = sha
     return sums
 
 
