@@ -43,6 +43,15 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
+def parses(url: str) -> bool:
+    """True if ``url``'s host and port parse (a password with an unescaped ``/``, ``?`` or ``#`` breaks them)."""
+    try:
+        parts = urlsplit(url)
+        return bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:
+        return False
+
+
 def redact_text(text: str) -> str:
     """Every URL inside ``text`` (``"mirror https://u:p@host/"``) redacted, the rest unchanged."""
     return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
@@ -96,10 +105,13 @@ def _host_port(host: str, port: int | None) -> str:
 
 
 def _redact_unparsable(url: str) -> str:
-    """A URL ``urlsplit`` refuses (a bad port): drop everything between ``://`` and the last ``@``."""
+    """A URL ``urlsplit`` refuses (a bad port): drop everything between ``://`` and the last ``@``,
+    even past a ``/``, ``?`` or ``#``: a password holding one of those unescaped is cut there by the
+    parser, and the rest of it lands in the path, query or fragment."""
     scheme, _, rest = url.partition("://")
+    userinfo = ""
+    if "@" in rest:
+        userinfo, rest = f"{REDACTED}@", rest.rsplit("@", 1)[1]
     authority, slash, tail = rest.partition("/")
-    if "@" in authority:
-        authority = f"{REDACTED}@{authority.rsplit('@', 1)[1]}"
     tail_path, qmark, query = tail.partition("?")
-    return f"{scheme}://{authority}{slash}{tail_path}{qmark}{_redact_query(query)}"
+    return f"{scheme}://{userinfo}{authority}{slash}{tail_path}{qmark}{_redact_query(query)}"

@@ -63,3 +63,13 @@ def test_a_sha256sums_with_dot_slash_crlf_and_repeated_equal_lines_is_read(tmp_p
     (mirror / "SHA256SUMS").write_text("\r\n".join(lines) + "\r\n")
     result = run_cli("fetch", "vg", "--data-dir", str(tmp_path / "data"), "--mirror", str(mirror))
     assert "4 checked against the mirror's SHA256SUMS" in result.stdout
+
+
+def test_a_password_with_an_unescaped_slash_hash_or_question_mark_is_never_shown(tmp_path):
+    for sep in "/#?":
+        mirror = f"http://me:pw1x{sep}pw2y@127.0.0.1:9/"
+        result = run_cli("fetch", "owt", "--data-dir", str(tmp_path / "data"), "--mirror", mirror, "--subsets", "0",
+                         "--retry-budget", "1", check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode == 1 and "percent-encode" in output and "Traceback" not in output, output
+        assert "pw1x" not in output and "pw2y" not in output, output

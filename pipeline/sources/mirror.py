@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..errors import VlprepError
 from ..fileio import ensure_dir
-from ..redact import redact_url
+from ..redact import parses, redact_url
 from .checksums import SUMS_NAME, check_digest, parse_sha256sums, remove_quietly
 from .http import CHUNK, HTTPStatusError, RetryPolicy, download, make_session
 
@@ -30,6 +30,12 @@ class Mirror:
         self.policy = policy or RetryPolicy()
         parsed = urlparse(location)
         if parsed.scheme in ("http", "https"):
+            if not parses(location):
+                raise VlprepError(
+                    f"mirror {redact_url(location)}: its host or port does not parse",
+                    fix="percent-encode '/', '?', '#' and '@' inside a user name or password (%2F, %3F, %23, "
+                    "%40), then run the command again",
+                )
             self.base_url: str | None = _base_url(location)
             self.root: Path | None = None
             self.session = make_session(self.policy)
