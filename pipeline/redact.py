@@ -14,10 +14,11 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 REDACTED = "REDACTED"
 _SECRET_PARAM = re.compile(
-    r"(token|sig|signature|secret|passw|pwd|key|credential|auth|session|code|ticket|policy)", re.IGNORECASE)
+    r"(token|sig|signature|secret|passw|pwd|key|credential|auth|session|code|ticket|policy|jwt|^pass$|[_-]pass$)",
+    re.IGNORECASE)
 """Query parameter names whose value is a credential: ``token``, ``access_token``, ``sig``,
 ``X-Amz-Signature``, ``X-Amz-Credential``, ``X-Amz-Security-Token``, ``X-Goog-Signature``,
-``api_key``, ``Key-Pair-Id``, ``Policy``, ``password``…"""
+``api_key``, ``Key-Pair-Id``, ``Policy``, ``password``, ``pass``, ``jwt``…"""
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 

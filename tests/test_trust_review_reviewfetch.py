@@ -73,3 +73,12 @@ def test_a_password_with_an_unescaped_slash_hash_or_question_mark_is_never_shown
         output = result.stdout + result.stderr
         assert result.returncode == 1 and "percent-encode" in output and "Traceback" not in output, output
         assert "pw1x" not in output and "pw2y" not in output, output
+
+
+def test_pass_and_jwt_query_parameters_are_redacted():
+    from vlprep.pipeline.redact import redact_url, scrub
+
+    url = "https://h.example/m/?user=me&pass=pw-Secret-1&jwt=eyJhbGciOi.x.y&Bypass=1"
+    shown = redact_url(url)
+    assert "pw-Secret-1" not in shown and "eyJhbGciOi" not in shown and "Bypass=1" in shown, shown
+    assert "pw-Secret-1" not in scrub("failed: pw-Secret-1", url)
