@@ -82,3 +82,23 @@ def test_pass_and_jwt_query_parameters_are_redacted():
     shown = redact_url(url)
     assert "pw-Secret-1" not in shown and "eyJhbGciOi" not in shown and "Bypass=1" in shown, shown
     assert "pw-Secret-1" not in scrub("failed: pw-Secret-1", url)
+
+
+def test_a_copy_without_mtimes_is_checked_in_a_read_only_data_dir(tmp_path, monkeypatch):
+    """verify of a shared read-only copy made with ``cp -r`` re-hashes; it need not rewrite the record."""
+    import os
+
+    from vlprep.pipeline import fileio
+    from vlprep.pipeline.datasets.inputs import check_inputs, raw_inputs
+    from vlprep.pipeline.layout import Layout
+
+    mirror = tmp_path / "vg"
+    sums = _vg_mirror(mirror)
+    data = tmp_path / "data"
+    run_cli("fetch", "vg", "--data-dir", str(data), "--mirror", str(mirror))
+    os.utime(data / "raw" / "vg" / "images.zip", ns=(1_000_000_000, 1_000_000_000))
+    monkeypatch.setattr(fileio.os, "access", lambda path, mode, **kw: False)  # a read-only mount, even for root
+    layout = Layout(data)
+    inputs = raw_inputs(layout, "vg", ["images.zip"])
+    assert inputs == {"vg/images.zip": sums["images.zip"]}
+    assert check_inputs(layout, inputs, "run: vlprep shard vg", "vg train") == []

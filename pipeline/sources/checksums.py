@@ -121,7 +121,7 @@ class VerifiedRecord:
                 return False
             self.entries[relpath] = Verified(entry.sha256, entry.size, stat.st_mtime_ns, entry.origin,
                                              entry.checked)
-            self.save()
+            self._save_if_writable()
             self.rehashed.append(relpath)
         return expected_sha256 is None or expected_sha256 == entry.sha256
 
@@ -131,6 +131,14 @@ class VerifiedRecord:
         stat = (self.root / relpath).stat()
         self.entries[relpath] = Verified(sha256, stat.st_size, stat.st_mtime_ns, redact_text(origin), checked)
         self.save()
+
+    def _save_if_writable(self) -> None:
+        """Keep a re-hash's new mtime when the folder can be written; a read-only data dir (``verify``
+        of a shared copy) stays as it is, and its files are re-hashed again next time."""
+        try:
+            self.save()
+        except (VlprepError, OSError):
+            pass
 
     def save(self) -> None:
         write_json(self.path, {rel: vars(entry) for rel, entry in self.entries.items()})
