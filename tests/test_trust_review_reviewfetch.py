@@ -73,6 +73,8 @@ def test_a_password_with_an_unescaped_slash_hash_or_question_mark_is_never_shown
         output = result.stdout + result.stderr
         assert result.returncode == 1 and "percent-encode" in output and "Traceback" not in output, output
         assert "pw1x" not in output and "pw2y" not in output, output
+    for path in (tmp_path / "data").rglob("*"):  # the lock record names the command that holds it
+        assert not path.is_file() or b"pw1x" not in path.read_bytes() and b"pw2y" not in path.read_bytes(), path
 
 
 def test_pass_and_jwt_query_parameters_are_redacted():
@@ -102,3 +104,17 @@ def test_a_copy_without_mtimes_is_checked_in_a_read_only_data_dir(tmp_path, monk
     inputs = raw_inputs(layout, "vg", ["images.zip"])
     assert inputs == {"vg/images.zip": sums["images.zip"]}
     assert check_inputs(layout, inputs, "run: vlprep shard vg", "vg train") == []
+
+
+def test_a_damaged_fetch_record_is_one_line_naming_it_and_the_fix(tmp_path):
+    mirror = tmp_path / "vg"
+    _vg_mirror(mirror)
+    data = tmp_path / "data"
+    record = data / "raw" / "vg" / ".verified.json"
+    for damaged in ("", "{not json", "[]", '{"images.zip": {"sha256": "x"}}'):
+        run_cli("fetch", "vg", "--data-dir", str(data), "--mirror", str(mirror))
+        record.write_text(damaged)
+        result = run_cli("fetch", "vg", "--data-dir", str(data), "--mirror", str(mirror), check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (damaged, result.stderr)
+        assert str(record) in result.stderr and "delete it" in result.stderr, result.stderr
+        record.unlink()

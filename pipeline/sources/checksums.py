@@ -99,8 +99,7 @@ class VerifiedRecord:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.path = self.root / RECORD_NAME
-        data = read_json(self.path) if self.path.exists() else {}
-        self.entries = {rel: Verified(**entry) for rel, entry in data.items()}
+        self.entries = _read_entries(self.path)
         self.rehashed: list[str] = []
 
     def is_current(self, relpath: str, expected_sha256: str | None = None) -> bool:
@@ -144,6 +143,20 @@ class VerifiedRecord:
         write_json(self.path, {rel: vars(entry) for rel, entry in self.entries.items()})
         with atomic_path(self.root / SUMS_NAME) as tmp:
             tmp.write_text(format_sha256sums({r: e.sha256 for r, e in self.entries.items()}))
+
+
+def _read_entries(path: Path) -> dict[str, Verified]:
+    """The record in ``path`` (none if absent). A damaged one (emptied, hand-edited) is one error naming
+    it: guessing what it meant could call a file checked that never was."""
+    if not path.exists():
+        return {}
+    try:
+        return {rel: Verified(**entry) for rel, entry in read_json(path).items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise VlprepError(
+            f"{path}: not a valid fetch record ({str(exc)[:120]})",
+            fix=f"delete it and run: vlprep fetch {path.parent.name}  (files not recorded are fetched and checked again)",
+        ) from None
 
 
 def check_digest(path: Path, actual_sha256: str, actual_size: int, expected_sha256: str | None,
