@@ -118,3 +118,16 @@ def test_a_damaged_fetch_record_is_one_line_naming_it_and_the_fix(tmp_path):
         assert result.returncode == 1 and "Traceback" not in result.stderr, (damaged, result.stderr)
         assert str(record) in result.stderr and "delete it" in result.stderr, result.stderr
         record.unlink()
+
+
+def test_a_damaged_owt_source_record_is_one_line_naming_it_and_the_fix(tmp_path, owt_mirror):
+    data = tmp_path / "data"
+    run_cli("fetch", "owt", "--data-dir", str(data), "--mirror", str(owt_mirror), "--subsets", "0,5")
+    record = data / "raw" / "owt" / "SOURCE.json"
+    for damaged in ("{not json", "[]", '{"subsets/urlsf_subset00.tar": "x"}'):
+        record.write_text(damaged)
+        for command in (("fetch", "owt", "--mirror", str(owt_mirror), "--subsets", "0,5"),
+                        ("binarize", "owt", "--train-subsets", "0", "--valid-subsets", "5", "--workers", "1")):
+            result = run_cli(*command, "--data-dir", str(data), check=False)
+            assert result.returncode == 1 and "Traceback" not in result.stderr, (damaged, result.stderr)
+            assert str(record) in result.stderr and "delete it" in result.stderr, result.stderr
