@@ -131,3 +131,50 @@ def test_a_damaged_owt_source_record_is_one_line_naming_it_and_the_fix(tmp_path,
             result = run_cli(*command, "--data-dir", str(data), check=False)
             assert result.returncode == 1 and "Traceback" not in result.stderr, (damaged, result.stderr)
             assert str(record) in result.stderr and "delete it" in result.stderr, result.stderr
+
+
+class _NoValidators(__import__("http.server").server.BaseHTTPRequestHandler):
+    """Serves ``/f.bin`` with Range support but neither ETag nor Last-Modified; the first answer is cut."""
+
+    body = b""
+    cut = True
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+    def do_GET(self):  # noqa: N802
+        cls, body = type(self), type(self).body
+        start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        self.wfile.write(body[start:len(body) // 2] if cls.cut else body[start:])
+        cls.cut = False
+        self.close_connection = True
+
+
+def test_a_resume_without_any_validator_never_splices_an_unchecked_file(tmp_path):
+    import http.server
+    import random
+    import threading
+
+    import pytest
+
+    from vlprep.pipeline.errors import VlprepError
+    from vlprep.pipeline.sources.http import RetryPolicy, download
+
+    first, second = random.Random(1).randbytes(200_000), random.Random(2).randbytes(200_000)
+    _NoValidators.body, _NoValidators.cut = first, True
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoValidators)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url, dest = f"http://127.0.0.1:{server.server_address[1]}/f.bin", tmp_path / "f.bin"
+    try:
+        with pytest.raises(VlprepError, match="resumes from the"):
+            download(url, dest, policy=RetryPolicy(attempts=1, backoff=0.01, timeout=(2, 2)))
+        _NoValidators.body = second  # changed on the server, same size: nothing can tell but the bytes
+        download(url, dest, policy=RetryPolicy(attempts=3, backoff=0.01, timeout=(2, 2)))
+    finally:
+        server.shutdown()
+    assert dest.read_bytes() == second

@@ -113,6 +113,7 @@ def download(url: str, dest: Path, *, expected_sha256: str | None = None, expect
     part = dest.with_name(dest.name + ".part")
     session = session or make_session(policy)
     partial = _Partial(part)
+    partial.checked_at_end = expected_sha256 is not None
     shown = redact_url(url)
     with tqdm(desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024, initial=_size(part),
               total=expected_size, disable=None, leave=False) as bar:
@@ -193,6 +194,8 @@ class _Partial:
         self.digest = hashlib.sha256()
         self.last_byte_at = time.monotonic()
         self.meta: dict = {}
+        self.checked_at_end = False
+        """True when the whole file's sha256 is known: a wrongly resumed file is caught at the end."""
         if path.exists():
             with open(path, "rb") as handle:
                 while block := handle.read(CHUNK * 64):
@@ -223,6 +226,12 @@ class _Partial:
             return etag
         return self.meta.get("last_modified")
 
+    def resumable(self) -> bool:
+        """Resume only where a splice would show: the server named the version the bytes held came from
+        (ETag or Last-Modified, compared on resume), or the sha256 is checked at the end. With neither,
+        a file changed on the server would be appended to unnoticed."""
+        return bool(self.meta.get("etag") or self.meta.get("last_modified")) or self.checked_at_end
+
     def idle_tail(self, now: float) -> float:
         return max(0.0, now - self.last_byte_at)
 
@@ -230,6 +239,10 @@ class _Partial:
 def _stream_once(session: requests.Session, url: str, partial: _Partial, bar: tqdm, policy: RetryPolicy) -> None:
     """One request; append what arrives to the part file. Returns once the whole body is on disk."""
     have = _size(partial.path)
+    if have and not partial.resumable():
+        partial.restart()
+        bar.reset(total=bar.total)
+        have = 0
     headers = {}
     if have:
         headers["Range"] = f"bytes={have}-"
