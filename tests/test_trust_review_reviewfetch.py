@@ -178,3 +178,50 @@ def test_a_resume_without_any_validator_never_splices_an_unchecked_file(tmp_path
     finally:
         server.shutdown()
     assert dest.read_bytes() == second
+
+
+class _EndlessSums(__import__("http.server").server.BaseHTTPRequestHandler):
+    """A mirror whose ``SHA256SUMS`` never ends (valid lines, no Content-Length); nothing else exists."""
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+    def do_GET(self):  # noqa: N802
+        if not self.path.startswith("/SHA256SUMS"):
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        block = (f"{'0' * 64}  images.zip\n" * 20_000).encode()
+        try:
+            for _ in range(1_200_000_000 // len(block)):
+                self.wfile.write(block)
+        except OSError:
+            pass
+
+
+def test_a_mirror_sha256sums_that_never_ends_is_cut_without_exhausting_memory(tmp_path):
+    import http.server
+    import sys
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EndlessSums)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = subprocess.run(
+            ["prlimit", f"--as={2 << 30}", sys.executable, "-m", "vlprep.cli", "fetch", "vg", "--data-dir",
+             str(tmp_path / "data"), "--mirror", f"http://127.0.0.1:{server.server_address[1]}/"],
+            capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "SHA256SUMS" in result.stderr and "MiB" in result.stderr, result.stderr
+    (local := tmp_path / "mirror").mkdir()
+    with open(local / "SHA256SUMS", "wb") as sums:
+        sums.truncate(65 << 20)  # sparse: a local mirror's list is capped the same way
+    result = run_cli("fetch", "vg", "--data-dir", str(tmp_path / "data"), "--mirror", str(local), check=False)
+    assert result.returncode == 1 and "MiB" in result.stderr and "Traceback" not in result.stderr, result.stderr
