@@ -66,8 +66,7 @@ def test_a_sha256sums_with_dot_slash_crlf_and_repeated_equal_lines_is_read(tmp_p
 
 
 def test_a_password_with_an_unescaped_slash_hash_or_question_mark_is_never_shown(tmp_path):
-    for sep in "/#?":
-        mirror = f"http://me:pw1x{sep}pw2y@127.0.0.1:9/"
+    for mirror in [f"http://me:pw1x{sep}pw2y@127.0.0.1:9/" for sep in "/#?"] + ["https://me:pw1x[pw2y@127.0.0.1:9/"]:
         result = run_cli("fetch", "owt", "--data-dir", str(tmp_path / "data"), "--mirror", mirror, "--subsets", "0",
                          "--retry-budget", "1", check=False)
         output = result.stdout + result.stderr
@@ -225,3 +224,15 @@ def test_a_mirror_sha256sums_that_never_ends_is_cut_without_exhausting_memory(tm
         sums.truncate(65 << 20)  # sparse: a local mirror's list is capped the same way
     result = run_cli("fetch", "vg", "--data-dir", str(tmp_path / "data"), "--mirror", str(local), check=False)
     assert result.returncode == 1 and "MiB" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_publish_url_whose_password_breaks_its_host_never_reaches_git(tmp_path):
+    folder = _manifests(tmp_path / "manifests")
+    shim, log = _shim(tmp_path)
+    env = {"PATH": f"{shim}:{subprocess.os.environ['PATH']}", "HOME": str(tmp_path)}
+    result = run_cli("manifest", "publish", "--repo", "https://me:pw1x/pw2y@github.com/me/m.git", "--manifest-dir",
+                     str(folder), env=env, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "percent-encode" in output and "Traceback" not in output, output
+    assert "pw1x" not in output and "pw2y" not in output
+    assert not log.exists() or b"pw1x" not in log.read_bytes()

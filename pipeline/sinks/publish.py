@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..errors import VlprepError
-from ..redact import redact_url, scrub
+from ..redact import parses, redact_url, scrub
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,10 @@ def publish(files: list[Path], repo: str, branch: str, message: str, subdir: str
     if shutil.which("git") is None:
         raise VlprepError("git is not installed", fix="install git, then run the publish again")
     inside = check_subdir(subdir)
+    if repo.lower().startswith(("http://", "https://")) and not parses(repo):
+        raise VlprepError(f"--repo {redact_url(repo)}: its host or port does not parse",
+                          fix="percent-encode '/', '?', '#' and '@' inside a user name or password (%2F, %3F, %23, "
+                          "%40); nothing was pushed")
     if os.path.isdir(repo):
         repo = str(Path(repo).resolve())
     remote = split_credentials(repo)[0]  # what git sees; ``repo`` still carries the credentials to _git

@@ -33,14 +33,14 @@ class Mirror:
     def __init__(self, location: str, policy: RetryPolicy | None = None) -> None:
         self.location = location
         self.policy = policy or RetryPolicy()
+        if location.lower().startswith(("http://", "https://")) and not parses(location):
+            raise VlprepError(
+                f"mirror {redact_url(location)}: its host or port does not parse",
+                fix="percent-encode '/', '?', '#' and '@' inside a user name or password (%2F, %3F, %23, "
+                "%40), then run the command again",
+            )
         parsed = urlparse(location)
         if parsed.scheme in ("http", "https"):
-            if not parses(location):
-                raise VlprepError(
-                    f"mirror {redact_url(location)}: its host or port does not parse",
-                    fix="percent-encode '/', '?', '#' and '@' inside a user name or password (%2F, %3F, %23, "
-                    "%40), then run the command again",
-                )
             self.base_url: str | None = _base_url(location)
             self.root: Path | None = None
             self.session = make_session(self.policy)
