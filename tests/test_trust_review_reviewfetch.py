@@ -3,9 +3,23 @@ into a publish URL, conflicting ``SHA256SUMS`` entries, passwords with unescaped
 from __future__ import annotations
 
 import hashlib
+import http.server
+import os
+import random
 import subprocess
+import sys
+import threading
 import zipfile
 from pathlib import Path
+
+import pytest
+
+from vlprep.pipeline import fileio
+from vlprep.pipeline.datasets.inputs import check_inputs, raw_inputs
+from vlprep.pipeline.errors import VlprepError
+from vlprep.pipeline.layout import Layout
+from vlprep.pipeline.redact import redact_url, scrub
+from vlprep.pipeline.sources.http import RetryPolicy, download
 
 from .conftest import run_cli
 from .test_trust_publish import _bare, _manifests, _shim
@@ -25,7 +39,7 @@ def test_a_token_inside_the_publish_url_reaches_neither_argv_nor_the_clone_confi
     secret_url = CLEAN_URL.replace("https://", f"https://me:{URL_TOKEN}@")
     config = tmp_path / "gitconfig"
     config.write_text(f'[url "{bare}"]\n\tinsteadOf = {CLEAN_URL}\n\tinsteadOf = {secret_url}\n')
-    env = {"PATH": f"{shim}:{subprocess.os.environ['PATH']}", "GIT_CONFIG_GLOBAL": str(config),
+    env = {"PATH": f"{shim}:{os.environ['PATH']}", "GIT_CONFIG_GLOBAL": str(config),
            "HOME": str(tmp_path)}
     result = run_cli("manifest", "publish", "--repo", secret_url, "--manifest-dir", str(folder), env=env)
     assert "published" in result.stdout
@@ -77,8 +91,6 @@ def test_a_password_with_an_unescaped_slash_hash_or_question_mark_is_never_shown
 
 
 def test_pass_and_jwt_query_parameters_are_redacted():
-    from vlprep.pipeline.redact import redact_url, scrub
-
     url = "https://h.example/m/?user=me&pass=pw-Secret-1&jwt=eyJhbGciOi.x.y&Bypass=1"
     shown = redact_url(url)
     assert "pw-Secret-1" not in shown and "eyJhbGciOi" not in shown and "Bypass=1" in shown, shown
@@ -87,12 +99,6 @@ def test_pass_and_jwt_query_parameters_are_redacted():
 
 def test_a_copy_without_mtimes_is_checked_in_a_read_only_data_dir(tmp_path, monkeypatch):
     """verify of a shared read-only copy made with ``cp -r`` re-hashes; it need not rewrite the record."""
-    import os
-
-    from vlprep.pipeline import fileio
-    from vlprep.pipeline.datasets.inputs import check_inputs, raw_inputs
-    from vlprep.pipeline.layout import Layout
-
     mirror = tmp_path / "vg"
     sums = _vg_mirror(mirror)
     data = tmp_path / "data"
@@ -132,7 +138,7 @@ def test_a_damaged_owt_source_record_is_one_line_naming_it_and_the_fix(tmp_path,
             assert str(record) in result.stderr and "delete it" in result.stderr, result.stderr
 
 
-class _NoValidators(__import__("http.server").server.BaseHTTPRequestHandler):
+class _NoValidators(http.server.BaseHTTPRequestHandler):
     """Serves ``/f.bin`` with Range support but neither ETag nor Last-Modified; the first answer is cut."""
 
     body = b""
@@ -155,15 +161,6 @@ class _NoValidators(__import__("http.server").server.BaseHTTPRequestHandler):
 
 
 def test_a_resume_without_any_validator_never_splices_an_unchecked_file(tmp_path):
-    import http.server
-    import random
-    import threading
-
-    import pytest
-
-    from vlprep.pipeline.errors import VlprepError
-    from vlprep.pipeline.sources.http import RetryPolicy, download
-
     first, second = random.Random(1).randbytes(200_000), random.Random(2).randbytes(200_000)
     _NoValidators.body, _NoValidators.cut = first, True
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoValidators)
@@ -179,7 +176,7 @@ def test_a_resume_without_any_validator_never_splices_an_unchecked_file(tmp_path
     assert dest.read_bytes() == second
 
 
-class _EndlessSums(__import__("http.server").server.BaseHTTPRequestHandler):
+class _EndlessSums(http.server.BaseHTTPRequestHandler):
     """A mirror whose ``SHA256SUMS`` never ends (valid lines, no Content-Length); nothing else exists."""
 
     def log_message(self, format, *args):  # noqa: A002
@@ -203,10 +200,6 @@ class _EndlessSums(__import__("http.server").server.BaseHTTPRequestHandler):
 
 
 def test_a_mirror_sha256sums_that_never_ends_is_cut_without_exhausting_memory(tmp_path):
-    import http.server
-    import sys
-    import threading
-
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EndlessSums)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -229,7 +222,7 @@ def test_a_mirror_sha256sums_that_never_ends_is_cut_without_exhausting_memory(tm
 def test_a_publish_url_whose_password_breaks_its_host_never_reaches_git(tmp_path):
     folder = _manifests(tmp_path / "manifests")
     shim, log = _shim(tmp_path)
-    env = {"PATH": f"{shim}:{subprocess.os.environ['PATH']}", "HOME": str(tmp_path)}
+    env = {"PATH": f"{shim}:{os.environ['PATH']}", "HOME": str(tmp_path)}
     result = run_cli("manifest", "publish", "--repo", "https://me:pw1x/pw2y@github.com/me/m.git", "--manifest-dir",
                      str(folder), env=env, check=False)
     output = result.stdout + result.stderr
