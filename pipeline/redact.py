@@ -14,10 +14,11 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 REDACTED = "REDACTED"
 _SECRET_PARAM = re.compile(
-    r"(token|sig|signature|secret|passw|pwd|key|credential|auth|session|code|ticket|policy)", re.IGNORECASE)
+    r"(token|sig|signature|secret|passw|pwd|key|credential|auth|session|code|ticket|policy|jwt|^pass$|[_-]pass$)",
+    re.IGNORECASE)
 """Query parameter names whose value is a credential: ``token``, ``access_token``, ``sig``,
 ``X-Amz-Signature``, ``X-Amz-Credential``, ``X-Amz-Security-Token``, ``X-Goog-Signature``,
-``api_key``, ``Key-Pair-Id``, ``Policy``, ``password``…"""
+``api_key``, ``Key-Pair-Id``, ``Policy``, ``password``, ``pass``, ``jwt``…"""
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
@@ -41,6 +42,15 @@ def redact_url(url: str) -> str:
     query = _redact_query(parts.query)
     fragment = _redact_query(parts.fragment) if "=" in parts.fragment else parts.fragment
     return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+
+
+def parses(url: str) -> bool:
+    """True if ``url``'s host and port parse (a password with an unescaped ``/``, ``?`` or ``#`` breaks them)."""
+    try:
+        parts = urlsplit(url)
+        return bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:
+        return False
 
 
 def redact_text(text: str) -> str:
@@ -96,10 +106,13 @@ def _host_port(host: str, port: int | None) -> str:
 
 
 def _redact_unparsable(url: str) -> str:
-    """A URL ``urlsplit`` refuses (a bad port): drop everything between ``://`` and the last ``@``."""
+    """A URL ``urlsplit`` refuses (a bad port): drop everything between ``://`` and the last ``@``,
+    even past a ``/``, ``?`` or ``#``: a password holding one of those unescaped is cut there by the
+    parser, and the rest of it lands in the path, query or fragment."""
     scheme, _, rest = url.partition("://")
+    userinfo = ""
+    if "@" in rest:
+        userinfo, rest = f"{REDACTED}@", rest.rsplit("@", 1)[1]
     authority, slash, tail = rest.partition("/")
-    if "@" in authority:
-        authority = f"{REDACTED}@{authority.rsplit('@', 1)[1]}"
     tail_path, qmark, query = tail.partition("?")
-    return f"{scheme}://{authority}{slash}{tail_path}{qmark}{_redact_query(query)}"
+    return f"{scheme}://{userinfo}{authority}{slash}{tail_path}{qmark}{_redact_query(query)}"

@@ -71,11 +71,26 @@ def fetch(layout: Layout, subsets: tuple[int, ...], revision: str = DEFAULT_REVI
         report = fetch_from_hub(raw, relpaths, HUB_REPO, revision, KNOWN_SHA256)
         source = {"hub_repo": HUB_REPO, "revision": revision, "commit": report.commit}
     sources_path = raw / "SOURCE.json"
-    known = read_json(sources_path) if sources_path.exists() else {}
+    known = _read_sources(sources_path)
     for relpath in relpaths:
         known[relpath] = {**source, "sha256": report.sha256[relpath]}
     write_json(sources_path, known)
     return report
+
+
+def _read_sources(path: Path) -> dict[str, dict]:
+    """``raw/owt/SOURCE.json`` (empty if absent). A damaged one is one error naming it, not a traceback:
+    it is only provenance, and fetch writes it again."""
+    if not path.exists():
+        return {}
+    try:
+        sources = read_json(path)
+    except ValueError as exc:
+        sources = str(exc)
+    if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
+        raise VlprepError(f"{path}: not a valid source record ({str(sources)[:80]})",
+                          fix="delete it and run: vlprep fetch owt  (it is written again from the fetch)")
+    return sources
 
 
 # -------------------------------------------------------------------------------------- binarize
@@ -217,7 +232,7 @@ def _plan_subset(layout: Layout, subset: int, key: str) -> SubsetPlan:
     relpath = records.subset_relpath(subset)
     _, sha = _verified_subset(layout, subset)
     work_dir = layout.work(NAME) / f"chunks-{key}" / f"{subset:02d}-{sha[:16]}"
-    sources = read_json(raw / "SOURCE.json") if (raw / "SOURCE.json").exists() else {}
+    sources = _read_sources(raw / "SOURCE.json")
     source = {k: redact_text(v) if isinstance(v, str) else v
               for k, v in sources.get(relpath, {}).items() if k != "sha256"}
     return SubsetPlan(subset, raw / relpath, sha, records.list_chunks(raw / relpath), work_dir, source)

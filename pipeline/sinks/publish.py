@@ -18,10 +18,10 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..errors import VlprepError
-from ..redact import redact_url, scrub
+from ..redact import parses, redact_url, scrub
 
 
 @dataclass(frozen=True)
@@ -41,20 +41,42 @@ def _is_github_https(repo: str) -> bool:
         return False
 
 
+def split_credentials(repo: str) -> tuple[str, str | None]:
+    """``repo`` without its user info, and that user info (``user:password``, decoded) if it had any.
+
+    git would keep credentials written into the URL on its argv (readable in the process list) and
+    in the clone's ``.git/config``; they travel in an ``extraHeader`` for that URL's host instead."""
+    try:
+        parts = urlsplit(repo)
+        if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+            return repo, None
+        user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    except ValueError:
+        return repo, None
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])), f"{user}:{password}"
+
+
 def _auth_env(repo: str, base: dict[str, str]) -> dict[str, str]:
-    """``GIT_CONFIG_*`` variables carrying the token's header for a GitHub https remote, else nothing.
+    """``GIT_CONFIG_*`` variables carrying the credentials written in ``repo`` for its own host, or
+    else the token's header for a GitHub https remote, else nothing.
 
     Entries already in ``base`` (the user's own ``GIT_CONFIG_COUNT``) are kept; ours come after."""
+    remote, userinfo = split_credentials(repo)
     token = base.get("GITHUB_TOKEN")
-    if not token or not _is_github_https(repo):
+    if userinfo is not None:
+        parts = urlsplit(remote)
+        scope, basic_of = f"{parts.scheme}://{parts.netloc}/", userinfo
+    elif token and _is_github_https(repo):
+        scope, basic_of = "https://github.com/", f"x-access-token:{token}"
+    else:
         return {}
     try:
         count = int(base.get("GIT_CONFIG_COUNT", "0"))
     except ValueError:
         count = 0
-    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    basic = base64.b64encode(basic_of.encode()).decode()
     return {"GIT_CONFIG_COUNT": str(count + 1),
-            f"GIT_CONFIG_KEY_{count}": "http.https://github.com/.extraHeader",
+            f"GIT_CONFIG_KEY_{count}": f"http.{scope}.extraHeader",
             f"GIT_CONFIG_VALUE_{count}": f"Authorization: Basic {basic}"}
 
 
@@ -103,17 +125,22 @@ def publish(files: list[Path], repo: str, branch: str, message: str, subdir: str
     if shutil.which("git") is None:
         raise VlprepError("git is not installed", fix="install git, then run the publish again")
     inside = check_subdir(subdir)
+    if repo.lower().startswith(("http://", "https://")) and not parses(repo):
+        raise VlprepError(f"--repo {redact_url(repo)}: its host or port does not parse",
+                          fix="percent-encode '/', '?', '#' and '@' inside a user name or password (%2F, %3F, %23, "
+                          "%40); nothing was pushed")
     if os.path.isdir(repo):
         repo = str(Path(repo).resolve())
+    remote = split_credentials(repo)[0]  # what git sees; ``repo`` still carries the credentials to _git
     with tempfile.TemporaryDirectory(prefix="vlprep-publish-") as tmp:
         clone = Path(tmp) / "clone"
-        heads = _git(["ls-remote", "--heads", repo, branch], None, repo).stdout.strip()
+        heads = _git(["ls-remote", "--heads", remote, branch], None, repo).stdout.strip()
         if heads:
-            _git(["clone", "--quiet", "--no-tags", "--single-branch", "--branch", branch, "--depth", "1", repo,
+            _git(["clone", "--quiet", "--no-tags", "--single-branch", "--branch", branch, "--depth", "1", remote,
                   str(clone)], None, repo)
         else:  # an empty repository, or a new branch: start it with this commit
             _git(["init", "--quiet", "-b", branch, str(clone)], None, repo)
-            _git(["remote", "add", "origin", repo], clone, repo)
+            _git(["remote", "add", "origin", remote], clone, repo)
         target = _target_inside(clone, inside)
         for path in files:
             destination = target / path.name

@@ -69,8 +69,13 @@ def parse_sha256sums(text: str, source: str) -> dict[str, str]:
                 f"{source} line {number}: not a sha256sum line: {line[:80]!r}",
                 fix="regenerate it with: sha256sum <files> > SHA256SUMS (paths relative to the mirror root)",
             )
-        path = match.group(2).removeprefix("./")
-        sums[path] = match.group(1).lower()
+        path, sha = match.group(2).removeprefix("./"), match.group(1).lower()
+        if sums.get(path, sha) != sha:  # which one to trust would depend on line order
+            raise VlprepError(
+                f"{source} line {number}: {path} is listed twice with different sha256 ({sums[path]}, {sha})",
+                fix="keep one line per file: regenerate it with sha256sum <files> > SHA256SUMS",
+            )
+        sums[path] = sha
     return sums
 
 
@@ -94,8 +99,7 @@ class VerifiedRecord:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.path = self.root / RECORD_NAME
-        data = read_json(self.path) if self.path.exists() else {}
-        self.entries = {rel: Verified(**entry) for rel, entry in data.items()}
+        self.entries = _read_entries(self.path)
         self.rehashed: list[str] = []
 
     def is_current(self, relpath: str, expected_sha256: str | None = None) -> bool:
@@ -116,7 +120,7 @@ class VerifiedRecord:
                 return False
             self.entries[relpath] = Verified(entry.sha256, entry.size, stat.st_mtime_ns, entry.origin,
                                              entry.checked)
-            self.save()
+            self._save_if_writable()
             self.rehashed.append(relpath)
         return expected_sha256 is None or expected_sha256 == entry.sha256
 
@@ -127,10 +131,32 @@ class VerifiedRecord:
         self.entries[relpath] = Verified(sha256, stat.st_size, stat.st_mtime_ns, redact_text(origin), checked)
         self.save()
 
+    def _save_if_writable(self) -> None:
+        """Keep a re-hash's new mtime when the folder can be written; a read-only data dir (``verify``
+        of a shared copy) stays as it is, and its files are re-hashed again next time."""
+        try:
+            self.save()
+        except (VlprepError, OSError):
+            pass
+
     def save(self) -> None:
         write_json(self.path, {rel: vars(entry) for rel, entry in self.entries.items()})
         with atomic_path(self.root / SUMS_NAME) as tmp:
             tmp.write_text(format_sha256sums({r: e.sha256 for r, e in self.entries.items()}))
+
+
+def _read_entries(path: Path) -> dict[str, Verified]:
+    """The record in ``path`` (none if absent). A damaged one (emptied, hand-edited) is one error naming
+    it: guessing what it meant could call a file checked that never was."""
+    if not path.exists():
+        return {}
+    try:
+        return {rel: Verified(**entry) for rel, entry in read_json(path).items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise VlprepError(
+            f"{path}: not a valid fetch record ({str(exc)[:120]})",
+            fix=f"delete it and run: vlprep fetch {path.parent.name}  (files not recorded are fetched and checked again)",
+        ) from None
 
 
 def check_digest(path: Path, actual_sha256: str, actual_size: int, expected_sha256: str | None,

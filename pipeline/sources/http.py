@@ -100,8 +100,12 @@ def make_session(policy: RetryPolicy | None = None) -> requests.Session:
 
 
 def download(url: str, dest: Path, *, expected_sha256: str | None = None, expected_size: int | None = None,
-             session: requests.Session | None = None, policy: RetryPolicy | None = None) -> str:
+             session: requests.Session | None = None, policy: RetryPolicy | None = None,
+             max_size: int | None = None) -> str:
     """Download ``url`` to ``dest`` (resuming ``dest.part``), verify it, return its sha256.
+
+    ``max_size`` cuts a body that grows past it (a file read whole afterwards, such as a mirror's
+    ``SHA256SUMS``, whose size no one states in advance).
 
     Example::
 
@@ -113,6 +117,8 @@ def download(url: str, dest: Path, *, expected_sha256: str | None = None, expect
     part = dest.with_name(dest.name + ".part")
     session = session or make_session(policy)
     partial = _Partial(part)
+    partial.checked_at_end = expected_sha256 is not None
+    partial.max_size = max_size
     shown = redact_url(url)
     with tqdm(desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024, initial=_size(part),
               total=expected_size, disable=None, leave=False) as bar:
@@ -193,6 +199,9 @@ class _Partial:
         self.digest = hashlib.sha256()
         self.last_byte_at = time.monotonic()
         self.meta: dict = {}
+        self.checked_at_end = False
+        self.max_size: int | None = None
+        """True when the whole file's sha256 is known: a wrongly resumed file is caught at the end."""
         if path.exists():
             with open(path, "rb") as handle:
                 while block := handle.read(CHUNK * 64):
@@ -223,6 +232,12 @@ class _Partial:
             return etag
         return self.meta.get("last_modified")
 
+    def resumable(self) -> bool:
+        """Resume only where a splice would show: the server named the version the bytes held came from
+        (ETag or Last-Modified, compared on resume), or the sha256 is checked at the end. With neither,
+        a file changed on the server would be appended to unnoticed."""
+        return bool(self.meta.get("etag") or self.meta.get("last_modified")) or self.checked_at_end
+
     def idle_tail(self, now: float) -> float:
         return max(0.0, now - self.last_byte_at)
 
@@ -230,6 +245,10 @@ class _Partial:
 def _stream_once(session: requests.Session, url: str, partial: _Partial, bar: tqdm, policy: RetryPolicy) -> None:
     """One request; append what arrives to the part file. Returns once the whole body is on disk."""
     have = _size(partial.path)
+    if have and not partial.resumable():
+        partial.restart()
+        bar.reset(total=bar.total)
+        have = 0
     headers = {}
     if have:
         headers["Range"] = f"bytes={have}-"
@@ -318,6 +337,9 @@ def _copy_body(response: requests.Response, partial: _Partial, bar: tqdm, policy
             handle.write(block)
             partial.digest.update(block)
             bar.update(len(block))
+            if partial.max_size is not None and handle.tell() > partial.max_size:
+                raise VlprepError(f"{redact_url(url)} is over {partial.max_size >> 20} MiB, more than such a file "
+                                  "can be", fix="check that --mirror points at the mirror's root and serves this file")
             now = partial.last_byte_at = time.monotonic()
             window_bytes += len(raw)
             if now - window_start >= policy.idle:

@@ -17,9 +17,14 @@ from tqdm import tqdm
 
 from ..errors import VlprepError
 from ..fileio import ensure_dir
-from ..redact import redact_url
+from ..redact import parses, redact_url
 from .checksums import SUMS_NAME, check_digest, parse_sha256sums, remove_quietly
 from .http import CHUNK, HTTPStatusError, RetryPolicy, download, make_session
+
+
+MAX_SUMS_BYTES = 64 << 20
+"""A ``SHA256SUMS`` is read whole: 64 MiB is ~700,000 lines, far more than any dataset's files, and
+keeps a broken or hostile mirror's endless answer from filling memory and disk."""
 
 
 class Mirror:
@@ -28,6 +33,12 @@ class Mirror:
     def __init__(self, location: str, policy: RetryPolicy | None = None) -> None:
         self.location = location
         self.policy = policy or RetryPolicy()
+        if location.lower().startswith(("http://", "https://")) and not parses(location):
+            raise VlprepError(
+                f"mirror {redact_url(location)}: its host or port does not parse",
+                fix="percent-encode '/', '?', '#' and '@' inside a user name or password (%2F, %3F, %23, "
+                "%40), then run the command again",
+            )
         parsed = urlparse(location)
         if parsed.scheme in ("http", "https"):
             self.base_url: str | None = _base_url(location)
@@ -64,13 +75,17 @@ class Mirror:
     def _read_sums(self) -> dict[str, str]:
         if self.root is not None:
             path = self.root / SUMS_NAME
+            if path.exists() and path.stat().st_size > MAX_SUMS_BYTES:
+                raise VlprepError(f"{path} is over {MAX_SUMS_BYTES >> 20} MiB, more than a list of a dataset's "
+                                  "files can be", fix="check that --mirror points at the mirror's root")
             return parse_sha256sums(path.read_text(), str(path)) if path.exists() else {}
         import tempfile
 
         shown = redact_url(self.url(SUMS_NAME))
         with tempfile.TemporaryDirectory(prefix="vlprep-sums-") as tmp:
             try:
-                download(self.url(SUMS_NAME), Path(tmp) / SUMS_NAME, session=self.session, policy=self.policy)
+                download(self.url(SUMS_NAME), Path(tmp) / SUMS_NAME, session=self.session, policy=self.policy,
+                         max_size=MAX_SUMS_BYTES)
             except HTTPStatusError as exc:
                 if exc.status == 404:
                     return {}
