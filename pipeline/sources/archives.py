@@ -404,6 +404,18 @@ def corrupt_archive(path: Path, member: str | None, exc: BaseException) -> Vlpre
     )
 
 
+def open_zip_info(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
+    """``archive.open(info)``, where a member zipfile cannot read raises ``BadZipFile`` as a damaged
+    one does: for an encrypted member zipfile raises ``RuntimeError``, and for a compression method
+    or feature it lacks (Deflate64, strong encryption) ``NotImplementedError``, which no caller
+    expects from an archive."""
+    try:
+        return archive.open(info)
+    except (RuntimeError, NotImplementedError) as exc:
+        reason = "it is encrypted" if info.flag_bits & 0x1 else str(exc)
+        raise zipfile.BadZipFile(f"member {info.filename} cannot be read: {reason}") from exc
+
+
 def iter_zip(path: Path) -> Iterator[tuple[str, BinaryIO]]:
     """Yield ``(name, open member stream)`` of a zip's regular files, in central-directory order.
 
@@ -416,7 +428,7 @@ def iter_zip(path: Path) -> Iterator[tuple[str, BinaryIO]]:
                 name = safe_member_name(info.filename, str(path))
                 if info.is_dir():
                     continue
-                with archive.open(info) as stream:
+                with open_zip_info(archive, info) as stream:
                     yield name, stream
     except ARCHIVE_ERRORS as exc:
         raise corrupt_archive(path, None, exc) from exc
@@ -435,5 +447,5 @@ def open_zip_member(path: Path, suffix: str) -> Iterator[BinaryIO]:
         names = [n for n in archive.namelist() if n.endswith(suffix)]
         if not names:
             raise VlprepError(f"{path} holds no {suffix}", fix="fetch the published file again")
-        with archive.open(names[0]) as handle:
+        with open_zip_info(archive, archive.getinfo(names[0])) as handle:
             yield handle
