@@ -7,10 +7,16 @@ those with ``RuntimeError``, ``NotImplementedError``, ``zlib.error`` or ``EOFErr
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
+import lzma
 import struct
+import tarfile
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from .test_trust_coco_vg import COCO_FILES, base, copy_mirror, one_line_error, shard, write_sums  # noqa: F401
 from .conftest import run_cli
@@ -93,3 +99,58 @@ def test_an_encrypted_or_deflate64_annotation_json_is_one_line(tmp_path, base):
         write_sums(mirror, COCO_FILES)
         result, _ = shard("coco", mirror, tmp_path / str(field))
         one_line_error(result, "caption_datasets.zip", "dataset_coco.json", words, "fetch")
+
+
+# ------------------------------------------------------------------ tar headers with a negative size
+
+def negative_size_headers(name: str) -> list[bytes]:
+    """Two ways a tar header can give a member of size -1: a pax ``size`` record, and a GNU
+    base-256 size field of all ones (checksum fixed). Each is a whole header block sequence."""
+    pax = tarfile.TarInfo(name)
+    pax.pax_headers = {"size": "-1"}
+    gnu = bytearray(tarfile.TarInfo(name).tobuf(tarfile.GNU_FORMAT))
+    gnu[124:136] = b"\xff" * 12
+    gnu[148:156] = b" " * 8
+    gnu[148:156] = b"%06o\0 " % sum(gnu)
+    return [pax.tobuf(tarfile.PAX_FORMAT), bytes(gnu)]
+
+
+@pytest.mark.parametrize("form", [0, 1], ids=["pax", "gnu-base-256"])
+def test_an_imagenet_member_of_negative_size_before_a_gzip_bomb_is_one_line(tmp_path, form):
+    from .test_trust_imagenet_glue import assert_clean_failure, fetched_imagenet, imagenet_mirror, run_capped, zeros_gz
+
+    header = negative_size_headers("n01440764_9999_n01440764.JPEG")[form]
+    mirror = imagenet_mirror(tmp_path, {0: [gzip.compress(header), zeros_gz(3 << 30)]})
+    data = fetched_imagenet(tmp_path, mirror)
+    result, peak = run_capped("shard", "imagenet", "--data-dir", str(data), "--workers", "1", "--limit", "100000")
+    assert_clean_failure(result, "train_images_0.tar.gz", "negative", "fix:")
+    assert peak < 1e9
+
+
+def xz_zeros(size: int) -> bytes:
+    """``size`` zero bytes as concatenated xz streams (LZMAFile reads them as one): cheap to build."""
+    piece = lzma.compress(b"\0" * (1 << 20), preset=0)
+    return piece * (size >> 20)
+
+
+@pytest.mark.parametrize("form", [0, 1], ids=["pax", "gnu-base-256"])
+def test_an_owt_document_of_negative_size_before_an_xz_bomb_is_one_line(tmp_path, form):
+    from vlprep.pipeline.demo import build_owt_mirror
+    from vlprep.pipeline.records.owt import subset_relpath
+    from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums
+
+    from .test_trust_owt import add_member, run_capped
+
+    root = tmp_path / "mirror"
+    build_owt_mirror(root, (0, 5), chunks=1, docs_per_chunk=3, seed=5)
+    header = negative_size_headers("openwebtext/0001-negative.txt")[form]
+    add_member(root / subset_relpath(0), "openwebtext/urlsf_subset00-9_data.xz",
+               lzma.compress(header, preset=0) + xz_zeros(3 << 30))
+    sums = {subset_relpath(s): hashlib.sha256((root / subset_relpath(s)).read_bytes()).hexdigest() for s in (0, 5)}
+    (root / SUMS_NAME).write_text(format_sha256sums(sums))
+    data = tmp_path / "data"
+    run_cli("fetch", "owt", "--data-dir", str(data), "--mirror", str(root), "--subsets", "0,5")
+    result, peak = run_capped("binarize", "owt", "--data-dir", str(data), "--train-subsets", "0",
+                              "--valid-subsets", "5", "--workers", "1")
+    one_line_error(result, "urlsf_subset00-9_data.xz", "negative", "fetch")
+    assert peak < 1e9

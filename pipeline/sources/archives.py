@@ -139,10 +139,7 @@ def _iter_capped_tar(stream: BinaryIO, label: str, max_size: int | None) -> Iter
         where = f"byte {offset:,}"
         name, kind, size = _parse_header(header, where)
         if "size" in pax:
-            try:
-                size = int(pax["size"])
-            except ValueError as exc:
-                raise tarfile.ReadError(f"bad pax size at {where}") from exc
+            size = _pax_size(pax["size"], where)
         offset += BLOCK
         padded = -(-size // BLOCK) * BLOCK
         if kind in b"LKxg":  # extended headers describe the next member; real ones hold a path
@@ -170,6 +167,18 @@ def _iter_capped_tar(stream: BinaryIO, label: str, max_size: int | None) -> Iter
             if kind in _REGULAR_TYPES:
                 yield name, None, size
         offset += padded
+
+
+def _pax_size(value: str, where: str) -> int:
+    """A pax ``size`` record as a byte count; a negative one would make ``read(size)`` read the
+    whole rest of the stream (a gzip or xz bomb) into memory."""
+    try:
+        size = int(value)
+    except ValueError as exc:
+        raise tarfile.ReadError(f"bad pax size at {where}") from exc
+    if size < 0:
+        raise tarfile.ReadError(f"negative pax size {size:,} at {where}")
+    return size
 
 
 def _discard(stream: BinaryIO, size: int, what: str) -> None:
@@ -200,6 +209,8 @@ def _parse_header(header: bytes, where: str) -> tuple[str, int, int]:
         raise tarfile.ReadError(f"bad header checksum at {where}")
     kind = header[156]
     size = tarfile.nti(header[124:136])
+    if size < 0:  # GNU base-256 can say -1: read(-1) would read the whole rest of the stream
+        raise tarfile.ReadError(f"negative member size {size:,} in the header at {where}")
     name = tarfile.nts(header[0:100], "utf-8", "surrogateescape")
     if kind == 0 and name.endswith("/"):
         kind = ord("5")
@@ -318,10 +329,7 @@ def iter_tar_members(stream: BinaryIO, label: str, wanted: Callable[[str], bool]
         name, kind, size = _parse_header(header, where)
         regular = kind in _REGULAR_TYPES
         if "size" in pax:
-            try:
-                size = int(pax["size"])
-            except ValueError as exc:
-                raise tarfile.ReadError(f"bad pax size at {where}") from exc
+            size = _pax_size(pax["size"], where)
         offset += BLOCK
         padded = -(-size // BLOCK) * BLOCK
         if kind in b"LKxg":  # extended headers describe the next member
