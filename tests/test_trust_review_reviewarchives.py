@@ -154,3 +154,20 @@ def test_an_owt_document_of_negative_size_before_an_xz_bomb_is_one_line(tmp_path
                               "--valid-subsets", "5", "--workers", "1")
     one_line_error(result, "urlsf_subset00-9_data.xz", "negative", "fetch")
     assert peak < 1e9
+
+
+# ------------------------------------------------------------------------------ a huge JSON number
+
+def test_a_64_mb_number_in_an_ignored_field_stops_with_one_line(tmp_path, base):
+    """The parser builds a number whole and in quadratic time (64 MB: ~25 s; 500 MB: ~25 min)."""
+    from .test_trust_coco_vg import rewrite_member
+
+    mirror = copy_mirror(base, tmp_path, "coco")
+    with zipfile.ZipFile(mirror / "caption_datasets.zip") as archive:
+        document = archive.read("dataset_coco.json")
+    assert document.startswith(b"{")
+    rewrite_member(mirror / "caption_datasets.zip", "dataset_coco.json",
+                   [b'{"ignored": 1.', *[b"1" * (1 << 20)] * 64, b", " + document[1:]])
+    write_sums(mirror, COCO_FILES)
+    result, _ = shard("coco", mirror, tmp_path, capped=True)
+    one_line_error(result, "caption_datasets.zip", "dataset_coco.json", "JSON number longer than", "--max-text-kb")
