@@ -171,3 +171,50 @@ def test_a_64_mb_number_in_an_ignored_field_stops_with_one_line(tmp_path, base):
     write_sums(mirror, COCO_FILES)
     result, _ = shard("coco", mirror, tmp_path, capped=True)
     one_line_error(result, "caption_datasets.zip", "dataset_coco.json", "JSON number longer than", "--max-text-kb")
+
+
+# ------------------------------------------------------------------------ a parquet footer that lies
+
+def zigzag_varint(value: int, width: int = 0) -> bytes:
+    """``value`` as a Thrift compact zigzag varint, padded with empty continuation bytes to ``width``
+    (a legal encoding readers accept)."""
+    out = bytearray()
+    value *= 2
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    if len(out) < width:
+        out[-1] |= 0x80
+        out += b"\x80" * (width - len(out) - 1) + b"\x00"
+    return bytes(out)
+
+
+def test_a_glue_footer_understating_a_256_mb_sentence_is_refused_in_bounded_memory(tmp_path):
+    import pyarrow.parquet as pq
+
+    from vlprep.pipeline.records.glue import task_named
+
+    from .test_trust_imagenet_glue import assert_clean_failure, glue_data, rte, run_capped
+    from .test_trust_imagenet_glue import write_sums as write_all_sums
+
+    glue_data(tmp_path, "RTE", "train", rte(["short"] * 3 + ["x" * (256 << 20)] + ["short"] * 8), compression="zstd")
+    mirror = tmp_path / "mirror"
+    path = mirror / task_named("RTE").relpath("train")
+    chunk = pq.ParquetFile(path).metadata.row_group(0).column(0)
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    raw = path.read_bytes()
+    footer_start = len(raw) - 8 - int.from_bytes(raw[-8:-4], "little")
+    footer = raw[footer_start:-8]
+    for stated in (chunk.total_uncompressed_size, group.total_byte_size):
+        honest = zigzag_varint(stated)
+        assert footer.count(honest) == 1
+        footer = footer.replace(honest, zigzag_varint(1000, len(honest)))
+    path.write_bytes(raw[:footer_start] + footer + raw[-8:])
+    assert pq.ParquetFile(path).metadata.row_group(0).column(0).total_uncompressed_size == 1000
+    write_all_sums(mirror)
+    data = tmp_path / "data2"
+    run_cli("fetch", "glue", "--data-dir", str(data), "--mirror", str(mirror), "--task", "RTE")
+    result, peak = run_capped("binarize", "glue", "--data-dir", str(data), "--task", "RTE", "--limit", "100000")
+    assert_clean_failure(result, "rte/train-00000-of-00001.parquet", "row group 0 holds", "--max-text-kb")
+    assert peak < 1e9, f"peak RSS {peak / 1e6:.0f} MB"
