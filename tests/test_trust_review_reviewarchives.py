@@ -218,3 +218,36 @@ def test_a_glue_footer_understating_a_256_mb_sentence_is_refused_in_bounded_memo
     result, peak = run_capped("binarize", "glue", "--data-dir", str(data), "--task", "RTE", "--limit", "100000")
     assert_clean_failure(result, "rte/train-00000-of-00001.parquet", "row group 0 holds", "--max-text-kb")
     assert peak < 1e9, f"peak RSS {peak / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize("options", [{}, {"compression": "zstd"}, {"use_dictionary": False},
+                                     {"data_page_version": "2.0"}, {"write_page_index": True},
+                                     {"data_page_size": 1024}])
+def test_page_headers_are_walked_to_the_end_of_every_chunk_whatever_the_writer_options(tmp_path, options):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vlprep.pipeline.sources.parquet_pages import page_sizes
+
+    path = tmp_path / "t.parquet"
+    table = pa.table({"s": [f"sentence {i}" for i in range(5000)], "n": list(range(5000)),
+                      "e": pa.array([None] * 5000, pa.string())})
+    pq.write_table(table, path, **options)
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    with open(path, "rb") as handle:
+        for chunk in (group.column(i) for i in range(group.num_columns)):
+            start = min(o for o in (chunk.data_page_offset, chunk.dictionary_page_offset) if o)
+            sizes = page_sizes(handle, start, chunk.total_compressed_size)
+            assert 0 < sum(sizes) <= chunk.total_uncompressed_size
+
+
+def test_a_glue_split_of_zero_rows_is_read(tmp_path):
+    import pyarrow as pa
+
+    from .test_trust_imagenet_glue import glue_data
+
+    empty = pa.table({"sentence1": pa.array([], pa.string()), "sentence2": pa.array([], pa.string()),
+                      "label": pa.array([], pa.int64()), "idx": pa.array([], pa.int32())})
+    data = glue_data(tmp_path, "RTE", "train", empty)
+    run_cli("binarize", "glue", "--data-dir", str(data), "--task", "RTE", "--limit", "100000")
+    run_cli("verify", "glue", "--data-dir", str(data))

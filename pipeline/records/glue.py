@@ -196,9 +196,10 @@ def _paged_bytes(handle, chunk, path: Path, group: int, fix: str) -> int:
     """The bytes a column chunk decompresses to, by its page headers."""
     from ..sources.parquet_pages import PageHeaderError, page_sizes
 
-    start = chunk.data_page_offset
-    if chunk.has_dictionary_page and 0 < chunk.dictionary_page_offset < start:
-        start = chunk.dictionary_page_offset
+    offsets = [chunk.data_page_offset, chunk.dictionary_page_offset if chunk.has_dictionary_page else 0]
+    if not any(offsets):
+        return 0
+    start = min(offset for offset in offsets if offset)  # an empty chunk has its dictionary page only
     try:
         return sum(page_sizes(handle, start, chunk.total_compressed_size))
     except PageHeaderError as exc:
