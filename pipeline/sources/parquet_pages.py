@@ -15,6 +15,10 @@ HEADER_BYTES = 1 << 20
 """Most bytes of one page header read: real ones take tens of bytes (statistics are capped by writers)."""
 
 
+FIRST_READ = 4096
+"""Bytes read for a header first; a page header with long statistics may need up to :data:`HEADER_BYTES`."""
+
+
 class PageHeaderError(ValueError):
     """A page header that cannot be parsed, or a chunk whose pages do not fit the bytes it spans."""
 
@@ -95,14 +99,27 @@ class _Compact:
         return fields
 
 
+def _read_header(handle: BinaryIO, position: int, end: int) -> tuple[_Compact, dict[int, int]]:
+    """The page header at ``position``: a few KB are read first (headers take tens of bytes), all of
+    :data:`HEADER_BYTES` only when that is not enough."""
+    handle.seek(position)
+    reader = _Compact(handle.read(min(FIRST_READ, end - position)))
+    try:
+        return reader, reader.struct()
+    except PageHeaderError:
+        if len(reader.data) < FIRST_READ:  # the chunk ends within these bytes: reading more cannot help
+            raise
+    handle.seek(position)
+    reader = _Compact(handle.read(min(HEADER_BYTES, end - position)))
+    return reader, reader.struct()
+
+
 def page_sizes(handle: BinaryIO, start: int, length: int) -> list[int]:
     """The uncompressed size of every page of the column chunk at ``start`` spanning ``length`` bytes."""
     sizes: list[int] = []
     position, end = start, start + length
     while position < end:
-        handle.seek(position)
-        reader = _Compact(handle.read(min(HEADER_BYTES, end - position)))
-        fields = reader.struct()
+        reader, fields = _read_header(handle, position, end)
         if 2 not in fields or 3 not in fields or fields[2] < 0 or fields[3] < 0:
             raise PageHeaderError(f"page header at byte {position:,} states no sizes")
         sizes.append(fields[2])
