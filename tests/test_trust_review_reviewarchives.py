@@ -251,3 +251,30 @@ def test_a_glue_split_of_zero_rows_is_read(tmp_path):
     data = glue_data(tmp_path, "RTE", "train", empty)
     run_cli("binarize", "glue", "--data-dir", str(data), "--task", "RTE", "--limit", "100000")
     run_cli("verify", "glue", "--data-dir", str(data))
+
+
+# ------------------------------------------------------------------------------ ImageNet classes.py
+
+@pytest.mark.parametrize("source, words", [
+    (b"IMAGENET2012_CLASSES = 5\n", "not a mapping of synset strings"),
+    (b"IMAGENET2012_CLASSES = OrderedDict([('n01', 'a', 'b')])\n", "not a mapping of synset strings"),
+    (b"IMAGENET2012_CLASSES = OrderedDict([('n01', 'a'), (2, 'b')])\n", "not a mapping of synset strings"),
+    (b"IMAGENET2012_CLASSES = " + b"-" * 200_000 + b"1\n", "nested too deeply"),
+    (b"IMAGENET2012_CLASSES = {'n01': 'caf\xe9'}\n", "can't decode byte 0xe9"),
+    (b"IMAGENET2012_CLASSES = {" + b",".join(b"'n%08d': 'x'" % i for i in range(1_000_000)) + b"}\n",
+     "more than 1,048,576 bytes"),
+], ids=["int", "triples", "int-synset", "deep", "latin-1", "20-mb"])
+def test_a_hostile_classes_py_is_one_line_in_bounded_memory(tmp_path, source, words):
+    from vlprep.pipeline.sampledata import build_imagenet_mirror
+
+    from .test_trust_imagenet_glue import assert_clean_failure, fetched_imagenet, run_capped
+    from .test_trust_imagenet_glue import write_sums as write_all_sums
+
+    mirror = tmp_path / "mirror"
+    build_imagenet_mirror(mirror)
+    (mirror / "classes.py").write_bytes(source)
+    write_all_sums(mirror)
+    data = fetched_imagenet(tmp_path, mirror)
+    result, peak = run_capped("shard", "imagenet", "--data-dir", str(data), "--limit", "100000")
+    assert_clean_failure(result, "classes.py", words, "fetch classes.py again")
+    assert peak < 1e9
