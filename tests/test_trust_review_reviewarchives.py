@@ -278,3 +278,47 @@ def test_a_hostile_classes_py_is_one_line_in_bounded_memory(tmp_path, source, wo
     result, peak = run_capped("shard", "imagenet", "--data-dir", str(data), "--limit", "100000")
     assert_clean_failure(result, "classes.py", words, "fetch classes.py again")
     assert peak < 1e9
+
+
+# ------------------------------------------------------------------ an xz chunk asking for 4 GiB
+
+def xz_with_dictionary(data: bytes, props: int) -> bytes:
+    """``data`` as xz whose LZMA2 block header states the dictionary size ``props`` encodes (40: 4 GiB),
+    header CRC fixed: liblzma allocates that much before decoding a byte."""
+    import zlib
+
+    packed = bytearray(lzma.compress(data, preset=0))
+    size = (packed[12] + 1) * 4
+    header = packed[12:12 + size]
+    header[header.find(b"\x21\x01") + 2] = props
+    struct.pack_into("<I", header, size - 4, zlib.crc32(bytes(header[:size - 4])))
+    packed[12:12 + size] = header
+    return bytes(packed)
+
+
+def test_an_owt_chunk_stating_a_4_gib_dictionary_is_one_line_not_a_memory_error(tmp_path):
+    import io
+
+    from vlprep.pipeline.demo import build_owt_mirror
+    from vlprep.pipeline.records.owt import subset_relpath
+    from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums
+
+    from .test_trust_owt import add_member, run_capped
+
+    root = tmp_path / "mirror"
+    build_owt_mirror(root, (0, 5), chunks=1, docs_per_chunk=3, seed=5)
+    chunk = io.BytesIO()
+    with tarfile.open(fileobj=chunk, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        info = tarfile.TarInfo("openwebtext/0001.txt")
+        info.size = 6
+        archive.addfile(info, io.BytesIO(b"hello\n"))
+    add_member(root / subset_relpath(0), "openwebtext/urlsf_subset00-9_data.xz",
+               xz_with_dictionary(chunk.getvalue(), 40))
+    sums = {subset_relpath(s): hashlib.sha256((root / subset_relpath(s)).read_bytes()).hexdigest() for s in (0, 5)}
+    (root / SUMS_NAME).write_text(format_sha256sums(sums))
+    data = tmp_path / "data"
+    run_cli("fetch", "owt", "--data-dir", str(data), "--mirror", str(root), "--subsets", "0,5")
+    result, peak = run_capped("binarize", "owt", "--data-dir", str(data), "--train-subsets", "0",
+                              "--valid-subsets", "5", "--workers", "1")
+    one_line_error(result, "urlsf_subset00-9_data.xz", "Memory usage limit", "fetch")
+    assert peak < 1e9

@@ -7,6 +7,7 @@ the member and the fix.
 """
 from __future__ import annotations
 
+import _compression  # the stdlib reader gzip, bz2 and lzma build their files on
 import contextlib
 import io
 import lzma
@@ -107,6 +108,10 @@ def open_member(path: Path, member: TarMember) -> Iterator[BinaryIO]:
         yield _Window(handle, member.size)
 
 
+XZ_MEMORY_LIMIT = 256 << 20
+"""Most memory the xz decoder may ask for. An xz header states its dictionary size (up to 4 GiB) and
+liblzma allocates it up front, which Python reports as ``MemoryError``; past this limit it is an
+``LZMAError`` instead. ``xz -9`` needs 65 MiB to decode."""
 DISCARD_PIECE = 1 << 20
 """Data of a member over its cap is read and dropped in pieces of this size, never held."""
 
@@ -121,7 +126,9 @@ def iter_xz_tar(compressed: BinaryIO, label: str,
     through in :data:`DISCARD_PIECE` pieces and yielded with ``data`` None, so the caller can
     count it. Memory holds one member within the cap and the decompressor's buffers.
     """
-    with lzma.LZMAFile(compressed) as stream:
+    raw = _compression.DecompressReader(compressed, lzma.LZMADecompressor, trailing_error=lzma.LZMAError,
+                                        memlimit=XZ_MEMORY_LIMIT)
+    with io.BufferedReader(raw) as stream:  # what LZMAFile builds, which takes no memlimit
         yield from _iter_capped_tar(stream, label, max_size)
 
 
