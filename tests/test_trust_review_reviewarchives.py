@@ -322,3 +322,38 @@ def test_an_owt_chunk_stating_a_4_gib_dictionary_is_one_line_not_a_memory_error(
                               "--valid-subsets", "5", "--workers", "1")
     one_line_error(result, "urlsf_subset00-9_data.xz", "Memory usage limit", "fetch")
     assert peak < 1e9
+
+
+def lzma_dictionary_of(path: Path, name: str, size: int) -> None:
+    """Set the dictionary size an LZMA member's properties state (they follow the local header)."""
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        offset = archive.getinfo(name).header_offset
+    name_length, extra_length = struct.unpack_from("<HH", raw, offset + 26)
+    struct.pack_into("<I", raw, offset + 30 + name_length + extra_length + 5, size)
+    path.write_bytes(bytes(raw))
+
+
+def test_an_lzma_image_member_stating_a_4_gib_dictionary_is_listed_and_others_are_read(tmp_path, base):
+    mirror = copy_mirror(base, tmp_path, "coco")
+    images = mirror / "zips/train2014.zip"
+    names = restored(images, zipfile.ZIP_LZMA)
+    lzma_dictionary_of(images, names[0], 0xFFFFFFFF)
+    write_sums(mirror, COCO_FILES)
+    result, data = shard("coco", mirror, tmp_path, capped=True)
+    assert result.returncode == 0, result.stderr
+    out = data / "out" / "coco"
+    errors = {e["file"].split(":", 1)[1]: e["error"]
+              for path in out.glob("*.errors.jsonl") for e in map(json.loads, path.read_text().splitlines())}
+    assert "LZMA dictionary of 4,294,967,295 bytes" in errors[names[0]]
+    assert json.loads((out / "stats.json").read_text())["splits"]["karpathy-train"]["images"] > 0
+    run_cli("verify", "coco", "--data-dir", str(data))
+
+
+def test_an_lzma_annotation_json_stating_a_4_gib_dictionary_is_one_line(tmp_path, base):
+    mirror = copy_mirror(base, tmp_path, "coco")
+    restored(mirror / "caption_datasets.zip", zipfile.ZIP_LZMA)
+    lzma_dictionary_of(mirror / "caption_datasets.zip", "dataset_coco.json", 0xFFFFFFFF)
+    write_sums(mirror, COCO_FILES)
+    result, _ = shard("coco", mirror, tmp_path, capped=True)
+    one_line_error(result, "caption_datasets.zip", "dataset_coco.json", "LZMA dictionary", "fetch")

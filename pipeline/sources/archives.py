@@ -12,6 +12,7 @@ import contextlib
 import io
 import lzma
 import posixpath
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -425,10 +426,28 @@ def open_zip_info(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
     or feature it lacks (Deflate64, strong encryption) ``NotImplementedError``, which no caller
     expects from an archive."""
     try:
-        return archive.open(info)
+        stream = archive.open(info)
     except (RuntimeError, NotImplementedError) as exc:
         reason = "it is encrypted" if info.flag_bits & 0x1 else str(exc)
         raise zipfile.BadZipFile(f"member {info.filename} cannot be read: {reason}") from exc
+    if info.compress_type == zipfile.ZIP_LZMA and (size := _lzma_dictionary(archive, info)) > XZ_MEMORY_LIMIT:
+        stream.close()
+        raise zipfile.BadZipFile(f"member {info.filename} states an LZMA dictionary of {size:,} bytes, more than "
+                                 f"the {XZ_MEMORY_LIMIT:,} allowed")
+    return stream
+
+
+def _lzma_dictionary(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+    """The dictionary size an LZMA member's properties state: the decoder allocates it before the
+    first byte (Python reports a failure as ``MemoryError``), and zipfile sets no limit."""
+    archive.fp.seek(info.header_offset)
+    local = archive.fp.read(30)
+    name_length, extra_length = struct.unpack("<HH", local[26:30])
+    archive.fp.seek(info.header_offset + 30 + name_length + extra_length)
+    properties = archive.fp.read(9)  # version (2), properties size (2), LZMA properties (5)
+    if len(properties) < 9:
+        raise zipfile.BadZipFile(f"member {info.filename} ends inside its LZMA properties")
+    return struct.unpack("<I", properties[5:9])[0]
 
 
 def iter_zip(path: Path) -> Iterator[tuple[str, BinaryIO]]:
