@@ -357,3 +357,42 @@ def test_an_lzma_annotation_json_stating_a_4_gib_dictionary_is_one_line(tmp_path
     write_sums(mirror, COCO_FILES)
     result, _ = shard("coco", mirror, tmp_path, capped=True)
     one_line_error(result, "caption_datasets.zip", "dataset_coco.json", "LZMA dictionary", "fetch")
+
+
+# ---------------------------------------- an OWT subset tar with a 1.1 GB pax header (sparse on disk)
+
+def test_a_subset_tar_whose_pax_header_holds_1_gb_is_refused_before_it_is_read(tmp_path):
+    from vlprep.pipeline.demo import build_owt_mirror
+    from vlprep.pipeline.records.owt import subset_relpath
+    from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums
+
+    from .test_trust_owt import run_capped
+
+    root = tmp_path / "mirror"
+    build_owt_mirror(root, (0, 5), chunks=1, docs_per_chunk=3, seed=5)
+    subset = root / subset_relpath(0)
+    with tarfile.open(subset) as archive:
+        end = max(m.offset_data + -(-m.size // 512) * 512 for m in archive.getmembers())
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type, header.size = tarfile.XHDTYPE, 1100 << 20
+    after = tarfile.TarInfo("openwebtext/urlsf_subset00-9_data.xz")
+    with open(subset, "r+b") as handle:
+        handle.truncate(end)
+        handle.seek(end)
+        handle.write(header.tobuf(tarfile.USTAR_FORMAT))
+        handle.seek(end + 512 + header.size)  # the header's data: a hole of zeros
+        handle.write(after.tobuf(tarfile.USTAR_FORMAT) + b"\0" * 1024)
+    sums = {}
+    for number in (0, 5):
+        digest = hashlib.sha256()
+        with open(root / subset_relpath(number), "rb") as handle:
+            while piece := handle.read(1 << 24):
+                digest.update(piece)
+        sums[subset_relpath(number)] = digest.hexdigest()
+    (root / SUMS_NAME).write_text(format_sha256sums(sums))
+    data = tmp_path / "data"
+    run_cli("fetch", "owt", "--data-dir", str(data), "--mirror", str(root), "--subsets", "0,5")
+    result, peak = run_capped("binarize", "owt", "--data-dir", str(data), "--train-subsets", "0",
+                              "--valid-subsets", "5", "--workers", "1")
+    one_line_error(result, "urlsf_subset00.tar", "extended header", "1,153,433,600 bytes", "fetch")
+    assert peak < 1e9, f"peak RSS {peak / 1e6:.0f} MB"

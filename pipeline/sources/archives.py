@@ -48,13 +48,29 @@ class TarMember:
     size: int
 
 
+class _CappedTarInfo(tarfile.TarInfo):
+    """A header as ``tarfile`` reads it, except that a GNU long name or pax header larger than
+    :data:`EXTENDED_HEADER_BYTES` is an error: ``tarfile`` reads one whole into memory before the
+    member it describes, and a verified tar may hold one of any size."""
+
+    def _proc_member(self, tarfile_):  # type: ignore[override]
+        if self.type in _EXTENDED_TYPES and self.size > EXTENDED_HEADER_BYTES:
+            raise tarfile.ReadError(f"the extended header at byte {self.offset:,} holds {self.size:,} bytes, more "
+                                    f"than the {EXTENDED_HEADER_BYTES:,} a real name or pax record needs")
+        return super()._proc_member(tarfile_)
+
+
+_EXTENDED_TYPES = frozenset((tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                             tarfile.SOLARIS_XHDTYPE))
+
+
 def list_tar(path: Path) -> list[TarMember]:
     """Regular-file members of an uncompressed tar with their data offsets (reads headers only)."""
     path = Path(path)
     total = path.stat().st_size
     members: list[TarMember] = []
     try:
-        with tarfile.open(path, mode="r:") as archive:
+        with tarfile.open(path, mode="r:", tarinfo=_CappedTarInfo) as archive:
             for info in archive:
                 name = safe_member_name(info.name, str(path))
                 if not info.isreg():
