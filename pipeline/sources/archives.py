@@ -7,7 +7,6 @@ the member and the fix.
 """
 from __future__ import annotations
 
-import _compression  # the stdlib reader gzip, bz2 and lzma build their files on
 import contextlib
 import io
 import lzma
@@ -21,6 +20,11 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 from ..errors import VlprepError
+
+try:  # the stdlib reader gzip, bz2 and lzma build their files on (moved in Python 3.14)
+    from compression._common import _streams as _compression
+except ImportError:
+    import _compression
 
 BLOCK = 512
 ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, lzma.LZMAError, EOFError, zlib.error, OSError)
