@@ -283,6 +283,12 @@ def shard_bucket(job: ShardJob) -> dict:
     return result
 
 
+def _head(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of a file: enough to tell that one meant to be small is not."""
+    with open(path, "rb") as handle:
+        return handle.read(size)
+
+
 def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0, resize: int | None = None,
           limit: int | None = None, shard_samples: int = 10_000, force: bool = False,
           max_member: int = DEFAULT_CAPS.member_bytes) -> dict:
@@ -296,7 +302,7 @@ def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0,
     for path in [classes_path, *tarballs]:
         if not path.exists():
             raise VlprepError(f"{path} is missing", fix="run: vlprep fetch imagenet")
-    classes = records.parse_classes(classes_path.read_text(encoding="utf-8"), str(classes_path))
+    classes = records.parse_classes(_head(classes_path, records.CLASSES_BYTES + 1), str(classes_path))
     labels = {synset: (index, name) for index, (synset, name) in enumerate(classes)}
     config = ShardConfig(split, seed, resize, shard_samples, limit, max_member)
     inputs = raw_inputs(layout, NAME, [records.CLASSES_FILE, *records.TARBALLS[split]])

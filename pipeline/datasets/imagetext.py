@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import functools
 import json
+import lzma
 import random
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from ..parallel import process_pool, run_bounded
 from ..sinks import manifests as manifest_sink
 from ..sinks import shards as shard_sink
 from ..sinks import splits as split_sink
+from ..sources.archives import open_zip_info
 from ..transforms.bpe import get_backend
 from ..transforms.captions import MAX_BPE, MAX_TOKENS, CaptionEncoder
 from ..transforms.dictionary import Dictionary, load_dictionary
@@ -184,8 +187,11 @@ def read_image(raw: Path, locator: dict, cap: int) -> bytes:
     info = archive.getinfo(locator["member"])
     if info.file_size > cap:
         raise MemberTooLarge(member_over_cap(info.file_size, cap))
-    with archive.open(info) as stream:
-        data = stream.read(cap + 1)
+    try:
+        with open_zip_info(archive, info) as stream:
+            data = stream.read(cap + 1)
+    except (EOFError, zlib.error, lzma.LZMAError) as exc:  # not OSError: the caller would not list it
+        raise zipfile.BadZipFile(f"the member's data is truncated or corrupt ({type(exc).__name__}: {exc})") from exc
     if len(data) > cap:
         raise MemberTooLarge(member_over_cap(len(data), cap))
     return data

@@ -179,16 +179,39 @@ def _check_columns(schema: pa.Schema, task: Task, columns: list[str], path: Path
 
 
 def _check_row_groups(metadata, columns: list[str], path: Path, max_text: int, fix: str) -> None:
-    """No row group whose columns would decode to more than :data:`ROW_GROUP_BYTES` (read from the footer)."""
+    """No row group whose columns would decode to more than :data:`ROW_GROUP_BYTES` (read from the footer
+    and from the page headers, which pyarrow obeys whatever the footer says)."""
     cap = max(ROW_GROUP_BYTES, 2 * max_text)
-    for group in range(metadata.num_row_groups):
-        row_group = metadata.row_group(group)
-        size = sum(row_group.column(i).total_uncompressed_size for i in range(row_group.num_columns)
-                   if row_group.column(i).path_in_schema in columns)
-        if size > cap:
-            raise VlprepError(f"{path}: row group {group} holds {size:,} bytes of {', '.join(columns)}, more than "
-                              f"the {cap:,} read at once (no GLUE file comes close; {OPTION_OF['text_bytes']} raises "
-                              "it)", fix=fix)
+    with open(path, "rb") as handle:
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            chunks = [row_group.column(i) for i in range(row_group.num_columns)
+                      if row_group.column(i).path_in_schema in columns]
+            size = sum(max(chunk.total_uncompressed_size, _paged_bytes(handle, chunk, path, group, fix))
+                       for chunk in chunks)
+            _check_row_group_size(size, cap, group, columns, path, fix)
+
+
+def _paged_bytes(handle, chunk, path: Path, group: int, fix: str) -> int:
+    """The bytes a column chunk decompresses to, by its page headers."""
+    from ..sources.parquet_pages import PageHeaderError, page_sizes
+
+    offsets = [chunk.data_page_offset, chunk.dictionary_page_offset if chunk.has_dictionary_page else 0]
+    if not any(offsets):
+        return 0
+    start = min(offset for offset in offsets if offset)  # an empty chunk has its dictionary page only
+    try:
+        return sum(page_sizes(handle, start, chunk.total_compressed_size))
+    except PageHeaderError as exc:
+        raise VlprepError(f"{path}: row group {group} column {chunk.path_in_schema!r}: {exc}", fix=fix) from exc
+
+
+def _check_row_group_size(size: int, cap: int, group: int, columns: list[str], path: Path, fix: str) -> None:
+    """A row group is decoded at once: one over the cap stops the task before it is read."""
+    if size > cap:
+        raise VlprepError(f"{path}: row group {group} holds {size:,} bytes of {', '.join(columns)}, more than "
+                          f"the {cap:,} read at once (no GLUE file comes close; {OPTION_OF['text_bytes']} raises "
+                          "it)", fix=fix)
 
 
 def _checked_text_bytes(array, column: str, start: int, path: Path, max_text: int, fix: str) -> int:

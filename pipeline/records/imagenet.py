@@ -26,15 +26,24 @@ TARBALLS = {
     "val": ("data/val_images.tar.gz",),
     "test": ("data/test_images.tar.gz",),
 }
+CLASSES_BYTES = 1 << 20
+"""Most bytes of ``classes.py`` parsed (the published file: ~40 KB for 1,000 classes)."""
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
 
-def parse_classes(text: str, source: str = CLASSES_FILE) -> list[tuple[str, str]]:
-    """``[(synset, name), ...]`` in file order, read without executing the file."""
+def parse_classes(text: str | bytes, source: str = CLASSES_FILE) -> list[tuple[str, str]]:
+    """``[(synset, name), ...]`` in file order, read without executing the file.
+
+    Bytes are decoded as Python decodes a source file, so one that is not UTF-8 is a ``SyntaxError``;
+    CPython's parser raises ``MemoryError`` (not ``SyntaxError``) on nesting too deep for it."""
+    if len(text) > CLASSES_BYTES:
+        raise VlprepError(f"{source} holds more than {CLASSES_BYTES:,} bytes (the published one: ~40 KB); its "
+                          "syntax tree could take gigabytes", fix="fetch classes.py again")
     try:
         tree = ast.parse(text)
-    except SyntaxError as exc:
-        raise VlprepError(f"{source} is not Python: {exc}", fix="fetch classes.py again") from exc
+    except (SyntaxError, MemoryError, RecursionError) as exc:
+        detail = exc if isinstance(exc, SyntaxError) else "nested too deeply to parse"
+        raise VlprepError(f"{source} is not Python: {detail}", fix="fetch classes.py again") from exc
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "IMAGENET2012_CLASSES" for t in node.targets):
             value = node.value
@@ -42,16 +51,31 @@ def parse_classes(text: str, source: str = CLASSES_FILE) -> list[tuple[str, str]
                 value = value.args[0]
             try:
                 literal = ast.literal_eval(value)
-            except ValueError as exc:
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
                 raise VlprepError(f"{source}: IMAGENET2012_CLASSES is not a literal mapping",
                                   fix="fetch classes.py again") from exc
-            pairs = list(literal.items()) if isinstance(literal, dict) else [tuple(p) for p in literal]
+            pairs = _synset_pairs(literal)
+            if pairs is None:
+                raise VlprepError(f"{source}: IMAGENET2012_CLASSES is not a mapping of synset strings to names",
+                                  fix="fetch classes.py again")
             synsets = [s for s, _ in pairs]
             if len(set(synsets)) != len(synsets) or synsets != sorted(synsets):
                 raise VlprepError(f"{source}: the synsets are repeated or not in sorted order, so class indices "
                                   "would not match torchvision's ImageFolder", fix="fetch classes.py again")
             return [(str(s), str(n)) for s, n in pairs]
     raise VlprepError(f"{source} defines no IMAGENET2012_CLASSES", fix="fetch classes.py again")
+
+
+def _synset_pairs(literal: object) -> list[tuple[str, object]] | None:
+    """The ``(synset, name)`` pairs of a dict or a sequence of pairs whose synsets are strings (they
+    are sorted and compared), or None for any other shape."""
+    if isinstance(literal, dict):
+        pairs = list(literal.items())
+    elif isinstance(literal, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in literal):
+        pairs = [tuple(p) for p in literal]
+    else:
+        return None
+    return pairs if all(isinstance(synset, str) for synset, _ in pairs) else None
 
 
 def _stem(name: str) -> str:

@@ -11,6 +11,7 @@ import contextlib
 import io
 import lzma
 import posixpath
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -19,6 +20,11 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 from ..errors import VlprepError
+
+try:  # the stdlib reader gzip, bz2 and lzma build their files on (moved in Python 3.14)
+    from compression._common import _streams as _compression
+except ImportError:
+    import _compression
 
 BLOCK = 512
 ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, lzma.LZMAError, EOFError, zlib.error, OSError)
@@ -46,13 +52,29 @@ class TarMember:
     size: int
 
 
+class _CappedTarInfo(tarfile.TarInfo):
+    """A header as ``tarfile`` reads it, except that a GNU long name or pax header larger than
+    :data:`EXTENDED_HEADER_BYTES` is an error: ``tarfile`` reads one whole into memory before the
+    member it describes, and a verified tar may hold one of any size."""
+
+    def _proc_member(self, tarfile_):  # type: ignore[override]
+        if self.type in _EXTENDED_TYPES and self.size > EXTENDED_HEADER_BYTES:
+            raise tarfile.ReadError(f"the extended header at byte {self.offset:,} holds {self.size:,} bytes, more "
+                                    f"than the {EXTENDED_HEADER_BYTES:,} a real name or pax record needs")
+        return super()._proc_member(tarfile_)
+
+
+_EXTENDED_TYPES = frozenset((tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                             tarfile.SOLARIS_XHDTYPE))
+
+
 def list_tar(path: Path) -> list[TarMember]:
     """Regular-file members of an uncompressed tar with their data offsets (reads headers only)."""
     path = Path(path)
     total = path.stat().st_size
     members: list[TarMember] = []
     try:
-        with tarfile.open(path, mode="r:") as archive:
+        with tarfile.open(path, mode="r:", tarinfo=_CappedTarInfo) as archive:
             for info in archive:
                 name = safe_member_name(info.name, str(path))
                 if not info.isreg():
@@ -107,6 +129,10 @@ def open_member(path: Path, member: TarMember) -> Iterator[BinaryIO]:
         yield _Window(handle, member.size)
 
 
+XZ_MEMORY_LIMIT = 256 << 20
+"""Most memory the xz decoder may ask for. An xz header states its dictionary size (up to 4 GiB) and
+liblzma allocates it up front, which Python reports as ``MemoryError``; past this limit it is an
+``LZMAError`` instead. ``xz -9`` needs 65 MiB to decode."""
 DISCARD_PIECE = 1 << 20
 """Data of a member over its cap is read and dropped in pieces of this size, never held."""
 XZ_READ_BUFFER = 1 << 20
@@ -124,7 +150,9 @@ def iter_xz_tar(compressed: BinaryIO, label: str,
     through in :data:`DISCARD_PIECE` pieces and yielded with ``data`` None, so the caller can
     count it. Memory holds one member within the cap and the decompressor's buffers.
     """
-    with lzma.LZMAFile(compressed) as decompressed, io.BufferedReader(decompressed, XZ_READ_BUFFER) as stream:
+    raw = _compression.DecompressReader(compressed, lzma.LZMADecompressor, trailing_error=lzma.LZMAError,
+                                        memlimit=XZ_MEMORY_LIMIT)
+    with io.BufferedReader(raw, XZ_READ_BUFFER) as stream:  # LZMAFile's own reader takes no memlimit
         yield from _iter_capped_tar(stream, label, max_size)
 
 
@@ -142,10 +170,7 @@ def _iter_capped_tar(stream: BinaryIO, label: str, max_size: int | None) -> Iter
         where = f"byte {offset:,}"
         name, kind, size = _parse_header(header, where)
         if "size" in pax:
-            try:
-                size = int(pax["size"])
-            except ValueError as exc:
-                raise tarfile.ReadError(f"bad pax size at {where}") from exc
+            size = _pax_size(pax["size"], where)
         offset += BLOCK
         padded = -(-size // BLOCK) * BLOCK
         if kind in b"LKxg":  # extended headers describe the next member; real ones hold a path
@@ -173,6 +198,18 @@ def _iter_capped_tar(stream: BinaryIO, label: str, max_size: int | None) -> Iter
             if kind in _REGULAR_TYPES:
                 yield name, None, size
         offset += padded
+
+
+def _pax_size(value: str, where: str) -> int:
+    """A pax ``size`` record as a byte count; a negative one would make ``read(size)`` read the
+    whole rest of the stream (a gzip or xz bomb) into memory."""
+    try:
+        size = int(value)
+    except ValueError as exc:
+        raise tarfile.ReadError(f"bad pax size at {where}") from exc
+    if size < 0:
+        raise tarfile.ReadError(f"negative pax size {size:,} at {where}")
+    return size
 
 
 def _discard(stream: BinaryIO, size: int, what: str) -> None:
@@ -203,6 +240,8 @@ def _parse_header(header: bytes, where: str) -> tuple[str, int, int]:
         raise tarfile.ReadError(f"bad header checksum at {where}")
     kind = header[156]
     size = tarfile.nti(header[124:136])
+    if size < 0:  # GNU base-256 can say -1: read(-1) would read the whole rest of the stream
+        raise tarfile.ReadError(f"negative member size {size:,} in the header at {where}")
     name = tarfile.nts(header[0:100], "utf-8", "surrogateescape")
     if kind == 0 and name.endswith("/"):
         kind = ord("5")
@@ -321,10 +360,7 @@ def iter_tar_members(stream: BinaryIO, label: str, wanted: Callable[[str], bool]
         name, kind, size = _parse_header(header, where)
         regular = kind in _REGULAR_TYPES
         if "size" in pax:
-            try:
-                size = int(pax["size"])
-            except ValueError as exc:
-                raise tarfile.ReadError(f"bad pax size at {where}") from exc
+            size = _pax_size(pax["size"], where)
         offset += BLOCK
         padded = -(-size // BLOCK) * BLOCK
         if kind in b"LKxg":  # extended headers describe the next member
@@ -407,6 +443,36 @@ def corrupt_archive(path: Path, member: str | None, exc: BaseException) -> Vlpre
     )
 
 
+def open_zip_info(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
+    """``archive.open(info)``, where a member zipfile cannot read raises ``BadZipFile`` as a damaged
+    one does: for an encrypted member zipfile raises ``RuntimeError``, and for a compression method
+    or feature it lacks (Deflate64, strong encryption) ``NotImplementedError``, which no caller
+    expects from an archive."""
+    try:
+        stream = archive.open(info)
+    except (RuntimeError, NotImplementedError) as exc:
+        reason = "it is encrypted" if info.flag_bits & 0x1 else str(exc)
+        raise zipfile.BadZipFile(f"member {info.filename} cannot be read: {reason}") from exc
+    if info.compress_type == zipfile.ZIP_LZMA and (size := _lzma_dictionary(archive, info)) > XZ_MEMORY_LIMIT:
+        stream.close()
+        raise zipfile.BadZipFile(f"member {info.filename} states an LZMA dictionary of {size:,} bytes, more than "
+                                 f"the {XZ_MEMORY_LIMIT:,} allowed")
+    return stream
+
+
+def _lzma_dictionary(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+    """The dictionary size an LZMA member's properties state: the decoder allocates it before the
+    first byte (Python reports a failure as ``MemoryError``), and zipfile sets no limit."""
+    archive.fp.seek(info.header_offset)
+    local = archive.fp.read(30)
+    name_length, extra_length = struct.unpack("<HH", local[26:30])
+    archive.fp.seek(info.header_offset + 30 + name_length + extra_length)
+    properties = archive.fp.read(9)  # version (2), properties size (2), LZMA properties (5)
+    if len(properties) < 9:
+        raise zipfile.BadZipFile(f"member {info.filename} ends inside its LZMA properties")
+    return struct.unpack("<I", properties[5:9])[0]
+
+
 def iter_zip(path: Path) -> Iterator[tuple[str, BinaryIO]]:
     """Yield ``(name, open member stream)`` of a zip's regular files, in central-directory order.
 
@@ -419,7 +485,7 @@ def iter_zip(path: Path) -> Iterator[tuple[str, BinaryIO]]:
                 name = safe_member_name(info.filename, str(path))
                 if info.is_dir():
                     continue
-                with archive.open(info) as stream:
+                with open_zip_info(archive, info) as stream:
                     yield name, stream
     except ARCHIVE_ERRORS as exc:
         raise corrupt_archive(path, None, exc) from exc
@@ -438,5 +504,5 @@ def open_zip_member(path: Path, suffix: str) -> Iterator[BinaryIO]:
         names = [n for n in archive.namelist() if n.endswith(suffix)]
         if not names:
             raise VlprepError(f"{path} holds no {suffix}", fix="fetch the published file again")
-        with archive.open(names[0]) as handle:
+        with open_zip_info(archive, archive.getinfo(names[0])) as handle:
             yield handle

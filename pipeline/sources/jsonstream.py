@@ -29,6 +29,7 @@ _BODY = re.compile(rb'[^"\\]*+(?:\\.[^"\\]*+)*+', re.S)
 """The inside of a string up to its closing quote (or a lone backslash at the end of the data)."""
 _STRINGS = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NUMBER_CHARS = b"0123456789+-.eE"
 _OPENING = np.zeros(256, dtype=np.int64)
 _OPENING[[ord("["), ord("{")]] = 1
 _OPENING[[ord("]"), ord("}")]] = -1
@@ -52,6 +53,8 @@ class CappedJson(io.RawIOBase):
         self._lengths: list[int] = []
         self._pieces = self._filtered()
         self._pending = b""
+        self._number = 0
+        """Length of the run of number characters the data passed on so far ends with."""
 
     def oversized(self, value: object) -> int | None:
         """The raw length of the string a placeholder stands for, or None for a real value."""
@@ -67,6 +70,7 @@ class CappedJson(io.RawIOBase):
             piece = next(self._pieces, None)
             if piece is None:
                 return b""
+            self._check_number(piece)
             self._pending = piece
         if size is None or size < 0:
             size = len(self._pending)
@@ -100,6 +104,19 @@ class CappedJson(io.RawIOBase):
                 skipping, skipped, escaped, carry = True, len(carry) - 1, body < len(carry), b""
         if skipping or carry:
             yield carry  # an unfinished string: the parser reports the truncated document
+
+    def _check_number(self, piece: bytes) -> None:
+        """Stop at a number longer than a string may be: the parser builds a number whole, re-copying
+        it per read, so a 500 MB one costs it its size in memory and tens of minutes. A piece is at
+        most ``max_string + PIECE`` bytes, so only a run going on from earlier pieces can be longer."""
+        leading = len(piece) - len(piece.lstrip(_NUMBER_CHARS))
+        longest = self._number + leading
+        self._number = longest if leading == len(piece) else len(piece) - len(piece.rstrip(_NUMBER_CHARS))
+        if longest > self.max_string + PIECE:
+            raise VlprepError(
+                f"{self.where}: a JSON number longer than {self.max_string + PIECE:,} bytes (the published "
+                f"files' are a few digits); stopped before reading further",
+                fix=f"fetch the published file again; numbers are capped with texts, by {OPTION_OF['text_bytes']}")
 
     def _placeholder(self, length: int) -> bytes:
         self._lengths.append(length)
