@@ -133,8 +133,6 @@ XZ_MEMORY_LIMIT = 256 << 20
 """Most memory the xz decoder may ask for. An xz header states its dictionary size (up to 4 GiB) and
 liblzma allocates it up front, which Python reports as ``MemoryError``; past this limit it is an
 ``LZMAError`` instead. ``xz -9`` needs 65 MiB to decode."""
-DISCARD_PIECE = 1 << 20
-"""Data of a member over its cap is read and dropped in pieces of this size, never held."""
 XZ_READ_BUFFER = 1 << 20
 """Decompressed bytes fetched per call into the xz decoder: a document is a few KB, and one decoder
 call per header and per document cost ~10 % of ``binarize owt``'s CPU; 1 MiB calls cost nothing."""
@@ -147,7 +145,7 @@ def iter_xz_tar(compressed: BinaryIO, label: str,
 
     A few hundred kilobytes of xz can expand to gigabytes, so nothing holds the whole chunk: the
     stream is decompressed as the tar is walked, and a member over ``max_size`` bytes is read
-    through in :data:`DISCARD_PIECE` pieces and yielded with ``data`` None, so the caller can
+    through in :data:`SKIP_CHUNK` pieces and yielded with ``data`` None, so the caller can
     count it. Memory holds one member within the cap and the decompressor's buffers.
     """
     raw = _compression.DecompressReader(compressed, lzma.LZMADecompressor, trailing_error=lzma.LZMAError,
@@ -158,46 +156,15 @@ def iter_xz_tar(compressed: BinaryIO, label: str,
 
 def _iter_capped_tar(stream: BinaryIO, label: str, max_size: int | None) -> Iterator[tuple[str, bytes | None, int]]:
     """Walk a tar strictly forward; as :func:`list_tar_bytes` does, the first empty header ends it."""
-    offset = 0
-    long_name: str | None = None
-    pax: dict[str, str] = {}
-    while True:
-        header = stream.read(BLOCK)
-        if not header or header.count(0) == BLOCK:
-            return
-        if len(header) < BLOCK:
-            raise tarfile.ReadError(f"the archive ends inside the header at byte {offset:,}")
-        where = f"byte {offset:,}"
-        name, kind, size = _parse_header(header, where)
-        if "size" in pax:
-            size = _pax_size(pax["size"], where)
-        offset += BLOCK
-        padded = -(-size // BLOCK) * BLOCK
-        if kind in b"LKxg":  # extended headers describe the next member; real ones hold a path
-            if size > DISCARD_PIECE:
-                raise tarfile.ReadError(f"the extended header at {where} holds {size:,} bytes")
-            data = _read_exact(stream, padded, f"the extended header at {where}")[:size]
-            if kind == ord("L"):
-                long_name = tarfile.nts(data, "utf-8", "surrogateescape")
-            elif kind == ord("x"):
-                pax = _pax_records(data, where)
-            offset += padded
-            continue
-        if kind == ord("S"):
-            raise tarfile.ReadError(f"member {name} at {where} is a sparse file, which this reader does not expand")
-        name = safe_member_name(pax.get("path") or long_name or name, label)
-        long_name, pax = None, {}
-        if kind in _NO_DATA_TYPES:
-            continue
-        if kind in _REGULAR_TYPES and (max_size is None or size <= max_size):
-            data = _read_exact(stream, size, f"member {name}")
-            _discard(stream, padded - size, f"the padding of member {name}")
-            yield name, data, size
+    for entry in _walk_tar(stream, label, strict=False):
+        if entry.regular and (max_size is None or entry.size <= max_size):
+            data = _read_exact(stream, entry.size, f"member {entry.name}")
+            _skip(stream, entry.padded - entry.size, f"the padding of member {entry.name}")
+            yield entry.name, data, entry.size
         else:  # over the cap, or an unknown type that carries data (tarfile's rule)
-            _discard(stream, padded, f"member {name}")
-            if kind in _REGULAR_TYPES:
-                yield name, None, size
-        offset += padded
+            _skip(stream, entry.padded, f"member {entry.name}")
+            if entry.regular:
+                yield entry.name, None, entry.size
 
 
 def _pax_size(value: str, where: str) -> int:
@@ -210,15 +177,6 @@ def _pax_size(value: str, where: str) -> int:
     if size < 0:
         raise tarfile.ReadError(f"negative pax size {size:,} at {where}")
     return size
-
-
-def _discard(stream: BinaryIO, size: int, what: str) -> None:
-    """Read ``size`` bytes and drop them, a piece at a time."""
-    while size > 0:
-        piece = stream.read(min(size, DISCARD_PIECE))
-        if not piece:
-            raise tarfile.ReadError(f"the archive ends inside {what}")
-        size -= len(piece)
 
 
 _PLAIN_TYPES = frozenset(b"0\x001234567")
@@ -344,12 +302,44 @@ def iter_tar_members(stream: BinaryIO, label: str, wanted: Callable[[str], bool]
     so the caller can list it; an extended header over :data:`EXTENDED_HEADER_BYTES` and a name that
     is not UTF-8 are errors.
     """
+    for entry in _walk_tar(stream, label, strict=True):
+        if not entry.regular or (wanted is not None and not wanted(entry.name)):
+            _skip(stream, entry.padded, f"member {entry.name}")  # an unknown type carries data (tarfile's rule)
+        elif max_size is not None and entry.size > max_size:
+            _skip(stream, entry.padded, f"member {entry.name}")
+            yield entry.name, Oversized(entry.size)
+        else:
+            data = _read_exact(stream, entry.size, f"member {entry.name}")
+            _read_exact(stream, entry.padded - entry.size, f"the padding of member {entry.name}")
+            yield entry.name, data
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One member that carries data, its extended headers already applied."""
+
+    name: str
+    regular: bool
+    size: int
+    padded: int
+
+
+def _walk_tar(stream: BinaryIO, label: str, strict: bool) -> Iterator[_Entry]:
+    """The headers of a tar read strictly forward, for the two streaming readers above.
+
+    The caller reads or skips exactly ``entry.padded`` bytes before asking for the next entry.
+    GNU long names and pax ``path``/``size`` records are applied and never yielded; an extended
+    header over :data:`EXTENDED_HEADER_BYTES` and a sparse member are errors; members without data
+    (links, devices, folders) are passed over. ``strict`` (tarballs that feed shards) also refuses
+    a name that is not UTF-8 and data after the end-of-archive blocks; without it the first empty
+    header ends the archive, as ``tarfile`` does.
+    """
     offset = 0
     long_name: str | None = None
     pax: dict[str, str] = {}
     while True:
         header = stream.read(BLOCK)
-        if not header:
+        if not header or (not strict and header.count(0) == BLOCK):
             return
         if len(header) < BLOCK:
             raise tarfile.ReadError(f"the archive ends inside the header at byte {offset:,}")
@@ -358,7 +348,6 @@ def iter_tar_members(stream: BinaryIO, label: str, wanted: Callable[[str], bool]
             return
         where = f"byte {offset:,}"
         name, kind, size = _parse_header(header, where)
-        regular = kind in _REGULAR_TYPES
         if "size" in pax:
             size = _pax_size(pax["size"], where)
         offset += BLOCK
@@ -376,19 +365,13 @@ def iter_tar_members(stream: BinaryIO, label: str, wanted: Callable[[str], bool]
             continue
         if kind == ord("S"):
             raise tarfile.ReadError(f"member {name} at {where} is a sparse file, which this reader does not expand")
-        name = _utf8_name(safe_member_name(pax.get("path") or long_name or name, label), where)
+        name = safe_member_name(pax.get("path") or long_name or name, label)
+        if strict:
+            name = _utf8_name(name, where)
         long_name, pax = None, {}
         if kind in _NO_DATA_TYPES:
             continue
-        if not regular or (wanted is not None and not wanted(name)):
-            _skip(stream, padded, f"member {name}")  # an unknown type carries data (tarfile's rule)
-        elif max_size is not None and size > max_size:
-            _skip(stream, padded, f"member {name}")
-            yield name, Oversized(size)
-        else:
-            data = _read_exact(stream, size, f"member {name}")
-            _read_exact(stream, padded - size, f"the padding of member {name}")
-            yield name, data
+        yield _Entry(name, kind in _REGULAR_TYPES, size, padded)
         offset += padded
 
 
