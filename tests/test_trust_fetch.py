@@ -452,3 +452,11 @@ def test_redact_url_and_scrub():
     assert PASSWORD not in shown and USER not in shown and "abc123" not in shown and "zz9" not in shown
     assert shown.startswith("https://REDACTED@h.example/a.tar?") and "part=1" in shown
     assert PASSWORD not in scrub(f"failed: {PASSWORD} at /a.tar?X-Amz-Signature=abc123", url)
+
+
+def test_a_body_longer_than_the_published_size_is_cut_before_it_fills_the_disk(server, tmp_path):
+    Misbehaving.mode, Misbehaving.body = "ok", PAYLOAD  # 300,000 bytes where 1,000 are published
+    with pytest.raises(VlprepError, match="more than the 1,000 bytes published"):
+        download(f"{server}/file.bin", tmp_path / "out.bin", expected_size=1_000, policy=QUICK)
+    assert not (tmp_path / "out.bin").exists() and not (tmp_path / "out.bin.part").exists()
+    assert len(Misbehaving.seen) == 1  # not retried: the server holds another file

@@ -119,14 +119,15 @@ def download(url: str, dest: Path, *, expected_sha256: str | None = None, expect
     partial = _Partial(part)
     partial.checked_at_end = expected_sha256 is not None
     partial.max_size = max_size
+    partial.expected_size = expected_size
     shown = redact_url(url)
     with tqdm(desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024, initial=_size(part),
               total=expected_size, disable=None, leave=False) as bar:
         try:
             _fetch_with_retries(session, url, partial, bar, policy, dest.name)
         except VlprepError:
-            if not _size(part):  # nothing worth resuming: leave no empty part behind
-                partial.restart()
+            if not _size(part) or (expected_size is not None and _size(part) > expected_size):
+                partial.restart()  # nothing worth resuming, or more bytes than the file has
             raise
     sha256 = partial.digest.hexdigest()
     try:
@@ -200,8 +201,10 @@ class _Partial:
         self.last_byte_at = time.monotonic()
         self.meta: dict = {}
         self.checked_at_end = False
-        self.max_size: int | None = None
         """True when the whole file's sha256 is known: a wrongly resumed file is caught at the end."""
+        self.max_size: int | None = None
+        self.expected_size: int | None = None
+        """The published size: a body that grows past it is another file, cut before it fills the disk."""
         if path.exists():
             with open(path, "rb") as handle:
                 while block := handle.read(CHUNK * 64):
@@ -337,6 +340,10 @@ def _copy_body(response: requests.Response, partial: _Partial, bar: tqdm, policy
             handle.write(block)
             partial.digest.update(block)
             bar.update(len(block))
+            if partial.expected_size is not None and handle.tell() > partial.expected_size:
+                raise VlprepError(f"{redact_url(url)} sent more than the {partial.expected_size:,} bytes published "
+                                  "for this file; stopped before it fills the disk",
+                                  fix="the server holds another file: check the URL or the mirror")
             if partial.max_size is not None and handle.tell() > partial.max_size:
                 raise VlprepError(f"{redact_url(url)} is over {partial.max_size >> 20} MiB, more than such a file "
                                   "can be", fix="check that --mirror points at the mirror's root and serves this file")
