@@ -293,3 +293,14 @@ def test_capped_json_replaces_a_long_string_and_stops_past_the_depth(step):
     assert filtered(b"[" * 64 + b"]" * 64, step, 100)[0] == b"[" * 64 + b"]" * 64
     with pytest.raises(VlprepError, match="deeper than 64 levels"):
         filtered(b'["[[[", ' + b"[" * 64 + b"]" * 64 + b"]", step, 100)
+
+
+def test_coco_annotations_of_another_shape_stop_even_in_a_limited_trial(tmp_path, base):
+    """A top-level list where COCO has an object holds no image of the split: an error, not an
+    empty split with exit code 0 (a --limit trial skips the published-count check)."""
+    mirror = copy_mirror(base, tmp_path, "coco")
+    edit_json(mirror / "caption_datasets.zip", "dataset_coco.json", lambda data: data["images"])
+    write_sums(mirror, COCO_FILES)
+    result, data = shard("coco", mirror, tmp_path)
+    one_line_error(result, "caption_datasets.zip", "no image of split karpathy-train")
+    assert not list((data / "out" / "coco").glob("*.tar"))

@@ -37,8 +37,14 @@ def images(layout: Layout, split: str, caps: Caps = DEFAULT_CAPS) -> list[record
     if not (raw / needed).exists():
         raise VlprepError(f"{raw / needed} is missing", fix="run: vlprep fetch coco")
     if split in records.KARPATHY_SPLITS:
-        return records.karpathy_images(raw, split, caps)
-    return records.official_images(raw, split, caps)
+        found = records.karpathy_images(raw, split, caps)
+    else:
+        found = records.official_images(raw, split, caps)
+    if not found:  # every published split has images; none means the file has another shape
+        raise VlprepError(f"{raw / needed}: no image of split {split} found in its annotations",
+                          fix="the file is not the published one (COCO's JSON is an object with an "
+                          "'images' list): run vlprep fetch coco again")
+    return found
 
 
 def specs(found: list[records.CocoImage], rejected: list[dict]) -> Iterator[imagetext.SampleSpec]:
