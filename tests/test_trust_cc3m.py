@@ -12,7 +12,10 @@ import gzip
 import hashlib
 import http.server
 import json
+import subprocess
+import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -312,3 +315,33 @@ def test_an_unreadable_manifest_is_one_line_and_keeps_the_output(tmp_path, case)
     assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
     assert str(manifest) in failed.stderr and expected in failed.stderr and "fix:" in failed.stderr
     assert shard.read_bytes() == b"an existing shard"
+
+
+def test_a_rewrite_killed_before_its_swap_leaves_the_published_shards_and_index(tmp_path, web):
+    """New shards are staged in the crawl's work folder and moved in only when all are written: a
+    kill -9 while they are being written (another --shard-samples, so every shard is rewritten)
+    leaves out/cc3m exactly as the last complete run left it, and verify passes on it."""
+    tsv = tmp_path / "Train_GCC-training.tsv"
+    write_tsv(tsv, web, ["good", "png", "good", "good", "good", "good", "good", "good"] * 2)
+    data = tmp_path / "data"
+    fetch_cc3m(data, tsv, "--count", "16", "--shard-samples", "4")
+    before = shard_bytes(data)
+    index = (data / "out" / "cc3m" / "train.index.json").read_bytes()
+    command = [sys.executable, "-m", "vlprep.cli", "fetch", "cc3m", "--data-dir", str(data), "--tsv", str(tsv),
+               *FAST, "--count", "16", "--shard-samples", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, killed = time.monotonic() + 120, False
+    while process.poll() is None and time.monotonic() < deadline:
+        if any(data.glob("work/cc3m/*/staged/train-*.tar")):  # a new shard written, not yet swapped in
+            process.kill()
+            killed = True
+            break
+        time.sleep(0.002)
+    process.wait()
+    assert killed, "the rewrite finished without staging its shards"
+    assert shard_bytes(data) == before
+    assert (data / "out" / "cc3m" / "train.index.json").read_bytes() == index
+    run_cli("verify", "cc3m", "--data-dir", str(data))
+    fetch_cc3m(data, tsv, "--count", "16", "--shard-samples", "1")  # the same command again completes it
+    assert len(shard_bytes(data)) == 16
+    run_cli("verify", "cc3m", "--data-dir", str(data))

@@ -51,6 +51,7 @@ from ..layout import Layout
 from ..records import cc3m as records
 from ..sinks import manifests as manifest_sink
 from ..sinks import shards as shard_sink
+from ..sinks import splits as split_sink
 from ..sources.webimage import CAUSES, TRANSIENT, classify, url_problem
 from ..transforms.captions import MAX_BPE
 from ..transforms.text import clean_caption
@@ -756,6 +757,9 @@ def _write_output(layout: Layout, crawl: Crawl, kept: dict[int, int], positions:
     one would is kept instead: a rebuild with hosts down never replaces a fuller shard.
     """
     out = ensure_dir(layout.out(NAME))
+    staged = split_sink.staged_dir(crawl.root)  # new shards wait here until every one is written
+    for leftover in staged.glob("*.tar"):  # of a run killed before its swap: rewritten below
+        leftover.unlink()
     previous = _previous_config(out)
     counts: Counter = Counter()
     manifest_rows: list[tuple] = []
@@ -779,13 +783,11 @@ def _write_output(layout: Layout, crawl: Crawl, kept: dict[int, int], positions:
                 shards.append(info)
                 kept_previous += 1
             elif batch:
-                shards.append(shard_sink.write_shard(path, ((key, sample) for _, key, sample in batch)))
+                shards.append(shard_sink.write_shard(staged / path.name,
+                                                     ((key, sample) for _, key, sample in batch)))
                 held += [row for row, _, _ in batch]
             bar.update(len(batch))
-    names = {shard.url for shard in shards}
-    for stale in out.glob(f"{SPLIT}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
-        if stale.name not in names:
-            stale.unlink()
+    _swap_in(staged, out, {shard.url for shard in shards})
     shard_sink.write_wids_index(out / f"{SPLIT}.index.json", SPLIT, shards)
     lengths = {int(k.split(":")[1]): v for k, v in counts.items() if k.startswith("length:")}
     images = sum(s.nsamples for s in shards)
@@ -805,6 +807,20 @@ def _write_output(layout: Layout, crawl: Crawl, kept: dict[int, int], positions:
     stats = {"dataset": NAME, "vlprep_version": __version__, "splits": {SPLIT: split_stats}}
     write_json(out / "stats.json", stats)
     return stats, manifest_rows
+
+
+def _swap_in(staged: Path, out: Path, names: set[str]) -> None:
+    """Move the staged shards into ``out`` and drop the shards no longer in the set.
+
+    Until this point a failure or a kill leaves the published shards and their index as they were;
+    the moves take milliseconds, and a run killed among them is repaired by the next, which writes
+    every shard of the set again and the index last.
+    """
+    for shard in sorted(staged.glob("*.tar")):
+        os.replace(shard, out / shard.name)
+    for stale in out.glob(f"{SPLIT}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
+        if stale.name not in names:
+            stale.unlink()
 
 
 def _previous_config(out: Path) -> dict:
