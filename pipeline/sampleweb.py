@@ -82,18 +82,18 @@ class SampleWeb:
         parts = path.strip("/").split("/")
         kind, n = parts[0], int(parts[1].split(".")[0]) if len(parts) > 1 and parts[1].split(".")[0].isdigit() else 0
         if path in self._removed or kind == "404":
-            return _send(handler, 404, b"not found", "text/plain")
+            return send(handler, 404, b"not found", "text/plain")
         if kind == "403":
-            return _send(handler, 403, b"forbidden", "text/plain")
+            return send(handler, 403, b"forbidden", "text/plain")
         if kind == "500" or (kind == "flaky" and first):
-            return _send(handler, 500, b"try again", "text/plain")
+            return send(handler, 500, b"try again", "text/plain")
         variant = 1 if path in self._changed else 0
         if kind in ("good", "flaky"):
-            return _send(handler, 200, image_bytes(n, variant=variant), "image/jpeg")
+            return send(handler, 200, image_bytes(n, variant=variant), "image/jpeg")
         if kind == "png":
-            return _send(handler, 200, image_bytes(n, "PNG", variant), "image/png")
+            return send(handler, 200, image_bytes(n, "PNG", variant), "image/png")
         if kind == "webp":
-            return _send(handler, 200, image_bytes(n, "WEBP", variant), "image/webp")
+            return send(handler, 200, image_bytes(n, "WEBP", variant), "image/webp")
         if kind == "redirect":
             handler.send_response(302)
             handler.send_header("Location", f"/good/{n}.jpg")
@@ -101,11 +101,11 @@ class SampleWeb:
             handler.end_headers()
             return None
         if kind == "noai":
-            return _send(handler, 200, image_bytes(n), "image/jpeg", {"X-Robots-Tag": "noai"})
+            return send(handler, 200, image_bytes(n), "image/jpeg", {"X-Robots-Tag": "noai"})
         if kind == "html":
-            return _send(handler, 200, b"<html><body>This image has moved.</body></html>", "text/html")
+            return send(handler, 200, b"<html><body>This image has moved.</body></html>", "text/html")
         if kind == "bomb":
-            return _send(handler, 200, bomb_png(), "image/png")
+            return send(handler, 200, bomb_png(), "image/png")
         if kind == "truncated":
             data = image_bytes(n)
             _head(handler, 200, "image/jpeg", len(data))
@@ -122,7 +122,7 @@ class SampleWeb:
                     handler.wfile.flush()
                     time.sleep(max(pause, 0.05))
             return None
-        return _send(handler, 404, b"unknown", "text/plain")
+        return send(handler, 404, b"unknown", "text/plain")
 
 
 def _head(handler, status: int, content_type: str, length: int, headers: dict | None = None) -> None:
@@ -135,15 +135,16 @@ def _head(handler, status: int, content_type: str, length: int, headers: dict | 
     handler.end_headers()
 
 
-def _send(handler, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
+def send(handler, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
+    """One whole answer; a client that hung up is not an error of the server's."""
     _head(handler, status, content_type, len(body), headers)
     with contextlib.suppress(OSError):
         handler.wfile.write(body)
 
 
 @contextlib.contextmanager
-def serve_web(trickle_seconds: float = 30.0) -> Iterator[SampleWeb]:
-    """Serve a :class:`SampleWeb` on 127.0.0.1 for the duration of the block."""
+def serve_web(trickle_seconds: float = 30.0, web_class: type[SampleWeb] = SampleWeb) -> Iterator[SampleWeb]:
+    """Serve a :class:`SampleWeb` (or a subclass that answers more kinds) on 127.0.0.1 for the block."""
     web: SampleWeb | None = None
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -157,7 +158,7 @@ def serve_web(trickle_seconds: float = 30.0) -> Iterator[SampleWeb]:
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    web = SampleWeb(f"http://127.0.0.1:{server.server_address[1]}", trickle_seconds)
+    web = web_class(f"http://127.0.0.1:{server.server_address[1]}", trickle_seconds)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -7,24 +7,21 @@ switched down (503) and up again between runs, as real hosts are.
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
 import hashlib
 import http.server
 import json
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import webdataset as wds
 
 from vlprep.pipeline.records.cc3m import caption_hash
-from vlprep.pipeline.sampleweb import SampleWeb, image_bytes, write_tsv
+from vlprep.pipeline.sampleweb import SampleWeb, image_bytes, send, serve_web, write_tsv
 from vlprep.pipeline.sources.webimage import WebImageError, fetch
 
 from .conftest import run_cli
@@ -55,50 +52,17 @@ class SwitchableWeb(SampleWeb):
             self.requests.append(handler.path)
         n = int(rest.split(".")[0])
         if kind == "429":
-            return _reply(handler, 429, b"slow down", {"Retry-After": "60"})
+            return send(handler, 429, b"slow down", "text/plain", {"Retry-After": "60"})
         if kind == "to-ftp":
-            return _reply(handler, 302, b"", {"Location": f"ftp://127.0.0.1:1/{n}.jpg"})
+            return send(handler, 302, b"", "text/plain", {"Location": f"ftp://127.0.0.1:1/{n}.jpg"})
         if self.down:
-            return _reply(handler, 503, b"down for maintenance")
-        return _reply(handler, 200, image_bytes(n), {"Content-Type": "image/jpeg"})
-
-
-def _reply(handler: http.server.BaseHTTPRequestHandler, status: int, body: bytes, headers: dict | None = None) -> None:
-    handler.send_response(status)
-    for key, value in {"Content-Type": "text/plain", **(headers or {}), "Content-Length": str(len(body))}.items():
-        handler.send_header(key, value)
-    handler.end_headers()
-    with contextlib.suppress(OSError):
-        handler.wfile.write(body)
-
-
-@contextlib.contextmanager
-def serve_switchable() -> Iterator[SwitchableWeb]:
-    web: SwitchableWeb | None = None
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            web.answer(self)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    web = SwitchableWeb(f"http://127.0.0.1:{server.server_address[1]}", trickle_seconds=5)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield web
-    finally:
-        server.shutdown()
-        server.server_close()
+            return send(handler, 503, b"down for maintenance", "text/plain")
+        return send(handler, 200, image_bytes(n), "image/jpeg")
 
 
 @pytest.fixture
 def web():
-    with serve_switchable() as served:
+    with serve_web(trickle_seconds=5, web_class=SwitchableWeb) as served:
         yield served
 
 
