@@ -8,7 +8,6 @@ those with ``RuntimeError``, ``NotImplementedError``, ``zlib.error`` or ``EOFErr
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import lzma
 import struct
@@ -115,6 +114,22 @@ def negative_size_headers(name: str) -> list[bytes]:
     return [pax.tobuf(tarfile.PAX_FORMAT), bytes(gnu)]
 
 
+def binarize_owt_mirror(root: Path, data: Path):
+    """List subsets 0 and 5 of the OWT mirror ``root`` in its SHA256SUMS (hashed as a stream: a test
+    subset may hold a 1.1 GB hole), fetch them into ``data``, and binarize under the memory cap."""
+    from vlprep.pipeline.fileio import sha256_file
+    from vlprep.pipeline.records.owt import subset_relpath
+    from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums
+
+    from .test_trust_owt import run_capped
+
+    sums = {subset_relpath(s): sha256_file(root / subset_relpath(s)) for s in (0, 5)}
+    (root / SUMS_NAME).write_text(format_sha256sums(sums))
+    run_cli("fetch", "owt", "--data-dir", str(data), "--mirror", str(root), "--subsets", "0,5")
+    return run_capped("binarize", "owt", "--data-dir", str(data), "--train-subsets", "0",
+                      "--valid-subsets", "5", "--workers", "1")
+
+
 @pytest.mark.parametrize("form", [0, 1], ids=["pax", "gnu-base-256"])
 def test_an_imagenet_member_of_negative_size_before_a_gzip_bomb_is_one_line(tmp_path, form):
     from .test_trust_imagenet_glue import assert_clean_failure, fetched_imagenet, imagenet_mirror, run_capped, zeros_gz
@@ -137,21 +152,15 @@ def xz_zeros(size: int) -> bytes:
 def test_an_owt_document_of_negative_size_before_an_xz_bomb_is_one_line(tmp_path, form):
     from vlprep.pipeline.demo import build_owt_mirror
     from vlprep.pipeline.records.owt import subset_relpath
-    from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums
 
-    from .test_trust_owt import add_member, run_capped
+    from .test_trust_owt import add_member
 
     root = tmp_path / "mirror"
     build_owt_mirror(root, (0, 5), chunks=1, docs_per_chunk=3, seed=5)
     header = negative_size_headers("openwebtext/0001-negative.txt")[form]
     add_member(root / subset_relpath(0), "openwebtext/urlsf_subset00-9_data.xz",
                lzma.compress(header, preset=0) + xz_zeros(3 << 30))
-    sums = {subset_relpath(s): hashlib.sha256((root / subset_relpath(s)).read_bytes()).hexdigest() for s in (0, 5)}
-    (root / SUMS_NAME).write_text(format_sha256sums(sums))
-    data = tmp_path / "data"
-    run_cli("fetch", "owt", "--data-dir", str(data), "--mirror", str(root), "--subsets", "0,5")
-    result, peak = run_capped("binarize", "owt", "--data-dir", str(data), "--train-subsets", "0",
-                              "--valid-subsets", "5", "--workers", "1")
+    result, peak = binarize_owt_mirror(root, tmp_path / "data")
     one_line_error(result, "urlsf_subset00-9_data.xz", "negative", "fetch")
     assert peak < 1e9
 
@@ -301,9 +310,8 @@ def test_an_owt_chunk_stating_a_4_gib_dictionary_is_one_line_not_a_memory_error(
 
     from vlprep.pipeline.demo import build_owt_mirror
     from vlprep.pipeline.records.owt import subset_relpath
-    from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums
 
-    from .test_trust_owt import add_member, run_capped
+    from .test_trust_owt import add_member
 
     root = tmp_path / "mirror"
     build_owt_mirror(root, (0, 5), chunks=1, docs_per_chunk=3, seed=5)
@@ -314,12 +322,7 @@ def test_an_owt_chunk_stating_a_4_gib_dictionary_is_one_line_not_a_memory_error(
         archive.addfile(info, io.BytesIO(b"hello\n"))
     add_member(root / subset_relpath(0), "openwebtext/urlsf_subset00-9_data.xz",
                xz_with_dictionary(chunk.getvalue(), 40))
-    sums = {subset_relpath(s): hashlib.sha256((root / subset_relpath(s)).read_bytes()).hexdigest() for s in (0, 5)}
-    (root / SUMS_NAME).write_text(format_sha256sums(sums))
-    data = tmp_path / "data"
-    run_cli("fetch", "owt", "--data-dir", str(data), "--mirror", str(root), "--subsets", "0,5")
-    result, peak = run_capped("binarize", "owt", "--data-dir", str(data), "--train-subsets", "0",
-                              "--valid-subsets", "5", "--workers", "1")
+    result, peak = binarize_owt_mirror(root, tmp_path / "data")
     one_line_error(result, "urlsf_subset00-9_data.xz", "Memory usage limit", "fetch")
     assert peak < 1e9
 
@@ -364,9 +367,6 @@ def test_an_lzma_annotation_json_stating_a_4_gib_dictionary_is_one_line(tmp_path
 def test_a_subset_tar_whose_pax_header_holds_1_gb_is_refused_before_it_is_read(tmp_path):
     from vlprep.pipeline.demo import build_owt_mirror
     from vlprep.pipeline.records.owt import subset_relpath
-    from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums
-
-    from .test_trust_owt import run_capped
 
     root = tmp_path / "mirror"
     build_owt_mirror(root, (0, 5), chunks=1, docs_per_chunk=3, seed=5)
@@ -382,17 +382,6 @@ def test_a_subset_tar_whose_pax_header_holds_1_gb_is_refused_before_it_is_read(t
         handle.write(header.tobuf(tarfile.USTAR_FORMAT))
         handle.seek(end + 512 + header.size)  # the header's data: a hole of zeros
         handle.write(after.tobuf(tarfile.USTAR_FORMAT) + b"\0" * 1024)
-    sums = {}
-    for number in (0, 5):
-        digest = hashlib.sha256()
-        with open(root / subset_relpath(number), "rb") as handle:
-            while piece := handle.read(1 << 24):
-                digest.update(piece)
-        sums[subset_relpath(number)] = digest.hexdigest()
-    (root / SUMS_NAME).write_text(format_sha256sums(sums))
-    data = tmp_path / "data"
-    run_cli("fetch", "owt", "--data-dir", str(data), "--mirror", str(root), "--subsets", "0,5")
-    result, peak = run_capped("binarize", "owt", "--data-dir", str(data), "--train-subsets", "0",
-                              "--valid-subsets", "5", "--workers", "1")
+    result, peak = binarize_owt_mirror(root, tmp_path / "data")
     one_line_error(result, "urlsf_subset00.tar", "extended header", "1,153,433,600 bytes", "fetch")
     assert peak < 1e9, f"peak RSS {peak / 1e6:.0f} MB"
