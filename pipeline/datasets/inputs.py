@@ -58,7 +58,7 @@ def raw_inputs(layout: Layout, dataset: str, relpaths: Iterable[str]) -> dict[st
         path = raw / relpath
         if not path.is_file():
             raise VlprepError(f"{path} is missing", fix=f"run: vlprep fetch {dataset}")
-        found[input_name(dataset, relpath)] = _current_sha256(record, relpath, path)
+        found[input_name(dataset, relpath)] = record.current_sha256(relpath)
     return found
 
 
@@ -68,11 +68,6 @@ def file_input(path: Path) -> dict[str, str]:
     return {str(path): sha256_file(path)}
 
 
-def _current_sha256(record: VerifiedRecord, relpath: str, path: Path) -> str:
-    """The recorded sha256 while the file is as fetch left it; otherwise its bytes are hashed now."""
-    if record.is_current(relpath):
-        return record.entries[relpath].sha256
-    return sha256_file(path)
 
 
 def _locate(layout: Layout, name: str) -> tuple[Path, VerifiedRecord | None, str]:
@@ -99,7 +94,7 @@ def check_inputs(layout: Layout, inputs: Mapping[str, str] | None, fix: str, wha
             warnings.append(f"{what}: {path} is gone (raw files deleted to save disk?), so it cannot be checked "
                             "that the outputs were built from it")
             continue
-        now = _current_sha256(record, relpath, path) if record is not None else sha256_file(path)
+        now = record.current_sha256(relpath) if record is not None else sha256_file(path)
         if now != built_from:
             raise VlprepError(f"{what}: {path} changed since the outputs were built from it (sha256 now "
                               f"{now[:16]}…, built from {built_from[:16]}…); the outputs are stale", fix=fix)
