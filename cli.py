@@ -235,7 +235,8 @@ def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, 
     kill -9) continue where they stood and end with the same rows. A rerun first retries rows that
     failed for a transient cause (--retry-failed, --max-attempts) and recomputes the first COUNT.
     """
-    from .pipeline.datasets import coco, glue, imagenet, owt, vg
+    from .pipeline.datasets import coco, vg
+    from .pipeline.engines import bucketing as imagenet, sentencebin as glue, textbin as owt
 
     from .pipeline.redact import redact_url
 
@@ -286,13 +287,13 @@ def _glue_tasks(tasks: tuple[str, ...]) -> tuple[str, ...]:
 
 def _fetch_cc3m(layout: Layout, tsv: Path | None, mirror: str | None, count: int, from_manifest: Path | None,
                 tokenizer: str | None, options: dict) -> None:
-    from .pipeline.datasets import cc3m
+    from .pipeline.engines import webcrawl as cc3m
 
     config = cc3m.DownloadConfig(**options)
     cc3m.check_distributor(config.distributor)
     tsv_path = cc3m.fetch_tsv(layout, tsv, mirror)
     if tsv is None:
-        from .pipeline.datasets.fetching import check_line
+        from .pipeline.engines.fetch import check_line
 
         click.echo(check_line(layout.raw("cc3m"), tsv_path.name))
     if from_manifest is not None:
@@ -352,7 +353,7 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
     fairseq-preprocess on the same sentences. Split sizes are checked unless --limit is set.
     """
     if dataset == "glue":
-        from .pipeline.datasets import glue
+        from .pipeline.engines import sentencebin as glue
 
         layout = Layout.from_env(data_dir)
         _lock(layout, "binarize", dataset)
@@ -361,7 +362,7 @@ def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict
             click.echo(line)
         click.echo(f"written: {layout.out(dataset)}/<TASK>-bin/")
         return
-    from .pipeline.datasets import owt
+    from .pipeline.engines import textbin as owt
     from .pipeline.transforms.bpe import default_backend
 
     overlap = set(train_subsets) & set(valid_subsets)
@@ -436,7 +437,7 @@ def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant
     common = dict(workers=workers, seed=seed, resize=resize, limit=limit, max_count=shard_samples,
                   max_bytes=shard_mb * 1_000_000, tokenizer=tokenizer, force=force)
     if dataset == "imagenet":
-        from .pipeline.datasets import imagenet
+        from .pipeline.engines import bucketing as imagenet
 
         stats = imagenet.shard(layout, split or "train", workers=workers, seed=seed, resize=resize, limit=limit,
                                shard_samples=shard_samples, force=force, max_member=max_member_mb << 20)
@@ -445,7 +446,8 @@ def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant
         click.echo(f"written: {layout.out(dataset)}/")
         return
     from .pipeline.caps import Caps
-    from .pipeline.datasets import coco, imagetext, vg
+    from .pipeline.datasets import coco, vg
+    from .pipeline.engines import imagetext
 
     common["caps"] = Caps(text_bytes=max_text_kb << 10, member_bytes=max_member_mb << 20, json_depth=max_json_depth)
     if dataset == "coco":
@@ -480,7 +482,7 @@ def verify(dataset: str, data_dir: Path, tokenizer_check: int, seed: int) -> Non
       vlprep verify owt --tokenizer-check 1000    # and hold 1000 random lines against tiktoken
       vlprep verify coco                         # decode every image of every shard
     """
-    from .pipeline.datasets import imagetext, owt
+    from .pipeline.engines import imagetext, textbin as owt
 
     layout = Layout.from_env(data_dir)
     names = _datasets(dataset)
@@ -494,7 +496,7 @@ def verify(dataset: str, data_dir: Path, tokenizer_check: int, seed: int) -> Non
                            + (f", {found['texts']:,} texts)" if name in PAIR_DATASETS else ", labels in 0..999)"))
             continue
         if name == "glue":
-            from .pipeline.datasets import glue
+            from .pipeline.engines import sentencebin as glue
 
             for task, found in glue.verify(layout).items():
                 click.echo(f"glue {task}: ok ({found['files']} files, {found['items']:,} items)")
@@ -528,7 +530,8 @@ def stats(datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
       vlprep stats coco vg
       vlprep stats owt --json
     """
-    from .pipeline.datasets import owt, table
+    from .pipeline.engines import textbin as owt
+    from .pipeline.reports import table
 
     layout = Layout.from_env(data_dir)
     chosen = tuple(dict.fromkeys(d for name in datasets for d in _datasets(name)))
@@ -547,12 +550,12 @@ def stats(datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
             for line in owt.summary_lines(read_json(path)):
                 click.echo(line)
         elif dataset == "imagenet":
-            from .pipeline.datasets import imagenet
+            from .pipeline.engines import bucketing as imagenet
 
             for line in imagenet.summary_lines(read_json(path)):
                 click.echo(line)
         elif dataset == "glue":
-            from .pipeline.datasets import glue
+            from .pipeline.engines import sentencebin as glue
 
             for line in glue.summary_lines(read_json(path)):
                 click.echo(line)
@@ -593,7 +596,7 @@ def preview(dataset: str, data_dir: Path, split: str | None, count: int, augment
       vlprep preview coco
       vlprep preview vg --split train-concat --n 8 --augmented
     """
-    from .pipeline.datasets import preview as preview_stage
+    from .pipeline.reports import preview as preview_stage
 
     _lock(Layout.from_env(data_dir), "preview", dataset)
     result = preview_stage.preview(Layout.from_env(data_dir), dataset, split, count, augmented, seed, out_path)
@@ -630,7 +633,7 @@ def manifest_build(dataset: str, data_dir: Path, manifest_dir: Path | None) -> N
       vlprep manifest build
       vlprep manifest build cc3m --manifest-dir ./manifests
     """
-    from .pipeline.datasets import manifests
+    from .pipeline.reports import manifests
 
     layout = Layout.from_env(data_dir)
     names = _datasets(dataset)
@@ -666,7 +669,7 @@ def manifest_publish(repo: str, branch: str, message: str | None, subdir: str, d
       vlprep manifest publish --repo git@github.com:me/manifests.git --branch subsets
       vlprep manifest publish --repo /srv/git/manifests.git
     """
-    from .pipeline.datasets import manifests
+    from .pipeline.reports import manifests
 
     folder = manifest_dir or Layout.from_env(data_dir).manifests()
     result = manifests.publish(folder, repo, branch, message, subdir)

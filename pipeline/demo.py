@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .datasets import owt
+from .engines import textbin as owt
 from .fileio import atomic_path, ensure_dir
 from .layout import Layout
 from .localserve import serve_directory
@@ -136,7 +136,9 @@ class DemoResult:
 
 def _image_text_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list[Path]:
     """COCO and Visual Genome samples: fetch over HTTP → shard → verify → stats."""
-    from .datasets import coco, imagetext, table, vg
+    from .datasets import coco, vg
+    from .engines import imagetext
+    from .reports import table
     from .sampledata import build_coco_mirror, build_vg_mirror
 
     root = layout.root / "demo-mirror"
@@ -170,7 +172,7 @@ def _image_text_demo(layout: Layout, workers: int, say: Callable[[str], None]) -
 
 def _cc3m_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list[Path]:
     """Conceptual Captions: a TSV of a small web on 127.0.0.1 that fails as the real one does."""
-    from .datasets import cc3m, imagetext
+    from .engines import imagetext, webcrawl as cc3m
     from .sampleweb import serve_web, write_tsv
 
     kinds = ["good", "404", "png", "redirect", "html", "good", "noai", "webp", "truncated", "bomb", "flaky",
@@ -192,7 +194,7 @@ def _cc3m_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list
 
 def _imagenet_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list[Path]:
     """ImageNet: tiny hub-layout tarballs (with a CMYK, a PNG-named-JPEG and a truncated image)."""
-    from .datasets import imagenet, imagetext
+    from .engines import bucketing as imagenet, imagetext
     from .sampledata import build_imagenet_mirror
 
     root = layout.root / "demo-mirror" / "imagenet"
@@ -212,7 +214,7 @@ def _imagenet_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> 
 
 def _glue_demo(layout: Layout, say: Callable[[str], None]) -> list[Path]:
     """GLUE: tiny parquet files of all nine tasks, binarized in the RoBERTa GLUE layout."""
-    from .datasets import glue
+    from .engines import sentencebin as glue
     from .sampledata import build_glue_mirror
 
     root = layout.root / "demo-mirror" / "glue"
@@ -227,7 +229,7 @@ def _glue_demo(layout: Layout, say: Callable[[str], None]) -> list[Path]:
 
 def _trainer_demo(layout: Layout, say: Callable[[str], None]) -> list[Path]:
     """The trainer side: a preview sheet, and one batch of each loader when torch is installed."""
-    from .datasets import preview
+    from .reports import preview
 
     try:
         from .loader import image_dataset, pair_dataset, text_dataset
@@ -267,7 +269,7 @@ def run_demo(data_dir: Path, workers: int = 2, say: Callable[[str], None] = prin
     outputs += _image_text_demo(layout, workers, say)
     outputs += _imagenet_demo(layout, workers, say)
     outputs += _glue_demo(layout, say)
-    from .datasets import manifests
+    from .reports import manifests
 
     files = manifests.build(layout, ("owt", "coco", "vg", "cc3m", "imagenet", "glue"))
     say(f"manifest build: {len(files)} manifests and their README.md index in {layout.manifests()}")

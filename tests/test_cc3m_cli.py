@@ -16,7 +16,7 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from vlprep.pipeline.datasets.webdownload import bounded_download_with_retry
+from vlprep.pipeline.engines.webdownload import bounded_download_with_retry
 from vlprep.pipeline.sampleweb import KINDS_FAIL, KINDS_OK, image_bytes, serve_web, write_tsv
 from vlprep.pipeline.sources.webimage import classify
 from vlprep.pipeline.transforms.bpe import REFERENCE, get_backend
@@ -164,7 +164,7 @@ def test_a_stalled_window_is_killed_retried_and_reported(tmp_path, web):
     assert failed.returncode == 1 and "did not complete in 3 attempts" in failed.stderr
     assert "engine.log" in failed.stderr and time.monotonic() - started < 60
     leftovers = [p for p in Path("/proc").glob("[0-9]*")
-                 if b"vlprep.pipeline.datasets.webdownload" in _cmdline(p) and str(data).encode() in _cmdline(p)]
+                 if b"vlprep.pipeline.engines.webdownload" in _cmdline(p) and str(data).encode() in _cmdline(p)]
     assert leftovers == []  # no orphaned crawl of this data dir left behind (other runs may share the machine)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from vlprep.pipeline.datasets.glue import one_line
+from vlprep.pipeline.engines.sentencebin import one_line
 from vlprep.pipeline.records.glue import TASKS
 from vlprep.pipeline.sampledata import build_glue_mirror
 from vlprep.pipeline.transforms.bpe import vocabulary_files

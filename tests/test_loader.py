@@ -421,7 +421,7 @@ def test_preview_writes_a_png(demo_data, args, cells, pictures):
 
 
 def test_preview_marks_truncated_captions(demo_data):
-    from vlprep.pipeline.datasets.preview import caption_lines
+    from vlprep.pipeline.reports.preview import caption_lines
     from vlprep.pipeline.transforms.dictionary import load_dictionary
 
     stored = shard_json(demo_data / "out" / "coco" / "karpathy-train.index.json")

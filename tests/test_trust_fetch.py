@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from vlprep.pipeline.datasets.fetching import fetch_from_mirror
+from vlprep.pipeline.engines.fetch import fetch_from_mirror
 from vlprep.pipeline.demo import build_owt_mirror
 from vlprep.pipeline.errors import VlprepError
 from vlprep.pipeline.localserve import RangeRequestHandler, serve_directory

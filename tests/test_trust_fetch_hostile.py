@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from vlprep.pipeline import fileio
-from vlprep.pipeline.datasets.inputs import check_inputs, raw_inputs
+from vlprep.pipeline.engines.inputs import check_inputs, raw_inputs
 from vlprep.pipeline.errors import VlprepError
 from vlprep.pipeline.layout import Layout
 from vlprep.pipeline.redact import redact_url, scrub

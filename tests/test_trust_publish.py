@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vlprep.pipeline.datasets.manifests import HEADERS, index_markdown, validate
+from vlprep.pipeline.reports.manifests import HEADERS, index_markdown, validate
 from vlprep.pipeline.sinks import manifests as manifest_sink
 
 from .conftest import run_cli

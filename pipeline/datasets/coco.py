@@ -8,9 +8,9 @@ from ..errors import VlprepError
 from ..layout import Layout
 from ..records import coco as records
 from ..transforms.text import clean_caption
-from . import imagetext
-from .inputs import raw_inputs
-from .fetching import FetchReport, fetch_files
+from ..engines import imagetext
+from ..engines.inputs import raw_inputs
+from ..engines.fetch import FetchReport, fetch_files
 
 NAME = "coco"
 URLS = {

@@ -16,10 +16,10 @@ from ..records import coco as coco_records
 from ..records import vg as records
 from ..transforms.captions import MAX_BPE, CaptionEncoder
 from ..transforms.text import clean_caption
-from . import imagetext
+from ..engines import imagetext
 from .coco import NAME as COCO
-from .fetching import FetchReport, fetch_files
-from .inputs import raw_inputs
+from ..engines.fetch import FetchReport, fetch_files
+from ..engines.inputs import raw_inputs
 
 NAME = "vg"
 SPLIT = "train"

@@ -32,7 +32,7 @@ from ..records import glue as records
 from ..sinks.fairseq import write_dataset
 from ..transforms.bpe import LineEncoder, get_backend
 from ..transforms.dictionary import EOS, SPECIALS, UNK, Dictionary, load_dictionary
-from .fetching import FetchReport, fetch_from_hub, fetch_from_mirror
+from .fetch import FetchReport, fetch_from_hub, fetch_from_mirror
 from .inputs import check_inputs, raw_inputs
 
 NAME = "glue"

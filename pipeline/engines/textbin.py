@@ -36,7 +36,7 @@ from ..sources.mirror import Mirror
 from ..transforms.bpe import BATCH_CHARS, REFERENCE, LineEncoder, check_backend, default_backend, get_backend
 from ..transforms.dictionary import EOS, Dictionary, load_dictionary
 from ..transforms.text import clean_document
-from .fetching import FetchReport, fetch_from_hub, fetch_from_mirror
+from .fetch import FetchReport, fetch_from_hub, fetch_from_mirror
 from .inputs import check_inputs, file_input, input_name
 
 NAME = "owt"

@@ -56,7 +56,7 @@ from ..sources.webimage import CAUSES, TRANSIENT, classify, url_problem
 from ..transforms.captions import MAX_BPE
 from ..transforms.text import clean_caption
 from . import imagetext
-from .fetching import fetch_files
+from .fetch import fetch_files
 from .inputs import input_name
 from .webdownload import MODULE as ENGINE
 

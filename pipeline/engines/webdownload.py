@@ -1,6 +1,6 @@
 """img2dataset as the download engine of one window of rows, run in a child process.
 
-``python -m vlprep.pipeline.datasets.webdownload WINDOW.json`` calls ``img2dataset.download`` on the
+``python -m vlprep.pipeline.engines.webdownload WINDOW.json`` calls ``img2dataset.download`` on the
 window's input parquet. Two things are changed inside img2dataset, in whichever process runs its
 downloader (multiprocessing, pyspark or ray workers alike, because the downloader object travels
 to them by pickling and brings this module with it):
@@ -29,7 +29,7 @@ from pathlib import Path
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 MAX_BYTES_ENV, MAX_PIXELS_ENV = "VLPREP_MAX_IMAGE_BYTES", "VLPREP_MAX_IMAGE_PIXELS"
-MODULE = "vlprep.pipeline.datasets.webdownload"
+MODULE = "vlprep.pipeline.engines.webdownload"
 """This module's import name, also when it runs as ``__main__`` (pickled classes must name it)."""
 
 

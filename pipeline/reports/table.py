@@ -14,7 +14,8 @@ from ..fileio import read_json, write_json
 from ..layout import Layout
 from ..sinks import stats as stats_sink
 from ..transforms.captions import MAX_BPE
-from . import cc3m, coco, vg
+from ..datasets import coco, vg
+from ..engines import webcrawl as cc3m
 
 PRETRAINING_SPLIT = {coco.NAME: coco.DEFAULT_SPLIT, vg.NAME: vg.SPLIT, cc3m.NAME: cc3m.SPLIT}
 STATS_JSON, STATS_MD, HISTOGRAM_PNG = "stats.json", "stats.md", "text-lengths.png"

@@ -43,7 +43,7 @@ from ..transforms.images import ImageError, prepare_image
 from .inputs import raw_inputs, work_key
 
 if TYPE_CHECKING:
-    from .fetching import FetchReport
+    from .fetch import FetchReport
 
 NAME = "imagenet"
 DEFAULT_REVISION = "main"
@@ -74,7 +74,7 @@ def fetch(layout: Layout, mirror: str | None = None, with_test: bool = False,
           revision: str = DEFAULT_REVISION) -> FetchReport:
     """classes.py and the train/val tarballs (test on request), from the gated hub (HF_TOKEN) or a mirror."""
     from ..sources.mirror import Mirror
-    from .fetching import fetch_from_hub, fetch_from_mirror
+    from .fetch import fetch_from_hub, fetch_from_mirror
 
     relpaths = [records.CLASSES_FILE, *records.TARBALLS["train"], *records.TARBALLS["val"]]
     if with_test:
