@@ -1,32 +1,61 @@
-"""The ``vlprep`` command line: parse options, call a dataset stage, print the summary."""
+"""The ``vlprep`` command line, generated from the recipe registry.
+
+``vlprep STAGE DATASET`` exists for every stage a recipe declares; its options are the common options
+the stage takes (declared once in ``pipeline/datasets/recipe.py``) and the fields of the stage's
+options dataclass. ``vlprep STAGE all`` runs the stage for every dataset that has it. This module
+parses and delegates: it names no dataset.
+"""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
+import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import click
+from click.core import ParameterSource
 
 from .pipeline import __version__
-from .pipeline.caps import DEFAULT_CAPS
+from .pipeline.datasets import registry
+from .pipeline.datasets.recipe import COMMON_FIELDS, Common, Opt, Recipe, Run, Stage, flag_of, opt_of
 from .pipeline.errors import VlprepError
 from .pipeline.fileio import explain_os_error, read_json
 from .pipeline.layout import DEFAULT_DATA_DIR, Layout
 
-DATASETS = ("owt", "coco", "vg", "cc3m", "imagenet", "glue")
-TEXT_DATASETS = ("owt", "glue")
-IMAGE_DATASETS = ("coco", "vg", "imagenet")
-"""Datasets that ``vlprep shard`` writes; CC3M's shards come out of ``vlprep fetch cc3m`` itself."""
-PAIR_DATASETS = ("coco", "vg", "cc3m")
-SHARD_DATASETS = ("coco", "vg", "cc3m", "imagenet")
-"""Datasets stored as WebDataset shards (verified by decoding every image)."""
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+WAIT_LOCK = "vlprep.wait_lock"
+REPEATED = "vlprep.repeated"
+STAGE_HELP = {
+    "fetch": "Download and check a dataset's raw files (a web-crawled dataset: its images too).",
+    "binarize": "Clean, BPE-encode and write a text dataset as fairseq binaries.",
+    "shard": "Write an image dataset as WebDataset shards, one sample per image.",
+    "verify": "Re-read a dataset's outputs and check them; exit non-zero on the first fault.",
+    "preview": "Write a PNG contact sheet of a built split and print its path.",
+}
+BUILT_ONLY = ("verify", "preview")
+"""Stages that ``all`` runs only on datasets already built (the others run on every dataset)."""
 
+
+# --------------------------------------------------------------------------------------- errors
 
 def _fail(message: str, code: int = 1) -> None:
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(code)
+
+
+def _repeat_options(message: str) -> str:
+    """Fix hints name vlprep commands; add the options the user gave that every command takes
+    (``--data-dir``), so the hint can be pasted as it stands."""
+    ctx = click.get_current_context(silent=True)
+    extra = ctx.meta.get(REPEATED, "") if ctx else ""
+    if not extra:
+        return message
+    pattern = r"\b(vlprep (?:fetch|binarize|shard|verify|preview|stats) [a-z0-9-]+|vlprep manifest build)\b"
+    return re.sub(pattern, lambda m: f"{m.group(1)} {extra}", message)
 
 
 def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -37,7 +66,7 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except VlprepError as exc:
-            _fail(str(exc))
+            _fail(_repeat_options(str(exc)))
         except OSError as exc:
             _fail(str(explain_os_error(exc, "I/O error")))
         except KeyboardInterrupt:
@@ -46,41 +75,83 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def parse_subsets(value: str) -> tuple[int, ...]:
-    """``"0-4"``, ``"0,2,5"`` or ``"0-2,7"`` → subset numbers (0–20)."""
-    numbers: list[int] = []
-    for part in value.split(","):
-        part = part.strip()
+# ------------------------------------------------------------------------------ options from fields
+
+def _click_type(how: Opt, name: str) -> Any:
+    if how.choices:
+        return click.Choice(how.choices)
+    if how.type is int:
+        return click.IntRange(min=how.low, max=how.high) if how.low is not None or how.high is not None else int
+    if how.type is float:
+        return click.FloatRange(min=how.low, max=how.high) if how.low is not None or how.high is not None else float
+    if how.type is Path:
+        folder = name.endswith("dir")
+        return click.Path(file_okay=not folder, dir_okay=folder, exists=how.must_exist, path_type=Path)
+    return str
+
+
+def _parsed(how: Opt, flag: str) -> Callable | None:
+    """A click callback applying the field's own parser; its ValueError becomes a usage error."""
+    if how.parse is None:
+        return None
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return None
         try:
-            if "-" in part:
-                low, high = (int(x) for x in part.split("-", 1))
-                numbers += range(low, high + 1)
-            elif part:
-                numbers.append(int(part))
-        except ValueError:
-            raise click.BadParameter(f"{value!r}: use numbers and ranges like 0-4 or 0,2,5") from None
-    if not numbers or any(not 0 <= n <= 20 for n in numbers):
-        raise click.BadParameter(f"{value!r}: OpenWebText subsets are numbered 0 to 20")
-    return tuple(dict.fromkeys(numbers))
+            return tuple(how.parse(v) for v in value) if how.repeat else how.parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=flag) from None
+
+    return callback
 
 
-def _subsets_option(name: str, default: str, help_text: str) -> Callable:
-    return click.option(name, default=default, show_default=True, help=help_text,
-                        callback=lambda ctx, param, value: parse_subsets(value))
+def _shown(default: Any) -> Any:
+    if isinstance(default, tuple):
+        return ",".join(map(str, default)) if default else False
+    return default if default is not None else False
 
 
-data_dir_option = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="VLPREP_DATA",
-    default=DEFAULT_DATA_DIR, show_default=True, show_envvar=True,
-    help="Root of raw/, work/ and out/.")
-mirror_option = click.option(
-    "--mirror", metavar="DIR_OR_URL",
-    help="Local folder or http(s) base URL holding the dataset's files at their published paths "
-    "(optionally with a SHA256SUMS at its root).")
-workers_option = click.option(
-    "--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
-    help="Worker processes. The output is identical for every value.")
-WAIT_LOCK = "vlprep.wait_lock"
+def make_option(field: dataclasses.Field, default: Any = dataclasses.MISSING, help: str | None = None,
+                names: tuple[str, ...] | None = None, hidden: bool = False, dest: str | None = None,
+                how: Opt | None = None) -> click.Option:
+    """The click option of one options-dataclass field (its help, type, bounds and default)."""
+    how = how or opt_of(field)
+    assert how is not None, f"field {field.name} has no option metadata"
+    default = field.default if default is dataclasses.MISSING else default
+    flag = flag_of(field)
+    decls = list(names or (flag,))
+    kwargs: dict[str, Any] = dict(help=help or how.help, hidden=hidden, envvar=how.envvar,
+                                  show_envvar=bool(how.envvar))
+    if how.type is bool:
+        if how.negatable:
+            decls = [f"{flag}/--no-{flag[2:]}"]
+        kwargs.update(is_flag=True, default=default, show_default=how.negatable)
+    else:
+        kwargs.update(type=_click_type(how, field.name), multiple=how.repeat, metavar=how.metavar,
+                      callback=_parsed(how, flag), show_default=how.show_default and _shown(default))
+        kwargs["default"] = (None if hidden else
+                             (",".join(map(str, default)) if how.parse and isinstance(default, tuple) and default
+                              else default))
+    return click.Option(decls + [dest or field.name], **kwargs)
+
+
+def _common_options(stage: Stage) -> list[click.Option]:
+    options = [make_option(COMMON_FIELDS["data_dir"], default=Path(DEFAULT_DATA_DIR))]
+    for name in stage.common:
+        field = COMMON_FIELDS[name]
+        if name == "limit" and stage.limit is not None:
+            how = dataclasses.replace(opt_of(field), high=stage.limit.high)
+            options.append(make_option(field, default=stage.limit.default, help=stage.limit.help, how=how))
+        else:
+            options.append(make_option(field))
+        for alias in stage.aliases.get(name, ()):
+            options.append(make_option(field, names=(alias,), hidden=True, dest=f"alias_{name}"))
+    return options
+
+
+def _stage_options(stage: Stage) -> list[click.Option]:
+    return [make_option(f) for f in dataclasses.fields(stage.options)]
 
 
 def _remember_wait_lock(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -88,30 +159,11 @@ def _remember_wait_lock(ctx: click.Context, param: click.Parameter, value: bool)
     ctx.meta[WAIT_LOCK] = value
 
 
-wait_lock_option = click.option(
-    "--wait-lock", is_flag=True, envvar="VLPREP_WAIT_LOCK", show_envvar=True, expose_value=False,
-    callback=_remember_wait_lock,
-    help="If another vlprep process is using the same data, wait for it instead of exiting at once.")
-limit_option = click.option(
-    "--limit", type=click.IntRange(min=1), default=None,
-    help="Only the first N documents of each subset (for trials; written to its own work folder).")
-
-
-def _tokenizer_option(prefix: str = "") -> Callable:
-    return click.option(
-        "--tokenizer", type=click.Choice(["gigatoken", "tiktoken"]), default=None,
-        help=f"{prefix}GPT-2 BPE implementation; the ids are identical for both. Default: gigatoken (several "
-        "times faster) when installed, else tiktoken (the reference).")
-
-
-def _resize_option(prefix: str = "") -> Callable:
-    return click.option(
-        "--resize", type=click.IntRange(min=16), default=None, metavar="PIXELS",
-        help=f"{prefix}Scale the shorter side down to PIXELS (never up) and store JPEG q95. "
-        "Default: the original bytes.")
-
-
-dataset_argument = click.argument("dataset", type=click.Choice(DATASETS + ("all",)))
+def wait_lock_option() -> click.Option:
+    return click.Option(["--wait-lock"], is_flag=True, envvar="VLPREP_WAIT_LOCK", show_envvar=True,
+                        expose_value=False, callback=_remember_wait_lock,
+                        help="If another vlprep process is using the same data, wait for it instead of exiting "
+                        "at once.")
 
 
 def _lock(layout: Layout, stage: str, *datasets: str) -> None:
@@ -123,490 +175,277 @@ def _lock(layout: Layout, stage: str, *datasets: str) -> None:
                                  say=lambda line: click.echo(line, err=True)))
 
 
-def _datasets(name: str) -> tuple[str, ...]:
-    return DATASETS if name == "all" else (name,)
+def _remember_data_dir(ctx: click.Context, data_dir: Path) -> None:
+    """A --data-dir given on the command line is repeated in every fix hint (see :func:`_repeat_options`)."""
+    if ctx.get_parameter_source("data_dir") == ParameterSource.COMMANDLINE:
+        ctx.meta[REPEATED] = f"--data-dir {shlex.quote(str(data_dir))}"
 
 
-def _built(layout: Layout, names: tuple[str, ...], message: str, fix: str) -> tuple[str, ...]:
-    """What ``all`` means: of ``names``, those with an ``out/<name>/stats.json``; an error if none."""
-    built = tuple(name for name in names if (layout.out(name) / "stats.json").exists())
+def _common_values(ctx: click.Context, stage: Stage, values: dict[str, Any]) -> Common:
+    """The common options of one command, with aliases folded into their option."""
+    chosen: dict[str, Any] = {"data_dir": values.pop("data_dir")}
+    for name in stage.common:
+        value = values.pop(name)
+        alias = values.pop(f"alias_{name}", None)
+        if alias is not None:
+            if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+                raise click.UsageError(f"{flag_of(COMMON_FIELDS[name])} and its older name "
+                                       f"{'/'.join(stage.aliases[name])} were both given; keep one")
+            value = alias
+        chosen[name] = value
+    _remember_data_dir(ctx, chosen["data_dir"])
+    return Common(**chosen)
+
+
+def _apply_fetch_settings(common: Common) -> None:
+    """The HTTP layer reads its retry budget and idle timeout from the environment of this process."""
+    os.environ["VLPREP_RETRY_BUDGET"] = str(common.retry_budget)
+    os.environ["VLPREP_IDLE_TIMEOUT"] = str(common.idle_timeout)
+
+
+def _run_stage(stage_name: str, recipe: Recipe, common: Common, options: Any) -> None:
+    stage = recipe.stages[stage_name]
+    if "retry_budget" in stage.common:
+        _apply_fetch_settings(common)
+    stage.run(Run(recipe.name, Layout.from_env(common.data_dir), common, click.echo), options)
+
+
+# -------------------------------------------------------------------------------- generated commands
+
+def _help_text(stage: Stage) -> str:
+    text = stage.summary
+    if stage.details:
+        text += "\n\n" + stage.details
+    if stage.examples:
+        text += "\n\n\b\nExamples:\n" + "\n".join(f"  {line}" for line in stage.examples)
+    return text
+
+
+def dataset_command(stage_name: str, recipe: Recipe) -> click.Command:
+    """``vlprep STAGE DATASET``: exactly the options this dataset's stage takes."""
+    stage = recipe.stages[stage_name]
+
+    @friendly_errors
+    def callback(**values: Any) -> None:
+        ctx = click.get_current_context()
+        common = _common_values(ctx, stage, values)
+        options = stage.options(**values)
+        layout = Layout.from_env(common.data_dir)
+        _lock(layout, stage_name, recipe.name)
+        _run_stage(stage_name, recipe, common, options)
+
+    params = _common_options(stage) + _stage_options(stage) + [wait_lock_option()]
+    return click.Command(recipe.name, params=params, callback=callback, help=_help_text(stage),
+                         short_help=recipe.title, context_settings=CONTEXT)
+
+
+def _built(layout: Layout, recipes: tuple[Recipe, ...], stage: str) -> tuple[Recipe, ...]:
+    """What ``all`` means for stages that read outputs: the datasets with an ``out/<name>/stats.json``."""
+    built = tuple(r for r in recipes if (layout.out(r.name) / "stats.json").exists())
     if not built:
-        raise VlprepError(f"{message} in {layout.out_root()}", fix=fix)
+        raise VlprepError(f"no dataset with a {stage} stage has been built in {layout.out_root()}",
+                          fix="run a fetch, binarize or shard stage first (see vlprep --help)")
     return built
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def all_command(stage_name: str) -> click.Command:
+    """``vlprep STAGE all``: the stage of every dataset that has it, each with its own defaults."""
+    recipes = registry.with_stage(stage_name)
+    common_names = tuple(dict.fromkeys(n for r in recipes for n in r.stages[stage_name].common))
+    names = ", ".join(r.name for r in recipes)
+
+    @friendly_errors
+    def callback(**values: Any) -> None:
+        ctx = click.get_current_context()
+        layout = Layout.from_env(values["data_dir"])
+        _remember_data_dir(ctx, values["data_dir"])
+        chosen = _built(layout, recipes, stage_name) if stage_name in BUILT_ONLY else recipes
+        _lock(layout, stage_name, *(r.name for r in chosen))
+        for recipe in chosen:
+            stage = recipe.stages[stage_name]
+            given = {n: values[n] for n in stage.common}
+            if "limit" in given and given["limit"] is None and stage.limit is not None:
+                given["limit"] = stage.limit.default
+            _run_stage(stage_name, recipe, Common(data_dir=values["data_dir"], **given), stage.options())
+
+    params = [make_option(COMMON_FIELDS["data_dir"])]
+    params += [make_option(COMMON_FIELDS[n], help=opt_of(COMMON_FIELDS[n]).help +
+                           (" (each dataset's own meaning and default when not given)" if n == "limit" else ""))
+               for n in common_names]
+    which = "every built one of" if stage_name in BUILT_ONLY else "each of"
+    return click.Command("all", params=params + [wait_lock_option()], callback=callback,
+                         short_help=f"{stage_name.capitalize()} {which}: {names}.",
+                         help=f"Run `vlprep {stage_name} DATASET` for {which} {names}, each with its own default "
+                         f"options; only the common options below can be given.\n\n\b\nExample:\n  vlprep "
+                         f"{stage_name} all", context_settings=CONTEXT)
+
+
+class StageGroup(click.Group):
+    """``vlprep STAGE``: one subcommand per dataset that has the stage, plus ``all``; a dataset without
+    the stage is a usage error that says which command builds it."""
+
+    def __init__(self, stage: str, **kwargs: Any) -> None:
+        super().__init__(stage, help=_stage_group_help(stage), context_settings=CONTEXT,
+                         short_help=STAGE_HELP[stage], **kwargs)
+        self.stage = stage
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = [r.name for r in registry.with_stage(self.stage)]
+        return names + (["all"] if len(names) > 1 else [])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "all" and len(registry.with_stage(self.stage)) > 1:
+            return all_command(self.stage)
+        found = registry.BY_NAME.get(name)
+        if found is None or self.stage not in found.stages:
+            return None
+        return dataset_command(self.stage, found)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple:
+        name = args[0] if args else ""
+        found = registry.BY_NAME.get(name)
+        if found is not None and self.stage not in found.stages:
+            if found.builder == self.stage or self.stage not in ("binarize", "shard"):
+                raise click.UsageError(f"{name} has no {self.stage} stage; its stages are: "
+                                       f"{', '.join(found.stages)}", ctx)
+            raise click.UsageError(f"{name} has no {self.stage} stage: its outputs are written by "
+                                   f"`{found.command(found.builder)}`", ctx)
+        if found is None and not name.startswith("-") and name != "all":
+            raise click.UsageError(f"no dataset {name!r} has a {self.stage} stage; choose from: "
+                                   f"{', '.join(self.list_commands(ctx))}", ctx)
+        return super().resolve_command(ctx, args)
+
+
+def _stage_group_help(stage: str) -> str:
+    example = next(iter(registry.with_stage(stage))).stages[stage].examples[0]
+    return (f"{STAGE_HELP[stage]}\n\nRun `vlprep {stage} DATASET --help` for a dataset's options.\n\n\b\n"
+            f"Example:\n  {example}")
+
+
+class Main(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order a dataset goes through them, not sorted
+
+
+@click.group(cls=Main, context_settings=CONTEXT, invoke_without_command=True)
 @click.version_option(__version__, prog_name="vlprep")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Prepare the datasets of vision-language distillation for a GPU trainer.
 
     Stages run as `vlprep STAGE DATASET`; each can be run again: it skips finished work, resumes
-    interrupted work and never leaves a half-written file under a final name.
+    interrupted work and never leaves a half-written file under a final name. `vlprep datasets`
+    lists the datasets and their stages.
 
     \b
-    Start here (offline, under a minute):
+    Start here (offline, about half a minute; every dataset on a small sample):
       vlprep demo
     Then, for real data:
       vlprep fetch owt
       vlprep binarize owt --workers 8
       vlprep verify owt
     """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
-@main.command()
-@dataset_argument
-@data_dir_option
-@wait_lock_option
-@mirror_option
-@_subsets_option("--subsets", "0-5", "OpenWebText subsets to fetch (0-4 are train, 5 is valid).")
-@click.option("--revision", default=None, help="Hub revision (branch, tag or commit). "
-              "Default: the pinned commit that still holds subsets/.")
-@click.option("--tsv", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="CC3M: Train_GCC-training.tsv (default: fetched from --mirror or its published URL).")
-@click.option("--count", type=click.IntRange(min=1), default=500_000, show_default=True,
-              help="CC3M: keep the first COUNT rows, in index order, whose image downloads and decodes.")
-@click.option("--from-manifest", "from_manifest", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              default=None, help="CC3M: rebuild exactly the rows of this cc3m-train-<N>.tsv.gz, checking sha256.")
-@_resize_option("CC3M: ")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-              help="CC3M: seconds for a whole image answer (not per read).")
-@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
-              help="CC3M: extra tries after 5xx, timeouts and dropped connections (never after 4xx).")
-@click.option("--retry-failed", type=click.Choice(["transient", "all", "none"]), default="transient",
-              show_default=True, help="CC3M: rows an earlier run failed that this run tries again first "
-              "(transient: 5xx, 429, timeout, DNS, connection).")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
-              help="CC3M: most runs that try one row (--retry-failed stops there).")
-@click.option("--processes", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
-              help="CC3M: img2dataset processes.")
-@click.option("--threads", type=click.IntRange(min=1), default=64, show_default=True,
-              help="CC3M: download threads per process.")
-@click.option("--distributor", type=click.Choice(["multiprocessing", "pyspark", "ray"]),
-              default="multiprocessing", show_default=True,
-              help="CC3M: img2dataset distributor (pyspark and ray must be installed).")
-@click.option("--max-window", type=click.IntRange(min=1), default=50_000, show_default=True,
-              help="CC3M: most rows tried in one window (the unit of planning).")
-@click.option("--window-timeout", type=click.FloatRange(min=1), default=None,
-              help="CC3M: seconds before a stalled window is killed and run again (default: from its size).")
-@click.option("--shard-samples", type=click.IntRange(min=1), default=10_000, show_default=True,
-              help="CC3M: samples per output shard.")
-@_tokenizer_option("CC3M captions: ")
-@click.option("--with-test", is_flag=True, help="ImageNet: also fetch data/test_images.tar.gz (no labels).")
-@click.option("--task", "tasks", multiple=True, metavar="TASK", help="GLUE: only these tasks (repeatable).")
-@click.option("--retry-budget", type=click.FloatRange(min=0), default=300.0, show_default=True, metavar="SECONDS",
-              envvar="VLPREP_RETRY_BUDGET", help="Most seconds spent retrying one file (waits and failed tries).")
-@click.option("--idle-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True, metavar="SECONDS",
-              envvar="VLPREP_IDLE_TIMEOUT", help="Cut a download silent, or slower than 1 KiB/s, for this long.")
-@click.option("--allow-unpublished", is_flag=True, help="Accept --mirror files whose sha256 differs from the "
-              "published one (a sample or a repacked copy): checked only against the mirror's SHA256SUMS, "
-              "recorded and printed as NOT the published file.")
-@friendly_errors
-def fetch(dataset: str, data_dir: Path, mirror: str | None, subsets: tuple[int, ...], revision: str | None,
-          tsv: Path | None, count: int, from_manifest: Path | None, resize: int | None, timeout: float,
-          retries: int, processes: int, threads: int, distributor: str, max_window: int,
-          window_timeout: float | None, shard_samples: int, tokenizer: str | None, with_test: bool,
-          tasks: tuple[str, ...], retry_budget: float, idle_timeout: float, allow_unpublished: bool,
-          retry_failed: str = "transient", max_attempts: int = 3) -> None:
-    """Download and check a dataset's raw files into DATA_DIR/raw/DATASET.
+for _stage in registry.STAGE_ORDER:
+    main.add_command(StageGroup(_stage))
 
-    Files come from their official source (OpenWebText: the Hugging Face hub, honouring HF_ENDPOINT
-    and HF_TOKEN; COCO and Visual Genome: their published URLs) or from --mirror. Each file is checked
-    against the strongest hash known for it: COCO's published size and sha256 (from
-    tensorflow/datasets), the hub's LFS sha256, or the mirror's SHA256SUMS. No public source states
-    checksums for Visual Genome's zips or the CC3M TSV: for those (and mirror files without a
-    SHA256SUMS entry) the sha256 is only recorded, and fetch says so. How each file was checked is
-    kept in raw/DATASET/.verified.json. A file on disk as recorded is not downloaded again (a copy
-    with other mtimes is re-hashed); an interrupted download resumes.
+
+@main.command(context_settings=CONTEXT)
+def datasets() -> None:
+    """List the datasets, what they give, and their stages.
 
     \b
-    Examples:
-      vlprep fetch owt
-      vlprep fetch owt --subsets 0,5 --mirror /datasets/owt-mirror
-      vlprep fetch coco --mirror https://my-mirror.example.org/coco
-      vlprep fetch vg
-      vlprep fetch cc3m --tsv Train_GCC-training.tsv --count 500000 --processes 16
-      vlprep fetch cc3m --tsv Train_GCC-training.tsv --from-manifest manifests/cc3m-train-500000.tsv.gz
-
-    \b
-    CC3M: rows are tried in index order, in windows sized from the success rate so far, with
-    img2dataset, until the first COUNT rows whose image downloaded and decoded are held; they are
-    written as out/cc3m/train-*.tar in index order with train.index.json, stats.json (rows tried,
-    failures by cause) and DATA_DIR/manifests/cc3m-train-COUNT.tsv.gz. Interrupted runs (even
-    kill -9) continue where they stood and end with the same rows. A rerun first retries rows that
-    failed for a transient cause (--retry-failed, --max-attempts) and recomputes the first COUNT.
+    Example:
+      vlprep datasets
     """
-    from .pipeline.datasets import coco, vg
-    from .pipeline.engines import bucketing as imagenet, sentencebin as glue, textbin as owt
-
-    from .pipeline.redact import redact_url
-
-    os.environ["VLPREP_RETRY_BUDGET"], os.environ["VLPREP_IDLE_TIMEOUT"] = str(retry_budget), str(idle_timeout)
-    shown_mirror = redact_url(mirror) if mirror else None
-    layout = Layout.from_env(data_dir)
-    _lock(layout, "fetch", *_datasets(dataset))
-    for name in _datasets(dataset):
-        if name == "cc3m":
-            _fetch_cc3m(layout, tsv, mirror, count, from_manifest, tokenizer, dict(
-                resize=resize, timeout=timeout, retries=retries, processes=processes, threads=threads,
-                distributor=distributor, max_window=max_window, window_timeout=window_timeout,
-                shard_samples=shard_samples, retry_failed=retry_failed, max_attempts=max_attempts))
-            continue
-        if name == "owt":
-            report = owt.fetch(layout, subsets, revision or owt.DEFAULT_REVISION, mirror)
-            origin = f"mirror {shown_mirror}" if mirror else f"{owt.HUB_REPO}@{report.commit}"
-        elif name == "glue":
-            report = glue.fetch(layout, mirror, _glue_tasks(tasks), revision or glue.DEFAULT_REVISION)
-            origin = f"mirror {shown_mirror}" if mirror else f"hub {glue.records.REPO}@{report.commit}"
-        elif name == "imagenet":
-            report = imagenet.fetch(layout, mirror, with_test, revision or imagenet.DEFAULT_REVISION)
-            origin = f"mirror {shown_mirror}" if mirror else f"hub {imagenet.records.REPO}@{report.commit}"
-        elif name == "coco":
-            report = coco.fetch(layout, mirror, allow_unpublished)
-            origin = f"mirror {shown_mirror}" if mirror else "the official URLs"
-        else:
-            report = vg.fetch(layout, mirror)
-            origin = f"mirror {shown_mirror}" if mirror else "the official URLs"
-        click.echo(f"{name}: {len(report.fetched)} fetched, {len(report.skipped)} already on disk, from {origin}")
-        click.echo(f"  {report.tally()}")
-        for line in report.lines():
-            click.echo(line)
-        click.echo(f"  {layout.raw(name)}/SHA256SUMS")
+    width = max(len(r.name) for r in registry.RECIPES)
+    for recipe in registry.RECIPES:
+        click.echo(f"{recipe.name:{width}}  {recipe.title}")
+        click.echo(f"{'':{width}}  stages: {', '.join(recipe.stages)}; "
+                   f"outputs written by `{recipe.command(recipe.builder)}`")
 
 
-def _glue_tasks(tasks: tuple[str, ...]) -> tuple[str, ...]:
-    from .pipeline.records import glue as glue_records
-
-    for task in tasks:
-        try:
-            glue_records.task_named(task)
-        except KeyError:
-            raise click.BadParameter(f"unknown GLUE task {task!r}; one of "
-                                     f"{', '.join(glue_records.TASKS)}", param_hint="--task") from None
-    return tasks
+def _chosen(datasets: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(n for name in datasets for n in (registry.names() if name == "all" else (name,))))
 
 
-def _fetch_cc3m(layout: Layout, tsv: Path | None, mirror: str | None, count: int, from_manifest: Path | None,
-                tokenizer: str | None, options: dict) -> None:
-    from .pipeline.engines import webcrawl as cc3m
-
-    config = cc3m.DownloadConfig(**options)
-    cc3m.check_distributor(config.distributor)
-    tsv_path = cc3m.fetch_tsv(layout, tsv, mirror)
-    if tsv is None:
-        from .pipeline.engines.fetch import check_line
-
-        click.echo(check_line(layout.raw("cc3m"), tsv_path.name))
-    if from_manifest is not None:
-        stats = cc3m.rebuild(layout, tsv_path, from_manifest, config, tokenizer)
-    else:
-        stats = cc3m.fetch_first(layout, tsv_path, count, config, tokenizer)
-    for line in cc3m.summary_lines(stats):
-        click.echo(line)
-    click.echo(f"written: {layout.out('cc3m')}/")
-
-
-@main.command()
-@click.argument("dataset", type=click.Choice(TEXT_DATASETS))
-@data_dir_option
-@wait_lock_option
-@workers_option
-@limit_option
-@click.option("--dict", "dict_path", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Your own fairseq dict.txt. Default: fairseq's GPT-2 dict.txt shipped with vlprep.")
-@click.option("--doc-separator/--no-doc-separator", default=False, show_default=True,
-              help="Write one [</s>] item between consecutive documents (fairseq's blank-line convention "
-              "for complete_doc training).")
-@click.option("--max-document-mb", type=click.IntRange(min=1), default=DEFAULT_CAPS.document_bytes >> 20,
-              show_default=True, help="OpenWebText: a document over this many MiB is skipped unread and listed "
-              "in stats.json (skipped_documents) and provenance.json.")
-@_subsets_option("--train-subsets", "0-4", "Subsets that form the train split.")
-@_subsets_option("--valid-subsets", "5", "Subsets that form the valid split.")
-@_tokenizer_option()
-@click.option("--task", "tasks", multiple=True, metavar="TASK",
-              help="GLUE: only these tasks (CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI; repeatable). "
-              "Default: all.")
-@click.option("--max-text-kb", type=click.IntRange(min=1), default=DEFAULT_CAPS.text_bytes >> 10, show_default=True,
-              help="GLUE: a sentence over this many KB stops the task with an error naming its file and row.")
-@friendly_errors
-def binarize(dataset: str, data_dir: Path, workers: int, limit: int | None, dict_path: str | None,
-             doc_separator: bool, train_subsets: tuple[int, ...], valid_subsets: tuple[int, ...],
-             tokenizer: str | None, tasks: tuple[str, ...], max_text_kb: int, max_document_mb: int) -> None:
-    """Clean, GPT-2 BPE-encode and write text as fairseq binaries in DATA_DIR/out/DATASET.
-
-    Each document is cleaned (UTF-8 with replacement, CR/CRLF to LF, NULs deleted, lines stripped,
-    empty lines dropped); each line is encoded as ordinary text, mapped through dict.txt and ended
-    with </s>. The result is byte-identical to fairseq-preprocess --only-source --srcdict dict.txt
-    --dataset-impl mmap on the same lines, for every --workers value.
-
-    \b
-    Examples:
-      vlprep binarize owt --workers 8
-      vlprep binarize owt --limit 1000            # a quick trial
-      vlprep binarize owt --dict my/dict.txt --doc-separator
-      vlprep binarize owt --tokenizer tiktoken    # the reference BPE, same bytes out
-      vlprep binarize glue --task RTE --task MNLI
-
-    \b
-    GLUE: the layout of fairseq's RoBERTa GLUE recipe, out/glue/<TASK>-bin/{input0,input1,label}/
-    (MNLI: valid/valid1 and test/test1 for matched/mismatched; STS-B: label/{train,valid}.label
-    with score / 5), byte-identical to the recipe's multiprocessing_bpe_encoder --keep-empty +
-    fairseq-preprocess on the same sentences. Split sizes are checked unless --limit is set.
-    """
-    if dataset == "glue":
-        from .pipeline.engines import sentencebin as glue
-
-        layout = Layout.from_env(data_dir)
-        _lock(layout, "binarize", dataset)
-        stats = glue.binarize(layout, _glue_tasks(tasks), limit, tokenizer, max_text_kb << 10)
-        for line in glue.summary_lines(stats):
-            click.echo(line)
-        click.echo(f"written: {layout.out(dataset)}/<TASK>-bin/")
-        return
-    from .pipeline.engines import textbin as owt
-    from .pipeline.transforms.bpe import default_backend
-
-    overlap = set(train_subsets) & set(valid_subsets)
-    if overlap:
-        raise click.BadParameter(f"subsets {sorted(overlap)} are in both train and valid")
-    layout = Layout.from_env(data_dir)
-    _lock(layout, "binarize", dataset)
-    config = owt.BinarizeConfig(splits={"train": train_subsets, "valid": valid_subsets},
-                                doc_separator=doc_separator, limit=limit, dict_path=dict_path,
-                                tokenizer=tokenizer or default_backend(), max_document_bytes=max_document_mb << 20)
-    stats = owt.binarize(layout, config, workers)
-    for line in owt.summary_lines(stats):
-        click.echo(line)
-    click.echo(f"written: {layout.out(dataset)}/{{dict.txt,train.bin,train.idx,valid.bin,valid.idx,stats.json}}")
-
-
-@main.command()
-@click.argument("dataset", type=click.Choice(IMAGE_DATASETS))
-@data_dir_option
-@wait_lock_option
-@workers_option
-@click.option("--split", default=None, help="COCO: karpathy-train (default; train + restval), karpathy-val, "
-              "karpathy-test, train2014 or val2014. VG has one split, train. ImageNet: train (default) or val.")
-@click.option("--variant", type=click.Choice(["regions", "concat"]), default="regions", show_default=True,
-              help="VG only: every region description a pair, or descriptions packed into <=64-token captions.")
-@click.option("--leak-guard/--no-leak-guard", default=True, show_default=True,
-              help="VG only: leave out images whose coco_id is in COCO Karpathy val or test.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train-split shuffle.")
-@_resize_option()
-@click.option("--shard-samples", type=click.IntRange(min=1), default=10_000, show_default=True,
-              help="At most this many samples per shard.")
-@click.option("--shard-mb", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="About this many MB per shard.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images (for trials).")
-@click.option("--force", is_flag=True, help="Let a --limit trial replace a split built with no limit or a larger "
-              "one (refused by default, so a trial never throws away a full split).")
-@_tokenizer_option()
-@click.option("--max-member-mb", type=click.IntRange(min=1), default=DEFAULT_CAPS.member_bytes >> 20,
-              show_default=True, help="An image member over this many MiB is skipped unread and listed "
-              "in <split>.errors.jsonl.")
-@click.option("--max-text-kb", type=click.IntRange(min=1), default=DEFAULT_CAPS.text_bytes >> 10, show_default=True,
-              help="COCO/VG: a caption or region description over this many KiB is dropped and listed in "
-              "<split>.errors.jsonl (the image keeps its other texts).")
-@click.option("--max-json-depth", type=click.IntRange(min=1), default=DEFAULT_CAPS.json_depth, show_default=True,
-              help="COCO/VG: annotation JSON nested deeper than this stops the stage with an error.")
-@friendly_errors
-def shard(dataset: str, data_dir: Path, workers: int, split: str | None, variant: str, leak_guard: bool, seed: int,
-          resize: int | None, shard_samples: int, shard_mb: int, limit: int | None, force: bool,
-          tokenizer: str | None, max_member_mb: int, max_text_kb: int, max_json_depth: int) -> None:
-    """Write WebDataset shards in DATA_DIR/out/DATASET, one sample per image.
-
-    ImageNet: <key>.jpg, <key>.cls (class index 0-999 in classes.py order, torchvision's) and
-    <key>.json (synset, class name, file name), streamed from the tarballs; train shuffled with
-    --seed, val in file order; the published counts are checked unless --limit is set.
-    COCO and VG:
-
-    Each sample is <key>.jpg (original bytes unless --resize) and <key>.json (ids, cleaned texts,
-    token ids <s> + <=62 BPE + </s>, untruncated lengths). Train splits are shuffled with --seed;
-    the same input gives byte-identical shards. Beside them: <split>.index.json (wids format),
-    <split>.errors.jsonl (images skipped and why), stats.json, and a manifest of the image ids used
-    in DATA_DIR/manifests/. An interrupted run resumes at shard granularity.
-
-    \b
-    Examples:
-      vlprep shard coco                          # karpathy-train: 113,287 images
-      vlprep shard coco --split train2014 --resize 256
-      vlprep shard vg --variant concat --workers 8
-      vlprep shard imagenet --split val
-    """
-    layout = Layout.from_env(data_dir)
-    _lock(layout, "shard", dataset)
-    common = dict(workers=workers, seed=seed, resize=resize, limit=limit, max_count=shard_samples,
-                  max_bytes=shard_mb * 1_000_000, tokenizer=tokenizer, force=force)
-    if dataset == "imagenet":
-        from .pipeline.engines import bucketing as imagenet
-
-        stats = imagenet.shard(layout, split or "train", workers=workers, seed=seed, resize=resize, limit=limit,
-                               shard_samples=shard_samples, force=force, max_member=max_member_mb << 20)
-        for line in imagenet.summary_lines(stats):
-            click.echo(line)
-        click.echo(f"written: {layout.out(dataset)}/")
-        return
-    from .pipeline.caps import Caps
-    from .pipeline.datasets import coco, vg
-    from .pipeline.engines import imagetext
-
-    common["caps"] = Caps(text_bytes=max_text_kb << 10, member_bytes=max_member_mb << 20, json_depth=max_json_depth)
-    if dataset == "coco":
-        stats = coco.shard(layout, split or coco.DEFAULT_SPLIT, **common)
-    else:
-        if split not in (None, vg.SPLIT):
-            raise click.BadParameter(f"Visual Genome has one split, {vg.SPLIT}", param_hint="--split")
-        stats = vg.shard(layout, variant, leak_guard=leak_guard, **common)
-    for line in imagetext.summary_lines(stats):
-        click.echo(line)
-    click.echo(f"written: {layout.out(dataset)}/")
-
-
-@main.command()
-@dataset_argument
-@data_dir_option
-@wait_lock_option
-@click.option("--tokenizer-check", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
-              help="Also re-encode N random lines from the raw archives with the reference BPE (tiktoken) "
-              "and compare them id for id with what is on disk.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed that draws the --tokenizer-check lines.")
-@friendly_errors
-def verify(dataset: str, data_dir: Path, tokenizer_check: int, seed: int) -> None:
-    """Re-read a dataset's outputs and check them; exit non-zero on the first fault.
-
-    For fairseq binaries: magic, version, dtype, sizes against pointers and .bin length, every item
-    ending in </s>, no id outside the dictionary, counts and sha256 equal to stats.json.
-
-    \b
-    Examples:
-      vlprep verify owt
-      vlprep verify owt --tokenizer-check 1000    # and hold 1000 random lines against tiktoken
-      vlprep verify coco                         # decode every image of every shard
-    """
-    from .pipeline.engines import imagetext, textbin as owt
-
-    layout = Layout.from_env(data_dir)
-    names = _datasets(dataset)
-    if dataset == "all":
-        names = _built(layout, names, "nothing has been built", fix="run a binarize or shard stage")
-    _lock(layout, "verify", *names)
-    for name in names:
-        if name in SHARD_DATASETS:
-            for split, found in imagetext.verify(layout, name).items():
-                click.echo(f"{name} {split}: ok ({found['shards']} shards, {found['images']:,} images decoded"
-                           + (f", {found['texts']:,} texts)" if name in PAIR_DATASETS else ", labels in 0..999)"))
-            continue
-        if name == "glue":
-            from .pipeline.engines import sentencebin as glue
-
-            for task, found in glue.verify(layout).items():
-                click.echo(f"glue {task}: ok ({found['files']} files, {found['items']:,} items)")
-            continue
-        for split, found in owt.verify(layout).items():
-            click.echo(f"owt {split}: ok ({found['items']:,} items, {found['ids']:,} ids)")
-        if tokenizer_check:
-            report = owt.tokenizer_check(layout, tokenizer_check, seed)
-            click.echo(f"owt tokenizer check: ok ({report['checked']:,} random items from "
-                       f"{report.get('members', 0):,} archive members equal their {report['reference']} "
-                       f"encoding; seed {seed})")
-
-
-@main.command()
-@click.argument("datasets", nargs=-1, required=True, type=click.Choice(DATASETS + ("all",)))
-@data_dir_option
-@wait_lock_option
-@click.option("--json", "as_json", is_flag=True, help="Print the stats.json files instead of tables.")
-@friendly_errors
-def stats(datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
-    """Print the statistics of finished datasets; for image-text ones, the method's Table 1.
-
-    Text datasets print their own table (from DATA_DIR/out/DATASET/stats.json). Image-text
-    datasets (coco, vg) together give Table 1: images, average texts per image, average text
-    length in GPT-2 tokens and pairs for every built split, a total row (each dataset's
-    pretraining split once) and the method's published rows beneath. It is written to
-    DATA_DIR/out/stats.json and stats.md, with text-lengths.png, a histogram of text lengths.
-
-    \b
-    Examples:
-      vlprep stats coco vg
-      vlprep stats owt --json
-    """
-    from .pipeline.engines import textbin as owt
+def _stats_command(layout: Layout, chosen: tuple[str, ...], as_json: bool) -> None:
     from .pipeline.reports import table
 
-    layout = Layout.from_env(data_dir)
-    chosen = tuple(dict.fromkeys(d for name in datasets for d in _datasets(name)))
-    if "all" in datasets:
-        chosen = _built(layout, chosen, "no dataset has been built",
-                        fix="run vlprep binarize owt or vlprep shard coco first")
-    _lock(layout, "stats", *chosen)
-    for dataset in chosen:
-        path = layout.out(dataset) / "stats.json"
+    for name in chosen:
+        found = registry.recipe(name)
+        path = layout.out(name) / "stats.json"
         if not path.exists():
-            stage = "binarize" if dataset in TEXT_DATASETS else "shard"
-            raise VlprepError(f"{path} is missing", fix=f"run: vlprep {stage} {dataset}")
+            raise VlprepError(f"{path} is missing", fix=f"run: {found.command(found.builder)}")
         if as_json:
             click.echo(path.read_text().rstrip())
-        elif dataset == "owt":
-            for line in owt.summary_lines(read_json(path)):
+        elif found.kind != "pairs":
+            for line in found.summary(read_json(path)):
                 click.echo(line)
-        elif dataset == "imagenet":
-            from .pipeline.engines import bucketing as imagenet
-
-            for line in imagenet.summary_lines(read_json(path)):
-                click.echo(line)
-        elif dataset == "glue":
-            from .pipeline.engines import sentencebin as glue
-
-            for line in glue.summary_lines(read_json(path)):
-                click.echo(line)
-    image_sets = tuple(d for d in chosen if d in PAIR_DATASETS)
-    if image_sets:
-        report = table.build_table(layout, image_sets)
+    if any(registry.recipe(n).kind == "pairs" for n in chosen):
+        report = table.build_table(layout, table.built_pairs(layout))
         if not as_json:
             for line in table.summary_lines(report):
                 click.echo(line)
             click.echo("written: " + ", ".join(str(p) for p in report.written))
 
 
-@main.command()
-@click.argument("dataset", type=click.Choice(("coco", "vg", "cc3m", "imagenet")))
-@data_dir_option
-@wait_lock_option
-@click.option("--split", default=None, help="Split to show (default: coco karpathy-train, vg train, cc3m train, "
-              "imagenet train; vg train-concat for the concat variant).")
-@click.option("--n", "count", type=click.IntRange(min=1, max=256), default=16, show_default=True,
-              help="How many samples, the first ones in index order.")
-@click.option("--augmented", is_flag=True, help="Add the training view of epoch 0 beside each image (crop, "
-              "flip and chosen caption exactly as pair_dataset / image_dataset draw them; needs vlprep[loader]).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Loader seed of the --augmented views.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="PNG to write [default: DATA_DIR/out/DATASET/preview-SPLIT[-augmented].png].")
+@main.command(context_settings=CONTEXT)
+@click.argument("datasets", nargs=-1, required=True, type=click.Choice(registry.names() + ("all",)))
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="VLPREP_DATA",
+              default=DEFAULT_DATA_DIR, show_default=True, show_envvar=True, help="Root of raw/, work/ and out/.")
+@click.option("--json", "as_json", is_flag=True, help="Print the stats.json files instead of tables.")
+@click.pass_context
 @friendly_errors
-def preview(dataset: str, data_dir: Path, split: str | None, count: int, augmented: bool, seed: int,
-            out_path: Path | None) -> None:
-    """Write a PNG contact sheet of a built split and print its path.
+def stats(ctx: click.Context, datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
+    """Print the statistics of finished datasets; for image-text ones, the method's Table 1.
 
-    Each cell shows a stored image with its captions decoded back from the stored token ids
-    (a caption cut at the 64-token cap is marked in red with its full length) or, for
-    ImageNet, its class index and name. With --augmented, the view the trainer will see is
-    drawn beside it.
+    Text and label datasets print their own table (from DATA_DIR/out/DATASET/stats.json).
+    Image-text datasets give Table 1: images, average texts per image, average text length in
+    GPT-2 tokens and pairs for every built split, a total row (each dataset's pretraining split
+    once) and the method's published rows beneath. Table 1 is written over every built image-text
+    dataset (whichever were asked for) to DATA_DIR/out/stats.json and stats.md, with
+    text-lengths.png, a histogram of text lengths.
 
     \b
     Examples:
-      vlprep preview coco
-      vlprep preview vg --split train-concat --n 8 --augmented
+      vlprep stats coco vg
+      vlprep stats owt --json
+      vlprep stats all
     """
-    from .pipeline.reports import preview as preview_stage
+    _remember_data_dir(ctx, data_dir)
+    layout = Layout.from_env(data_dir)
+    chosen = _chosen(datasets)
+    if "all" in datasets:
+        chosen = tuple(r.name for r in _built(layout, tuple(map(registry.recipe, chosen)), "stats"))
+    _lock(layout, "stats", *chosen)
+    _stats_command(layout, chosen, as_json)
 
-    _lock(Layout.from_env(data_dir), "preview", dataset)
-    result = preview_stage.preview(Layout.from_env(data_dir), dataset, split, count, augmented, seed, out_path)
-    click.echo(f"{dataset} {result.split}: {result.samples} samples")
-    click.echo(str(result.path))
+
+main.commands["stats"].params.insert(-1, wait_lock_option())
 
 
-@main.group()
+class ManifestGroup(Main):
+    def invoke(self, ctx: click.Context) -> Any:
+        if not ctx.protected_args and not ctx.args:
+            click.echo(ctx.get_help())
+            return None
+        return super().invoke(ctx)
+
+
+@main.group(cls=ManifestGroup, context_settings=CONTEXT, invoke_without_command=True)
 def manifest() -> None:
-    """Build and publish the used-ID manifests that let others rebuild the same subsets."""
+    """Build and publish the used-ID manifests that let others rebuild the same subsets.
+
+    \b
+    Examples:
+      vlprep manifest build                  # every built dataset, into DATA_DIR/manifests
+      vlprep manifest build cc3m --manifest-dir ./manifests
+      vlprep manifest publish --repo https://github.com/me/my-vlprep-manifests
+    """
 
 
 manifest_dir_option = click.option(
@@ -615,18 +454,22 @@ manifest_dir_option = click.option(
     "holds the method's published subsets.")
 
 
-@manifest.command("build")
-@click.argument("dataset", type=click.Choice(DATASETS + ("all",)), default="all")
-@data_dir_option
-@wait_lock_option
+def _manifest_help() -> str:
+    lines = [f"  {r.name}: {r.manifest.description}." for r in registry.RECIPES]
+    return "\n".join(lines)
+
+
+@manifest.command("build", context_settings=CONTEXT)
+@click.argument("dataset", type=click.Choice(registry.names() + ("all",)), default="all")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="VLPREP_DATA",
+              default=DEFAULT_DATA_DIR, show_default=True, show_envvar=True, help="Root of raw/, work/ and out/.")
 @manifest_dir_option
+@click.pass_context
 @friendly_errors
-def manifest_build(dataset: str, data_dir: Path, manifest_dir: Path | None) -> None:
+def manifest_build(ctx: click.Context, dataset: str, data_dir: Path, manifest_dir: Path | None) -> None:
     """Write the manifests of every built dataset (or DATASET) and a README.md index.
 
-    COCO/VG: the image ids of each split or variant and what became of them; CC3M: the rows kept,
-    their URL, sha256 of the bytes and of the caption; OpenWebText: the subset files with sha256,
-    source and document counts. Gzipped sorted TSVs with deterministic bytes.
+    Gzipped sorted TSVs with deterministic bytes, one schema per dataset (see docs/manifests.md).
 
     \b
     Examples:
@@ -635,10 +478,11 @@ def manifest_build(dataset: str, data_dir: Path, manifest_dir: Path | None) -> N
     """
     from .pipeline.reports import manifests
 
+    _remember_data_dir(ctx, data_dir)
     layout = Layout.from_env(data_dir)
-    names = _datasets(dataset)
+    names = _chosen((dataset,))
     if dataset == "all":
-        names = _built(layout, names, "nothing has been built", fix="run a fetch/shard/binarize stage")
+        names = tuple(r.name for r in _built(layout, tuple(map(registry.recipe, names)), "manifest"))
     _lock(layout, "manifest", *names)
     files = manifests.build(layout, names, manifest_dir)
     for line in manifests.summary(files):
@@ -646,14 +490,19 @@ def manifest_build(dataset: str, data_dir: Path, manifest_dir: Path | None) -> N
     click.echo(f"written: {(manifest_dir or layout.manifests()) / 'README.md'}")
 
 
-@manifest.command("publish")
+manifest_build.help += "\n\n\b\nWhat each dataset's manifest lists:\n" + _manifest_help()
+manifest_build.params.insert(-1, wait_lock_option())
+
+
+@manifest.command("publish", context_settings=CONTEXT)
 @click.option("--repo", required=True, metavar="URL_OR_PATH",
               help="Target git repository: https://github.com/OWNER/NAME(.git) (token from GITHUB_TOKEN), "
               "an ssh URL, or a local path.")
 @click.option("--branch", default="main", show_default=True, help="Branch to commit to (created if absent).")
 @click.option("--message", default=None, help="Commit message (default: lists the manifests and their rows).")
 @click.option("--path", "subdir", default="manifests", show_default=True, help="Folder inside the repository.")
-@data_dir_option
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="VLPREP_DATA",
+              default=DEFAULT_DATA_DIR, show_default=True, show_envvar=True, help="Root of raw/, work/ and out/.")
 @manifest_dir_option
 @friendly_errors
 def manifest_publish(repo: str, branch: str, message: str | None, subdir: str, data_dir: Path,
@@ -669,28 +518,29 @@ def manifest_publish(repo: str, branch: str, message: str | None, subdir: str, d
       vlprep manifest publish --repo git@github.com:me/manifests.git --branch subsets
       vlprep manifest publish --repo /srv/git/manifests.git
     """
+    from .pipeline.redact import redact_url
     from .pipeline.reports import manifests
 
     folder = manifest_dir or Layout.from_env(data_dir).manifests()
     result = manifests.publish(folder, repo, branch, message, subdir)
-    from .pipeline.redact import redact_url
-
     click.echo(f"published {len(result.files)} files to {redact_url(repo)} ({branch}) in commit {result.commit[:12]}")
     for name in result.files:
         click.echo(f"  {name}")
 
 
-@main.command()
+@main.command(context_settings=CONTEXT)
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default="./vlprep-demo",
               show_default=True, help="Where the demo writes (kept apart from your real data).")
-@wait_lock_option
-@workers_option
+@click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
+              help="Worker processes. The output is identical for every value.")
 @friendly_errors
 def demo(data_dir: Path, workers: int) -> None:
-    """Run the whole chain offline on a small built-in sample, in well under a minute.
+    """Run every dataset's stages offline on small built-in samples, in about half a minute.
 
-    Builds a few hundred OpenWebText-format documents (with real-world dirt), serves them on
-    127.0.0.1 as a mirror, then runs fetch -> binarize -> verify -> stats and shows what was written.
+    For each dataset, a sample in its real format (with real-world dirt: broken images, bad URLs,
+    CRLF and NUL bytes) is built and served on 127.0.0.1, then fetched, binarized or sharded, and
+    verified; then Table 1, the manifests, a preview sheet and (with vlprep[loader]) one batch of
+    each trainer-side dataset. The closing list names every file it wrote.
 
     \b
     Example:
@@ -703,6 +553,9 @@ def demo(data_dir: Path, workers: int) -> None:
     click.echo(f"done in {result.seconds:.1f} s; written:")
     for path in result.outputs:
         click.echo(f"  {path}")
+
+
+demo.params.insert(-1, wait_lock_option())
 
 
 if __name__ == "__main__":  # pragma: no cover

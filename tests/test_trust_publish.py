@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vlprep.pipeline.reports.manifests import HEADERS, index_markdown, validate
+from vlprep.pipeline.reports.manifests import index_markdown, schema, validate
 from vlprep.pipeline.sinks import manifests as manifest_sink
 
 from .conftest import run_cli
@@ -26,7 +26,7 @@ def git(*args: str, cwd: Path | None = None) -> str:
 
 def _manifests(folder: Path) -> Path:
     """A valid manifest folder (one GLUE manifest and its README index), without building a dataset."""
-    manifest_sink.write_tsv_gz(folder / "glue-files.tsv.gz", HEADERS["glue"],
+    manifest_sink.write_tsv_gz(folder / "glue-files.tsv.gz", schema("glue").header,
                                [("rte/train-00000-of-00001.parquet", "RTE", "train", 3, "ab" * 32)])
     (folder / "README.md").write_text(index_markdown(validate(folder)))
     return folder

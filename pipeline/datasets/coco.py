@@ -1,16 +1,24 @@
-"""COCO captions 2014 → WebDataset shards, one sample per image with all its captions."""
+"""COCO captions 2014 → WebDataset shards, one sample per image with all its captions.
+
+The recipe: the four published files, the splits (Karpathy's and the official ones) and the counts
+they must give; one sample per image. Sharding is done by ``engines/imagetext.py``.
+"""
 from __future__ import annotations
 
-from typing import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
 
 from ..caps import DEFAULT_CAPS, Caps
 from ..errors import VlprepError
 from ..layout import Layout
 from ..records import coco as records
 from ..transforms.text import clean_caption
-from ..engines import imagetext
-from ..engines.inputs import raw_inputs
-from ..engines.fetch import FetchReport, fetch_files
+from . import shards
+from .recipe import FETCH_COMMON, Manifest, Recipe, Run, Stage, option
+
+if TYPE_CHECKING:
+    from ..engines import imagetext
+    from ..engines.fetch import FetchReport
 
 NAME = "coco"
 URLS = {
@@ -28,6 +36,8 @@ EXPECTED = {"karpathy-train": (113_287, 566_747), "train2014": (82_783, 414_113)
 def fetch(layout: Layout, mirror: str | None = None, allow_unpublished: bool = False) -> FetchReport:
     """The four files, checked against their published size and sha256 (``allow_unpublished``: a
     mirror's files that are not the published ones, e.g. a sample, are accepted and reported so)."""
+    from ..engines.fetch import fetch_files
+
     return fetch_files(layout.raw(NAME), URLS, mirror, allow_unpublished=allow_unpublished)
 
 
@@ -50,6 +60,8 @@ def images(layout: Layout, split: str, caps: Caps = DEFAULT_CAPS) -> list[record
 def specs(found: list[records.CocoImage], rejected: list[dict]) -> Iterator[imagetext.SampleSpec]:
     """One sample per image; an image whose cocoid came before is appended to ``rejected`` instead
     (the key is the cocoid, zero-padded: distinct integers give distinct keys)."""
+    from ..engines import imagetext
+
     seen: set[int] = set()
     for image in found:
         key = f"{image.cocoid:012d}"
@@ -68,6 +80,8 @@ def specs(found: list[records.CocoImage], rejected: list[dict]) -> Iterator[imag
 def shard(layout: Layout, split: str = DEFAULT_SPLIT, workers: int = 1, seed: int = 0, resize: int | None = None,
           limit: int | None = None, max_count: int = 10_000, max_bytes: int = 1_000_000_000,
           tokenizer: str | None = None, force: bool = False, caps: Caps = DEFAULT_CAPS) -> dict:
+    from ..engines import imagetext
+
     if split not in records.SPLITS:
         raise VlprepError(f"unknown COCO split {split!r}", fix=f"use one of: {', '.join(records.SPLITS)}")
     found = images(layout, split, caps)[:limit]
@@ -82,5 +96,92 @@ def shard(layout: Layout, split: str = DEFAULT_SPLIT, workers: int = 1, seed: in
 
 def split_inputs(layout: Layout, split: str, found: list[records.CocoImage]) -> dict[str, str]:
     """sha256 of the raw files a split reads: its annotations and the image zips its images lie in."""
+    from ..engines.inputs import raw_inputs
+
     annotations = records.KARPATHY_ZIP if split in records.KARPATHY_SPLITS else records.ANNOTATIONS_ZIP
     return raw_inputs(layout, NAME, [annotations, *sorted({image.image_zip for image in found})])
+
+
+# ------------------------------------------------------------------------------------------ recipe
+
+@dataclass(frozen=True)
+class FetchOptions:
+    allow_unpublished: bool = option(False, "Accept --mirror files whose sha256 differs from the published one (a "
+                                     "sample or a repacked copy): checked only against the mirror's SHA256SUMS, "
+                                     "recorded and printed as NOT the published file.", type=bool)
+
+
+@dataclass(frozen=True)
+class ShardOptions(shards.TextShardOptions):
+    split: str = option(DEFAULT_SPLIT, "karpathy-train (train + restval), karpathy-val, karpathy-test, train2014 or "
+                        "val2014.", choices=records.SPLITS)
+
+
+@dataclass(frozen=True)
+class PreviewOptions(shards.PreviewOptions):
+    split: str | None = option(None, f"Split to show (default: {DEFAULT_SPLIT}).", choices=records.SPLITS)
+
+
+def fetch_stage(run: Run, options: FetchOptions) -> None:
+    from ..redact import redact_url
+
+    mirror = run.common.mirror
+    report = fetch(run.layout, mirror, options.allow_unpublished)
+    origin = f"mirror {redact_url(mirror)}" if mirror else "the official URLs"
+    for line in report.summary(NAME, origin, run.layout.raw(NAME)):
+        run.say(line)
+
+
+def shard_stage(run: Run, options: ShardOptions) -> None:
+    from ..engines import imagetext
+
+    caps = Caps(text_bytes=options.max_text_kb << 10, member_bytes=options.max_member_mb << 20,
+                json_depth=options.max_json_depth)
+    stats = shard(run.layout, options.split, workers=run.common.workers, seed=options.seed, resize=options.resize,
+                  limit=run.common.limit, max_count=options.shard_samples, max_bytes=options.shard_mb * 1_000_000,
+                  tokenizer=run.common.tokenizer, force=options.force, caps=caps)
+    for line in imagetext.summary_lines(stats):
+        run.say(line)
+    run.say(f"written: {run.layout.out(NAME)}/")
+
+
+def summary(stats: dict) -> list[str]:
+    from ..engines import imagetext
+
+    return imagetext.summary_lines(stats)
+
+
+RECIPE = Recipe(
+    name=NAME,
+    title="COCO captions 2014, one sample per image with all its captions (pairs)",
+    kind="pairs",
+    builder="shard",
+    stages={
+        "fetch": Stage(fetch_stage, FetchOptions, "Download and check COCO's four files into DATA_DIR/raw/coco.",
+                       ("vlprep fetch coco", "vlprep fetch coco --mirror https://my-mirror.example.org/coco"),
+                       common=FETCH_COMMON,
+                       details="train2014.zip, val2014.zip, annotations_trainval2014.zip and Karpathy's "
+                       "caption_datasets.zip, each checked against its published size and sha256 (from "
+                       "tensorflow/datasets' url_checksums)."),
+        "shard": Stage(shard_stage, ShardOptions, "Write COCO as WebDataset shards in DATA_DIR/out/coco, one sample "
+                       "per image.",
+                       ("vlprep shard coco                          # karpathy-train: 113,287 images",
+                        "vlprep shard coco --split train2014 --resize 256"),
+                       common=shards.SHARD_COMMON, limit=shards.SHARD_LIMIT,
+                       details="Each sample is <key>.jpg (original bytes unless --resize) and <key>.json (ids, cleaned "
+                       "captions, token ids <s> + <=62 BPE + </s>, untruncated lengths). Train splits are shuffled "
+                       "with --seed; the same input gives byte-identical shards. Beside them: <split>.index.json "
+                       "(wids format), <split>.errors.jsonl (images skipped and why), stats.json, and the manifest "
+                       "of the image ids used in DATA_DIR/manifests/. An interrupted run resumes at shard "
+                       "granularity."),
+        "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),
+        "preview": shards.preview_stage(NAME, PreviewOptions, ("vlprep preview coco --split karpathy-test --augmented",)),
+    },
+    manifest=Manifest("coco-*.tsv.gz", ("key", "status"),
+                      "COCO image ids (cocoid, 12 digits) considered for the split: used, or skipped and why"),
+    demo="vlprep.pipeline.samples.demo:coco",
+    summary=summary,
+    splits=records.SPLITS,
+    default_split=DEFAULT_SPLIT,
+    pretraining_split=DEFAULT_SPLIT,
+)

@@ -7,19 +7,24 @@ Leak guard: images whose ``coco_id`` is in COCO's Karpathy val or test split are
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..caps import DEFAULT_CAPS, Caps
 from ..errors import VlprepError
 from ..layout import Layout
 from ..records import coco as coco_records
 from ..records import vg as records
-from ..transforms.captions import MAX_BPE, CaptionEncoder
+from ..transforms.captions import MAX_BPE
 from ..transforms.text import clean_caption
-from ..engines import imagetext
+from . import shards
 from .coco import NAME as COCO
-from ..engines.fetch import FetchReport, fetch_files
-from ..engines.inputs import raw_inputs
+from .recipe import FETCH_COMMON, Manifest, Recipe, Run, Stage, option
+
+if TYPE_CHECKING:
+    from ..engines import imagetext
+    from ..engines.fetch import FetchReport
+    from ..transforms.captions import CaptionEncoder
 
 NAME = "vg"
 SPLIT = "train"
@@ -36,6 +41,8 @@ _SENTENCE_END = re.compile(r"[.!?]$")
 
 
 def fetch(layout: Layout, mirror: str | None = None) -> FetchReport:
+    from ..engines.fetch import fetch_files
+
     return fetch_files(layout.raw(NAME), URLS, mirror)
 
 
@@ -75,6 +82,8 @@ def specs(layout: Layout, variant: str, guard: set[int], limit: int | None, coun
           encoder: CaptionEncoder, caps: Caps = DEFAULT_CAPS,
           rejected: list[dict] | None = None) -> Iterator[imagetext.SampleSpec]:
     """One sample per image; an image id seen before is appended to ``rejected`` instead."""
+    from ..engines import imagetext
+
     raw = layout.raw(NAME)
     for name in (records.IMAGE_DATA_ZIP, records.REGIONS_ZIP):
         if not (raw / name).exists():
@@ -122,6 +131,8 @@ def shard(layout: Layout, variant: str = "regions", workers: int = 1, seed: int 
           limit: int | None = None, leak_guard: bool = True, max_count: int = 10_000,
           max_bytes: int = 1_000_000_000, tokenizer: str | None = None, force: bool = False,
           caps: Caps = DEFAULT_CAPS) -> dict:
+    from ..engines import imagetext
+
     if variant not in VARIANTS:
         raise VlprepError(f"unknown VG variant {variant!r}", fix=f"use one of: {', '.join(VARIANTS)}")
     guard = guarded_coco_ids(layout, caps) if leak_guard else set()
@@ -141,7 +152,96 @@ def shard(layout: Layout, variant: str = "regions", workers: int = 1, seed: int 
 
 def shard_inputs(layout: Layout, leak_guard: bool) -> dict[str, str]:
     """sha256 of the raw files a shard run reads: VG's four files, and COCO's Karpathy split for the guard."""
+    from ..engines.inputs import raw_inputs
+
     inputs = raw_inputs(layout, NAME, [records.IMAGE_DATA_ZIP, records.REGIONS_ZIP, *records.IMAGE_ZIPS])
     if leak_guard:
         inputs.update(raw_inputs(layout, COCO, [coco_records.KARPATHY_ZIP]))
     return inputs
+
+
+# ------------------------------------------------------------------------------------------ recipe
+
+@dataclass(frozen=True)
+class FetchOptions:
+    pass
+
+
+VARIANT_HELP = ("regions: every region description a pair; concat: an image's descriptions packed into <=64-token "
+                "captions (stored as split train-concat).")
+
+
+@dataclass(frozen=True)
+class ShardOptions(shards.TextShardOptions):
+    split: str = option(SPLIT, "Visual Genome has one split.", choices=(SPLIT,))
+    variant: str = option("regions", VARIANT_HELP, choices=VARIANTS)
+    leak_guard: bool = option(True, "Leave out images whose coco_id is in COCO Karpathy val or test.", type=bool,
+                              negatable=True)
+
+
+@dataclass(frozen=True)
+class PreviewOptions(shards.PreviewOptions):
+    split: str | None = option(None, "Visual Genome has one split.", choices=(SPLIT,))
+    variant: str = option("regions", VARIANT_HELP, choices=VARIANTS)
+
+
+def fetch_stage(run: Run, options: FetchOptions) -> None:
+    from ..redact import redact_url
+
+    mirror = run.common.mirror
+    report = fetch(run.layout, mirror)
+    origin = f"mirror {redact_url(mirror)}" if mirror else "the official URLs"
+    for line in report.summary(NAME, origin, run.layout.raw(NAME)):
+        run.say(line)
+
+
+def shard_stage(run: Run, options: ShardOptions) -> None:
+    from ..engines import imagetext
+
+    caps = Caps(text_bytes=options.max_text_kb << 10, member_bytes=options.max_member_mb << 20,
+                json_depth=options.max_json_depth)
+    stats = shard(run.layout, options.variant, workers=run.common.workers, seed=options.seed, resize=options.resize,
+                  limit=run.common.limit, leak_guard=options.leak_guard, max_count=options.shard_samples,
+                  max_bytes=options.shard_mb * 1_000_000, tokenizer=run.common.tokenizer, force=options.force,
+                  caps=caps)
+    for line in imagetext.summary_lines(stats):
+        run.say(line)
+    run.say(f"written: {run.layout.out(NAME)}/")
+
+
+def summary(stats: dict) -> list[str]:
+    from ..engines import imagetext
+
+    return imagetext.summary_lines(stats)
+
+
+RECIPE = Recipe(
+    name=NAME,
+    title="Visual Genome 1.2 region descriptions, per region or packed into captions (pairs)",
+    kind="pairs",
+    builder="shard",
+    stages={
+        "fetch": Stage(fetch_stage, FetchOptions, "Download Visual Genome's four zips into DATA_DIR/raw/vg.",
+                       ("vlprep fetch vg", "vlprep fetch vg --mirror /datasets/vg"), common=FETCH_COMMON,
+                       details="images.zip, images2.zip, region_descriptions.json.zip and image_data.json.zip. No "
+                       "public source states their checksums: the sha256 is recorded, and fetch says so."),
+        "shard": Stage(shard_stage, ShardOptions, "Write Visual Genome as WebDataset shards in DATA_DIR/out/vg, one "
+                       "sample per image.",
+                       ("vlprep shard vg --workers 8", "vlprep shard vg --variant concat"),
+                       common=shards.SHARD_COMMON, limit=shards.SHARD_LIMIT,
+                       details="Each sample is <key>.jpg and <key>.json (image and COCO ids, cleaned region "
+                       "descriptions with their region ids and boxes, token ids <s> + <=62 BPE + </s>, untruncated "
+                       "lengths), shuffled with --seed. The leak guard needs COCO's Karpathy split (vlprep fetch "
+                       "coco). Beside the shards: index, errors, stats.json and the manifest vg-VARIANT.tsv.gz."),
+        "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),
+        "preview": shards.preview_stage(NAME, PreviewOptions, ("vlprep preview vg --variant concat --limit 8 --augmented",)),
+    },
+    manifest=Manifest("vg-*.tsv.gz", ("key", "status"),
+                      "Visual Genome image ids considered: used, leak-guarded (coco_id in Karpathy val/test), or skipped"),
+    demo="vlprep.pipeline.samples.demo:vg",
+    summary=summary,
+    splits=(SPLIT,),
+    default_split=SPLIT,
+    pretraining_split=SPLIT,
+    variants=VARIANTS,
+)

@@ -44,6 +44,11 @@ class FetchReport:
                 lines.append(f"  {relpath}: no published checksum: recorded sha256 {self.sha256[relpath]}")
         return lines
 
+    def summary(self, dataset: str, origin: str, raw: Path) -> list[str]:
+        """What ``vlprep fetch DATASET`` prints: counts, how the files were checked, where the sums are."""
+        return [f"{dataset}: {len(self.fetched)} fetched, {len(self.skipped)} already on disk, from {origin}",
+                f"  {self.tally()}", *self.lines(), f"  {raw}/SHA256SUMS"]
+
     def tally(self) -> str:
         counts = {how: sum(1 for h in self.checked.values() if h == how) for how in CHECKS}
         return "; ".join(f"{n} {CHECKS[how].split(':')[0]}" for how, n in counts.items() if n)

@@ -18,7 +18,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
@@ -375,8 +375,11 @@ def _extra_stats(plan: dict) -> dict:
     return extra
 
 
-def verify(layout: Layout, dataset: str) -> dict:
-    """Read every shard back with webdataset, decode every image, check ids and counts; raise on a fault."""
+def verify(layout: Layout, dataset: str, labelled: bool, rebuild: Callable[[str, str], str]) -> dict:
+    """Read every shard back with webdataset, decode every image, check ids and counts; raise on a fault.
+
+    ``labelled``: samples are image + class index (``cls``) instead of image + texts; ``rebuild(dataset,
+    split)`` is the command that rebuilds a split, named in every fix."""
     import io
 
     import webdataset as wds
@@ -385,64 +388,55 @@ def verify(layout: Layout, dataset: str) -> dict:
     out = layout.out(dataset)
     stats_path = out / "stats.json"
     if not stats_path.exists():
-        raise VlprepError(f"{stats_path} is missing", fix=f"run: vlprep shard {dataset}")
+        raise VlprepError(f"{stats_path} is missing", fix=f"run: {rebuild(dataset, '')}")
     stats = read_json(stats_path)
     n_symbols = len(shipped_dictionary())
-    labelled = dataset == "imagenet"  # image + class index instead of image + texts
     report = {}
     for split, expected in stats["splits"].items():
-        check_inputs(layout, expected.get("inputs"), f"run: {rebuild_command(dataset, split)} again",
+        check_inputs(layout, expected.get("inputs"), f"run: {rebuild(dataset, split)} again",
                      f"{dataset} {split}")
+        fix = f"run: {rebuild(dataset, split)}"
         shards = shard_sink.read_wids_index(out / f"{split}.index.json")
         images = texts = 0
         for shard in tqdm(shards, desc=f"verify {dataset} {split}", unit="shard", disable=None, leave=False):
             path = out / shard.url
             if not path.exists() or path.stat().st_size != shard.filesize:
                 raise VlprepError(f"{path}: missing or not {shard.filesize:,} bytes as the index says",
-                                  fix=f"run: vlprep shard {dataset} (finished shards are kept)")
+                                  fix=f"{fix} (finished shards are kept)")
             if file_digest(path, "md5") != shard.md5sum:
-                raise VlprepError(f"{path}: md5 differs from {split}.index.json", fix=f"run: vlprep shard {dataset}")
+                raise VlprepError(f"{path}: md5 differs from {split}.index.json", fix=fix)
             count = 0
             for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False):
                 where = f"{path}:{sample['__key__']}"
                 members = set(sample) - {"__key__", "__url__", "__local_path__"}
                 if members != {"jpg", "json"} | ({"cls"} if labelled else set()):
                     raise VlprepError(f"{where}: members {sorted(members)} are not jpg + json"
-                                      + (" + cls" if labelled else ""), fix=f"run: vlprep shard {dataset}")
+                                      + (" + cls" if labelled else ""), fix=fix)
                 meta = json.loads(sample["json"])
                 try:
                     with Image.open(io.BytesIO(sample["jpg"])) as image:
                         image.load()
                 except OSError as exc:
                     raise VlprepError(f"{where}: image does not decode ({exc})",
-                                      fix=f"run: vlprep shard {dataset}") from exc
+                                      fix=fix) from exc
                 if labelled:
                     if sample["cls"] != str(meta["label"]).encode() or not 0 <= meta["label"] < 1000:
                         raise VlprepError(f"{where}: class {sample['cls']!r} disagrees with its json or is out of "
-                                          "0..999", fix=f"run: vlprep shard {dataset}")
+                                          "0..999", fix=fix)
                 else:
                     _check_tokens(meta, n_symbols, where)
                     texts += len(meta["texts"])
                 count += 1
             if count != shard.nsamples:
                 raise VlprepError(f"{path}: {count} samples, the index says {shard.nsamples}",
-                                  fix=f"run: vlprep shard {dataset}")
+                                  fix=fix)
             images += count
         if (images, texts) != (expected["images"], expected.get("texts", 0)):
             raise VlprepError(f"{dataset} {split}: {images:,} images / {texts:,} texts in the shards, stats.json "
                               f"says {expected['images']:,} / {expected.get('texts', 0):,}",
-                              fix=f"run: vlprep shard {dataset}")
+                              fix=fix)
         report[split] = {"shards": len(shards), "images": images, "texts": texts}
     return report
-
-
-def rebuild_command(dataset: str, split: str) -> str:
-    """The command that rebuilds one split (named in verify's fix when its raw inputs changed)."""
-    if dataset == "cc3m":
-        return "vlprep fetch cc3m"
-    if dataset == "vg":
-        return "vlprep shard vg" + (f" --variant {split.split('-', 1)[1]}" if "-" in split else "")
-    return f"vlprep shard {dataset} --split {split}"
 
 
 def _check_tokens(meta: dict, n_symbols: int, where: str) -> None:

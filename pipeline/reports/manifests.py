@@ -12,31 +12,24 @@ import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import VlprepError
-from ..fileio import atomic_path, read_json
+from ..fileio import atomic_path
 from ..layout import Layout
-from ..redact import redact_text
 from ..sinks import manifests as manifest_sink
 from ..sinks import publish as publish_sink
 
-OWT_HEADER = ("file", "split", "sha256", "documents", "documents_kept", "source")
-HEADERS = {
-    "owt": OWT_HEADER,
-    "coco": ("key", "status"),
-    "vg": ("key", "status"),
-    "cc3m": ("row", "url", "sha256", "caption_hash"),
-    "imagenet": ("file", "label", "status"),
-    "glue": ("file", "task", "split", "rows", "sha256"),
-}
-DESCRIPTIONS = {
-    "owt": "OpenWebText subset files: sha256, where they came from (hub repo@commit or mirror), documents",
-    "coco": "COCO image ids (cocoid, 12 digits) considered for the split: used, or skipped and why",
-    "vg": "Visual Genome image ids considered: used, leak-guarded (coco_id in Karpathy val/test), or skipped",
-    "glue": "GLUE parquet files binarized: task, fairseq split, rows, sha256",
-    "imagenet": "ImageNet file names of the split with their class index (0-999, classes.py order), or skipped and why",
-    "cc3m": "Conceptual Captions rows kept (0-based TSV line), their URL, sha256 of the bytes, caption hash (first 16 hex digits of its sha256)",
-}
+if TYPE_CHECKING:
+    from ..datasets.recipe import Manifest
+
+
+
+def schema(dataset: str) -> "Manifest":
+    """The manifest schema a recipe declares (its columns, key order and description)."""
+    from ..datasets.registry import recipe
+
+    return recipe(dataset).manifest
 
 
 @dataclass(frozen=True)
@@ -51,34 +44,6 @@ def dataset_of(path: Path) -> str:
     return path.name.split("-", 1)[0]
 
 
-def write_owt_manifest(layout: Layout) -> Path:
-    stats = read_json(layout.out("owt") / "stats.json")
-    split_of = {int(subset): split for split, data in stats["splits"].items() for subset in data.get("subsets", [])}
-    rows = []
-    for subset, data in sorted(stats["subsets"].items()):
-        source = data.get("source") or {}
-        repo = source.get("repo") or source.get("hub_repo")
-        origin = redact_text(f"{repo}@{source.get('commit') or source.get('revision')}" if repo
-                             else f"mirror {source.get('mirror', '?')}")
-        rows.append((data["file"], split_of.get(int(subset), "?"), data["sha256"], data["documents"],
-                     data.get("documents_kept", data["documents"]), origin))
-    return manifest_sink.write_tsv_gz(layout.manifests() / "owt-subsets.tsv.gz", OWT_HEADER, rows)
-
-
-def write_glue_manifest(layout: Layout) -> Path:
-    from ..records import glue as glue_records
-
-    stats = read_json(layout.out("glue") / "stats.json")
-    rows = []
-    for name, task_stats in stats["tasks"].items():
-        task = glue_records.TASKS[name]
-        for hub_split, split, _ in task.splits:
-            path = layout.raw("glue") / task.relpath(hub_split)
-            rows.append((task.relpath(hub_split), name, split, task_stats["splits"][split]["rows"],
-                         hashlib.sha256(path.read_bytes()).hexdigest()))
-    return manifest_sink.write_tsv_gz(layout.manifests() / "glue-files.tsv.gz", HEADERS["glue"], sorted(rows))
-
-
 def build(layout: Layout, datasets: tuple[str, ...], manifest_dir: Path | None = None) -> list[ManifestFile]:
     """Write/collect the manifests of ``datasets`` into ``manifest_dir``; write its README.md index."""
     target = Path(manifest_dir) if manifest_dir else layout.manifests()
@@ -87,10 +52,9 @@ def build(layout: Layout, datasets: tuple[str, ...], manifest_dir: Path | None =
         if not (layout.out(dataset) / "stats.json").exists():
             raise VlprepError(f"{dataset} has not been built in {layout.root}",
                               fix="build it first (see vlprep --help), or name only built datasets")
-        if dataset == "owt":
-            write_owt_manifest(layout)
-        if dataset == "glue":
-            write_glue_manifest(layout)
+        declared = schema(dataset)
+        if declared.build is not None:
+            declared.build(layout)
         found = sorted(layout.manifests().glob(f"{dataset}-*.tsv.gz"))
         if not found:
             raise VlprepError(f"no manifest of {dataset} in {layout.manifests()}",
@@ -119,10 +83,15 @@ def validate(folder: Path) -> list[ManifestFile]:
             header, rows = manifest_sink.read_tsv_gz(path)
         except (OSError, ValueError, EOFError, UnicodeDecodeError) as exc:
             raise VlprepError(f"{path}: not a readable manifest ({exc})", fix="run: vlprep manifest build") from exc
-        if tuple(header) != HEADERS.get(dataset):
+        try:
+            declared = schema(dataset)
+        except VlprepError:
+            raise VlprepError(f"{path}: {dataset!r} is not a dataset vlprep knows", fix="remove the file, or "
+                              "run: vlprep manifest build") from None
+        if tuple(header) != declared.header:
             raise VlprepError(f"{path}: columns {header} are not those of a {dataset} manifest",
                               fix="run: vlprep manifest build")
-        keys = [int(r[0]) if dataset == "cc3m" else r[0] for r in rows]
+        keys = [int(r[0]) if declared.numeric_key else r[0] for r in rows]
         if not rows or any(len(r) != len(header) for r in rows) or keys != sorted(set(keys)):
             raise VlprepError(f"{path}: empty, ragged, unsorted or with repeated keys",
                               fix="run: vlprep manifest build")
@@ -130,19 +99,25 @@ def validate(folder: Path) -> list[ManifestFile]:
     return files
 
 
+def rebuild_notes() -> str:
+    """The sentences of the recipes whose manifest rebuilds their data exactly (with a leading space)."""
+    from ..datasets.registry import RECIPES
+
+    return "".join(f" {r.manifest.rebuild}" for r in RECIPES if r.manifest.rebuild)
+
+
 def index_markdown(files: list[ManifestFile]) -> str:
     lines = ["# Used-ID manifests", "",
              "Generated by `vlprep manifest build` from the files in this folder. Each is a gzip "
              "(no name, mtime 0) of a sorted TSV with a header row; equal content gives equal bytes. "
-             "Read one with `zcat FILE | head`. Rebuild CC3M exactly with "
-             "`vlprep fetch cc3m --tsv Train_GCC-training.tsv --from-manifest cc3m-train-<N>.tsv.gz`.", "",
+             "Read one with `zcat FILE | head`." + rebuild_notes(), "",
              "| file | dataset | rows | sha256 | columns |", "|---|---|---:|---|---|"]
     for f in files:
         lines.append(f"| `{f.path.name}` | {f.dataset} | {f.rows:,} | `{f.sha256[:16]}…` | "
-                     f"{', '.join(HEADERS[f.dataset])} |")
+                     f"{', '.join(schema(f.dataset).header)} |")
     lines += ["", "What each dataset's manifest lists:", ""]
     for dataset in sorted({f.dataset for f in files}):
-        lines.append(f"- **{dataset}**: {DESCRIPTIONS[dataset]}.")
+        lines.append(f"- **{dataset}**: {schema(dataset).description}.")
     return "\n".join(lines) + "\n"
 
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -26,7 +26,9 @@ from ..transforms.bpe import decode_symbols
 from ..transforms.captions import MAX_BPE
 from ..transforms.dictionary import load_dictionary
 
-DEFAULT_SPLIT = {"coco": "karpathy-train", "vg": "train", "cc3m": "train", "imagenet": "train"}
+if TYPE_CHECKING:
+    from ..datasets.recipe import Recipe
+
 
 
 @dataclass(frozen=True)
@@ -36,16 +38,16 @@ class PreviewResult:
     split: str
 
 
-def index_path(layout: Layout, dataset: str, split: str | None) -> tuple[str, Path]:
+def index_path(layout: Layout, recipe: Recipe, split: str | None) -> tuple[str, Path]:
     """The split's wids index, or an error that lists the splits that are built."""
-    split = split or DEFAULT_SPLIT[dataset]
+    dataset = recipe.name
+    split = split or recipe.default_split
     path = layout.out(dataset) / f"{split}.index.json"
     if not path.is_file():
         built = sorted(p.name[: -len(".index.json")] for p in layout.out(dataset).glob("*.index.json"))
         hint = f"built splits: {', '.join(built)}" if built else f"nothing is built for {dataset} yet"
-        build = "vlprep fetch cc3m" if dataset == "cc3m" else f"vlprep shard {dataset}"
         raise VlprepError(f"{path}: split {split!r} of {dataset} is not built ({hint})",
-                          fix=f"pass --split with one of the built splits, or run {build}")
+                          fix=f"pass --split (and --variant) of a built split, or run {recipe.command(recipe.builder)}")
     return split, path
 
 
@@ -73,23 +75,24 @@ def caption_lines(meta: dict[str, Any], chosen: int | None, dictionary) -> tuple
     return lines, warnings
 
 
-def augmented_view(sample: dict[str, Any], meta: dict[str, Any], dataset: str,
+def augmented_view(sample: dict[str, Any], meta: dict[str, Any], labelled: bool,
                    seed: int) -> tuple[Image.Image, int | None]:
     """The epoch-0 training view (as a picture) and, for pair datasets, the caption it is paired with."""
     from ..loader.augment import IMAGE_SCALE, PAIR_SCALE, ViewConfig
     from ..loader.images import caption_choice, view_pixels
 
-    config = ViewConfig(train=True, scale=IMAGE_SCALE if dataset == "imagenet" else PAIR_SCALE)
+    config = ViewConfig(train=True, scale=IMAGE_SCALE if labelled else PAIR_SCALE)
     view, flip = view_pixels(sample, 0, config, seed)
     if flip:
         view = view.flip(-1)
     picture = Image.fromarray(view.permute(1, 2, 0).contiguous().numpy())
     captions = shard_sink.caption_token_lists(meta)
-    chosen = caption_choice(seed, 0, sample["__key__"], len(captions)) if dataset != "imagenet" and captions else None
+    chosen = caption_choice(seed, 0, sample["__key__"], len(captions)) if not labelled and captions else None
     return picture, chosen
 
 
-def sample_cell(sample: dict[str, Any], dataset: str, augmented: bool, seed: int, dictionary) -> contact_sheet.Cell:
+def sample_cell(sample: dict[str, Any], dataset: str, labelled: bool, augmented: bool, seed: int,
+                dictionary) -> contact_sheet.Cell:
     try:
         meta = json.loads(sample["json"]) if "json" in sample else {}
     except ValueError as exc:
@@ -106,9 +109,9 @@ def sample_cell(sample: dict[str, Any], dataset: str, augmented: bool, seed: int
                                   [f"image does not decode ({exc}); run vlprep verify {dataset}"])
     chosen = None
     if augmented:
-        view, chosen = augmented_view(sample, meta, dataset, seed)
+        view, chosen = augmented_view(sample, meta, labelled, seed)
         pictures.append(view)
-    if dataset == "imagenet":
+    if labelled:
         label = int(sample["cls"]) if "cls" in sample else meta.get("label")
         return contact_sheet.Cell(pictures, sample["__key__"], [f"class {label}: {meta.get('class_name', '?')}"])
     if not meta.get("tokens"):  # shards from elsewhere: show what text there is, and say so
@@ -119,9 +122,11 @@ def sample_cell(sample: dict[str, Any], dataset: str, augmented: bool, seed: int
     return contact_sheet.Cell(pictures, sample["__key__"], lines, warnings)
 
 
-def preview(layout: Layout, dataset: str, split: str | None, count: int, augmented: bool, seed: int = 0,
+def preview(layout: Layout, recipe: Recipe, split: str | None, count: int, augmented: bool, seed: int = 0,
             out: Path | None = None) -> PreviewResult:
-    split, index = index_path(layout, dataset, split)
+    """The first ``count`` samples of a built split of ``recipe``'s dataset, drawn into a PNG."""
+    dataset, labelled = recipe.name, recipe.kind == "labels"
+    split, index = index_path(layout, recipe, split)
     if augmented:
         try:
             import torch  # noqa: F401
@@ -130,9 +135,9 @@ def preview(layout: Layout, dataset: str, split: str | None, count: int, augment
                               fix="install the loader extra: pip install 'vlprep[loader]'") from exc
     samples = first_samples(index, count)
     if not samples:
-        raise VlprepError(f"{index}: the split holds no samples", fix=f"rebuild it (vlprep shard {dataset})")
-    dictionary = load_dictionary() if dataset != "imagenet" else None
-    cells = [sample_cell(s, dataset, augmented, seed, dictionary) for s in samples]
+        raise VlprepError(f"{index}: the split holds no samples", fix=f"rebuild it ({recipe.command(recipe.builder)})")
+    dictionary = load_dictionary() if not labelled else None
+    cells = [sample_cell(s, dataset, labelled, augmented, seed, dictionary) for s in samples]
     kind = "stored image | training view (epoch 0)" if augmented else "stored images"
     title = f"{dataset} {split}: first {len(cells)} samples ({kind})"
     path = Path(out) if out else layout.out(dataset) / f"preview-{split}{'-augmented' if augmented else ''}.png"

@@ -1,8 +1,9 @@
-"""``vlprep stats coco vg``: the method's Table 1 over every built image–text split.
+"""``vlprep stats``: the method's Table 1 over every built image–text split.
 
-Each dataset contributes one row per split it has built; the total counts each dataset's
-pretraining split once (COCO ``karpathy-train``, VG ``train``), so building ``train2014`` or the VG
-``concat`` variant beside them never counts the same images twice.
+Each dataset of kind ``pairs`` contributes one row per split it has built; the total counts each
+dataset's pretraining split (its recipe's ``pretraining_split``) once, so building another split or
+variant beside it never counts the same images twice. The table is always written over every built
+pairs dataset, so asking for one never overwrites the table of the others.
 """
 from __future__ import annotations
 
@@ -14,10 +15,7 @@ from ..fileio import read_json, write_json
 from ..layout import Layout
 from ..sinks import stats as stats_sink
 from ..transforms.captions import MAX_BPE
-from ..datasets import coco, vg
-from ..engines import webcrawl as cc3m
-
-PRETRAINING_SPLIT = {coco.NAME: coco.DEFAULT_SPLIT, vg.NAME: vg.SPLIT, cc3m.NAME: cc3m.SPLIT}
+from ..datasets.registry import of_kind, recipe
 STATS_JSON, STATS_MD, HISTOGRAM_PNG = "stats.json", "stats.md", "text-lengths.png"
 
 
@@ -34,10 +32,11 @@ def build_table(layout: Layout, datasets: tuple[str, ...]) -> TableReport:
     for dataset in datasets:
         path = layout.out(dataset) / "stats.json"
         if not path.exists():
-            raise VlprepError(f"{path} is missing: {dataset} has not been sharded yet",
-                              fix=f"run: vlprep shard {dataset}")
+            found = recipe(dataset)
+            raise VlprepError(f"{path} is missing: {dataset} has not been built yet",
+                              fix=f"run: {found.command(found.builder)}")
         splits = read_json(path)["splits"]
-        main = PRETRAINING_SPLIT[dataset]
+        main = recipe(dataset).pretraining_split
         for split in sorted(splits, key=lambda s: (s != main, s)):
             row = stats_sink.row_from_split(dataset, split, splits[split], in_total=split == main)
             rows.append(row)
@@ -50,6 +49,11 @@ def build_table(layout: Layout, datasets: tuple[str, ...]) -> TableReport:
                                                              for k, v in histograms.items()}})
     stats_sink.write_text(out / STATS_MD, stats_sink.markdown(rows, HISTOGRAM_PNG))
     return TableReport(rows, [out / STATS_JSON, out / STATS_MD, out / HISTOGRAM_PNG])
+
+
+def built_pairs(layout: Layout) -> tuple[str, ...]:
+    """Every dataset of kind ``pairs`` with an ``out/<name>/stats.json``, in registry order."""
+    return tuple(r.name for r in of_kind("pairs") if (layout.out(r.name) / "stats.json").exists())
 
 
 def summary_lines(report: TableReport) -> list[str]:

@@ -1,0 +1,108 @@
+"""Conceptual Captions 3M → WebDataset shards of the first N rows whose image could be fetched.
+
+The recipe: Google's TSV (caption⇥url, no header) and its published URL; the kept rows are the first
+N reachable ones in index order. The crawl (windows sized from the success rate, img2dataset, the
+attempt ledger, ordered shards) is done by ``engines/webcrawl.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import shards
+from .recipe import FETCH_COMMON, Limit, Manifest, Recipe, Run, Stage, option
+
+NAME = "cc3m"
+SPLIT = "train"
+DISTRIBUTORS = ("multiprocessing", "pyspark", "ray")
+RETRY_POLICIES = ("transient", "all", "none")
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    tsv: Path | None = option(None, "Train_GCC-training.tsv (default: fetched from --mirror or its published URL).",
+                              type=Path)
+    from_manifest: Path | None = option(None, "Rebuild exactly the rows of this cc3m-train-<N>.tsv.gz, checking "
+                                        "sha256.", type=Path, must_exist=True)
+    resize: int | None = option(None, "Scale the shorter side down to PIXELS (never up) and store JPEG q95. "
+                                "Default: the original bytes.", type=int, low=16, metavar="PIXELS")
+    timeout: float = option(10.0, "Seconds for a whole image answer (not per read).", type=float, low=0.1)
+    retries: int = option(1, "Extra tries after 5xx, timeouts and dropped connections (never after 4xx).",
+                          type=int, low=0)
+    retry_failed: str = option("transient", "Rows an earlier run failed that this run tries again first "
+                               "(transient: 5xx, 429, timeout, DNS, connection).", choices=RETRY_POLICIES)
+    max_attempts: int = option(3, "Most runs that try one row (--retry-failed stops there).", type=int, low=1)
+    threads: int = option(64, "Download threads per worker process.", type=int, low=1)
+    distributor: str = option("multiprocessing", "img2dataset distributor (pyspark and ray must be installed).",
+                              choices=DISTRIBUTORS)
+    max_window: int = option(50_000, "Most rows tried in one window (the unit of planning).", type=int, low=1)
+    window_timeout: float | None = option(None, "Seconds before a stalled window is killed and run again (default: "
+                                          "from its size).", type=float, low=1)
+    shard_samples: int = option(10_000, "Samples per output shard.", type=int, low=1)
+
+
+def fetch(run: Run, options: FetchOptions) -> None:
+    from ..engines import webcrawl
+    from ..engines.fetch import check_line
+
+    config = webcrawl.DownloadConfig(
+        resize=options.resize, timeout=options.timeout, retries=options.retries, processes=run.common.workers,
+        threads=options.threads, distributor=options.distributor, max_window=options.max_window,
+        window_timeout=options.window_timeout, shard_samples=options.shard_samples,
+        retry_failed=options.retry_failed, max_attempts=options.max_attempts)
+    webcrawl.check_distributor(config.distributor)
+    tsv_path = webcrawl.fetch_tsv(run.layout, options.tsv, run.common.mirror)
+    if options.tsv is None:
+        run.say(check_line(run.layout.raw(NAME), tsv_path.name))
+    if options.from_manifest is not None:
+        stats = webcrawl.rebuild(run.layout, tsv_path, options.from_manifest, config, run.common.tokenizer)
+    else:
+        stats = webcrawl.fetch_first(run.layout, tsv_path, run.common.limit, config, run.common.tokenizer)
+    for line in webcrawl.summary_lines(stats):
+        run.say(line)
+    run.say(f"written: {run.layout.out(NAME)}/")
+
+
+def summary(stats: dict) -> list[str]:
+    from ..engines import webcrawl
+
+    return webcrawl.summary_lines(stats)
+
+
+RECIPE = Recipe(
+    name=NAME,
+    title="Conceptual Captions 3M, the first N reachable rows of the TSV (pairs, fetched from the web)",
+    kind="pairs",
+    builder="fetch",
+    stages={
+        "fetch": Stage(fetch, FetchOptions, "Fetch the first N reachable CC3M rows from the web into "
+                       "DATA_DIR/out/cc3m shards.",
+                       ("vlprep fetch cc3m --tsv Train_GCC-training.tsv --limit 500000 --workers 16",
+                        "vlprep fetch cc3m --tsv Train_GCC-training.tsv --from-manifest "
+                        "manifests/cc3m-train-500000.tsv.gz"),
+                       common=(*FETCH_COMMON, "workers", "limit", "tokenizer"),
+                       limit=Limit("Keep the first N rows, in index order, whose image downloads and decodes.",
+                                   default=500_000),
+                       aliases={"limit": ("--count",), "workers": ("--processes",)},
+                       details="Rows are tried in index order, in windows sized from the success rate so far, with "
+                       "img2dataset, until the first N rows whose image downloaded and decoded are held; they are "
+                       "written as out/cc3m/train-*.tar in index order with train.index.json, stats.json (rows "
+                       "tried, failures by cause) and DATA_DIR/manifests/cc3m-train-N.tsv.gz. Interrupted runs "
+                       "(even kill -9) continue where they stood and end with the same rows. A rerun first retries "
+                       "rows that failed for a transient cause (--retry-failed, --max-attempts) and recomputes "
+                       "the first N. The TSV has no published checksum: its sha256 is recorded. CC3M has no shard "
+                       "stage: this fetch writes its shards."),
+        "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),
+        "preview": shards.preview_stage(NAME),
+    },
+    manifest=Manifest("cc3m-*.tsv.gz", ("row", "url", "sha256", "caption_hash"),
+                      "Conceptual Captions rows kept (0-based TSV line), their URL, sha256 of the bytes, caption "
+                      "hash (first 16 hex digits of its sha256)", numeric_key=True,
+                      rebuild="Rebuild CC3M exactly with `vlprep fetch cc3m --tsv Train_GCC-training.tsv "
+                      "--from-manifest cc3m-train-<N>.tsv.gz`."),
+    demo="vlprep.pipeline.samples.demo:cc3m",
+    summary=summary,
+    splits=(SPLIT,),
+    default_split=SPLIT,
+    pretraining_split=SPLIT,
+)

@@ -1,0 +1,195 @@
+"""OpenWebText subsets → fairseq binaries (``out/owt/{dict.txt,train,valid}.{bin,idx}``).
+
+The recipe: which subsets are fetched and which form each split. The work (fetch from the hub or a
+mirror, chunked BPE encoding, ordered merge, provenance) is done by ``engines/textbin.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..caps import DEFAULT_CAPS
+from ..errors import VlprepError
+from ..layout import Layout
+from .recipe import FETCH_COMMON, Limit, Manifest, Recipe, Run, Stage, option
+
+NAME = "owt"
+SUBSETS = range(21)
+
+
+def parse_subsets(value: str | tuple[int, ...]) -> tuple[int, ...]:
+    """``"0-4"``, ``"0,2,5"`` or ``"0-2,7"`` → subset numbers (0–20)."""
+    if isinstance(value, tuple):
+        return value
+    numbers: list[int] = []
+    for part in value.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                low, high = (int(x) for x in part.split("-", 1))
+                numbers += range(low, high + 1)
+            elif part:
+                numbers.append(int(part))
+        except ValueError:
+            raise ValueError(f"{value!r}: use numbers and ranges like 0-4 or 0,2,5") from None
+    if not numbers or any(n not in SUBSETS for n in numbers):
+        raise ValueError(f"{value!r}: OpenWebText subsets are numbered 0 to 20")
+    return tuple(dict.fromkeys(numbers))
+
+
+def format_subsets(subsets: tuple[int, ...]) -> str:
+    return ",".join(str(s) for s in subsets)
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    subsets: tuple[int, ...] = option((0, 1, 2, 3, 4, 5), "OpenWebText subsets to fetch (0-4 are train, 5 is "
+                                      "valid).", parse=parse_subsets, metavar="LIST")
+    revision: str | None = option(None, "Hub revision (branch, tag or commit). Default: the pinned commit that "
+                                  "still holds subsets/.")
+
+
+@dataclass(frozen=True)
+class BinarizeOptions:
+    train_subsets: tuple[int, ...] = option((0, 1, 2, 3, 4), "Subsets that form the train split.",
+                                            parse=parse_subsets, metavar="LIST")
+    valid_subsets: tuple[int, ...] = option((5,), "Subsets that form the valid split.", parse=parse_subsets,
+                                            metavar="LIST")
+    dict_path: Path | None = option(None, "Your own fairseq dict.txt. Default: fairseq's GPT-2 dict.txt shipped "
+                                    "with vlprep.", type=Path, flag_name="dict", must_exist=True)
+    doc_separator: bool = option(False, "Write one [</s>] item between consecutive documents (fairseq's "
+                                 "blank-line convention for complete_doc training).", type=bool, negatable=True)
+    max_document_mb: int = option(DEFAULT_CAPS.document_bytes >> 20, "A document over this many MiB is skipped "
+                                  "unread and listed in stats.json (skipped_documents) and provenance.json.",
+                                  type=int, low=1)
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    tokenizer_check: int = option(0, "Also re-encode N random lines from the raw archives with the reference BPE "
+                                  "(tiktoken) and compare them id for id with what is on disk.", type=int, low=0,
+                                  metavar="N")
+    seed: int = option(0, "Seed that draws the --tokenizer-check lines.", type=int)
+
+
+def fetch(run: Run, options: FetchOptions) -> None:
+    from ..engines import textbin
+    from ..redact import redact_url
+
+    mirror = run.common.mirror
+    report = textbin.fetch(run.layout, options.subsets, options.revision or textbin.DEFAULT_REVISION, mirror)
+    origin = f"mirror {redact_url(mirror)}" if mirror else f"{textbin.HUB_REPO}@{report.commit}"
+    for line in report.summary(NAME, origin, run.layout.raw(NAME)):
+        run.say(line)
+
+
+def missing_subsets(run: Run, subsets: tuple[int, ...]) -> None:
+    """Every subset a split needs that is not fetched, named in one error with one fix."""
+    from ..records.owt import subset_relpath
+
+    raw = run.layout.raw(NAME)
+    missing = tuple(s for s in subsets if not (raw / subset_relpath(s)).exists())
+    if missing:
+        listed = ", ".join(str(raw / subset_relpath(s)) for s in missing)
+        raise VlprepError(f"{len(missing)} subset file{'s are' if len(missing) > 1 else ' is'} missing: {listed}",
+                          fix=f"run: vlprep fetch owt --subsets {format_subsets(missing)}")
+
+
+def binarize(run: Run, options: BinarizeOptions) -> None:
+    from ..engines import textbin
+    from ..transforms.bpe import default_backend
+
+    overlap = set(options.train_subsets) & set(options.valid_subsets)
+    if overlap:
+        raise VlprepError(f"subsets {sorted(overlap)} are in both --train-subsets and --valid-subsets",
+                          fix="give each subset to one split")
+    missing_subsets(run, options.train_subsets + options.valid_subsets)
+    config = textbin.BinarizeConfig(
+        splits={"train": options.train_subsets, "valid": options.valid_subsets},
+        doc_separator=options.doc_separator, limit=run.common.limit,
+        dict_path=str(options.dict_path) if options.dict_path else None,
+        tokenizer=run.common.tokenizer or default_backend(), max_document_bytes=options.max_document_mb << 20)
+    stats = textbin.binarize(run.layout, config, run.common.workers)
+    for line in textbin.summary_lines(stats):
+        run.say(line)
+    run.say(f"written: {run.layout.out(NAME)}/{{dict.txt,train.bin,train.idx,valid.bin,valid.idx,stats.json}}")
+
+
+def verify(run: Run, options: VerifyOptions) -> None:
+    from ..engines import textbin
+
+    for split, found in textbin.verify(run.layout).items():
+        run.say(f"owt {split}: ok ({found['items']:,} items, {found['ids']:,} ids)")
+    if options.tokenizer_check:
+        report = textbin.tokenizer_check(run.layout, options.tokenizer_check, options.seed)
+        run.say(f"owt tokenizer check: ok ({report['checked']:,} random items from "
+                f"{report.get('members', 0):,} archive members equal their {report['reference']} "
+                f"encoding; seed {options.seed})")
+
+
+def summary(stats: dict) -> list[str]:
+    from ..engines import textbin
+
+    return textbin.summary_lines(stats)
+
+
+def write_manifest(layout: Layout) -> Path:
+    """``owt-subsets.tsv.gz`` from ``out/owt/stats.json``: each subset file, its split, sha256, counts, origin."""
+    from ..fileio import read_json
+    from ..redact import redact_text
+    from ..sinks import manifests as manifest_sink
+
+    stats = read_json(layout.out(NAME) / "stats.json")
+    split_of = {int(subset): split for split, data in stats["splits"].items() for subset in data.get("subsets", [])}
+    rows = []
+    for subset, data in sorted(stats["subsets"].items()):
+        source = data.get("source") or {}
+        repo = source.get("repo") or source.get("hub_repo")
+        origin = redact_text(f"{repo}@{source.get('commit') or source.get('revision')}" if repo
+                             else f"mirror {source.get('mirror', '?')}")
+        rows.append((data["file"], split_of.get(int(subset), "?"), data["sha256"], data["documents"],
+                     data.get("documents_kept", data["documents"]), origin))
+    return manifest_sink.write_tsv_gz(layout.manifests() / MANIFEST.pattern, MANIFEST.header, rows)
+
+
+MANIFEST = Manifest("owt-subsets.tsv.gz", ("file", "split", "sha256", "documents", "documents_kept", "source"),
+                    "OpenWebText subset files: sha256, where they came from (hub repo@commit or mirror), documents",
+                    build=write_manifest)
+
+RECIPE = Recipe(
+    name=NAME,
+    title="OpenWebText subsets 0-5 as fairseq binaries (text pretraining)",
+    kind="text",
+    builder="binarize",
+    stages={
+        "fetch": Stage(fetch, FetchOptions, "Download and check the OpenWebText subset tars into DATA_DIR/raw/owt.",
+                       ("vlprep fetch owt", "vlprep fetch owt --subsets 0,5 --mirror /datasets/owt-mirror"),
+                       common=FETCH_COMMON,
+                       details="From the Hugging Face hub (honouring HF_ENDPOINT and HF_TOKEN) at a pinned commit, "
+                       "checked against the hub's LFS sha256, or from --mirror (checked against its SHA256SUMS). "
+                       "Where each file came from is kept in raw/owt/SOURCE.json."),
+        "binarize": Stage(binarize, BinarizeOptions,
+                          "Clean, GPT-2 BPE-encode and write OpenWebText as fairseq binaries in DATA_DIR/out/owt.",
+                          ("vlprep binarize owt --workers 8", "vlprep binarize owt --limit 1000    # a quick trial",
+                           "vlprep binarize owt --dict my/dict.txt --doc-separator",
+                           "vlprep binarize owt --tokenizer tiktoken    # the reference BPE, same bytes out"),
+                          common=("workers", "limit", "tokenizer"),
+                          limit=Limit("Only the first N documents of each subset (a trial, written to its own "
+                                      "work folder)."),
+                          details="Each document is cleaned (UTF-8 with replacement, CR/CRLF to LF, NULs deleted, "
+                          "lines stripped, empty lines dropped); each line is encoded as ordinary text, mapped "
+                          "through dict.txt and ended with </s>. The result is byte-identical to fairseq-preprocess "
+                          "--only-source --srcdict dict.txt --dataset-impl mmap on the same lines, for every "
+                          "--workers value. An interrupted run resumes at archive-member granularity."),
+        "verify": Stage(verify, VerifyOptions, "Re-read out/owt and check it; exit non-zero on the first fault.",
+                        ("vlprep verify owt", "vlprep verify owt --tokenizer-check 1000"),
+                        details="Magic, version, dtype, sizes against pointers and .bin length, every item ending "
+                        "in </s>, no id outside the dictionary, counts and sha256 equal to stats.json."),
+    },
+    manifest=MANIFEST,
+    demo="vlprep.pipeline.samples.demo:owt",
+    summary=summary,
+    splits=("train", "valid"),
+    default_split="train",
+    pretraining_split="train",
+)

@@ -1,0 +1,191 @@
+"""What a dataset is, declared once: the recipe that the CLI, the reports and the demo are built from.
+
+A recipe names a dataset, says what kind of data it gives (``text``: token streams; ``pairs``: images
+with texts; ``labels``: images with a class), and lists its stages. A stage is a function that runs
+it, the dataclass of its own options (each field carries its help text and bounds, so the command
+line is generated and no click code lives in the core), the common options it takes, and examples.
+Options shared by many datasets (``--data-dir``, ``--workers``, ``--mirror``, ``--limit``,
+``--tokenizer``) are declared once in :data:`COMMON` and mean the same everywhere.
+
+This module is imported by ``vlprep --help``: it and every recipe module import nothing heavy at
+module level (no numpy, PIL, tiktoken); stage functions import their engine when they run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+from ..layout import DEFAULT_DATA_DIR, Layout
+
+Kind = Literal["text", "pairs", "labels"]
+KINDS = {"text": "token streams (fairseq binaries)", "pairs": "images with texts (WebDataset shards)",
+         "labels": "images with a class (WebDataset shards)"}
+
+
+@dataclass(frozen=True)
+class Opt:
+    """How one option field looks on the command line. ``type`` is what the value is parsed as."""
+
+    help: str
+    type: Any = str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    negatable: bool = False
+    repeat: bool = False
+    aliases: tuple[str, ...] = ()
+    """Older names still accepted (hidden from --help), e.g. ``--count`` for ``--limit``."""
+    envvar: str | None = None
+    parse: Callable[[Any], Any] | None = None
+    """Turns the text given into the field's value; raise ValueError with a message to refuse it."""
+    flag_name: str | None = None
+    """The option's name when it is not the field's (``dict_path`` → ``--dict``)."""
+    must_exist: bool = False
+    show_default: bool = True
+
+
+def option(default: Any, help: str, **how: Any) -> Any:
+    """A dataclass field that is also a command-line option (see :class:`Opt` for ``how``)."""
+    return field(default=default, metadata={"opt": Opt(help, **how)})
+
+
+def opt_of(f: dataclasses.Field) -> Opt | None:
+    return f.metadata.get("opt")
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    how = opt_of(f)
+    return "--" + ((how.flag_name if how and how.flag_name else f.name).replace("_", "-"))
+
+
+@dataclass(frozen=True)
+class Common:
+    """Options that many stages take, declared once. A stage lists the ones it uses in ``Stage.common``;
+    ``data_dir`` is taken by every stage."""
+
+    data_dir: Path = option(Path(DEFAULT_DATA_DIR), "Root of raw/, work/ and out/.", type=Path,
+                            envvar="VLPREP_DATA")
+    workers: int = option(os.cpu_count() or 1, "Worker processes. The output is identical for every value.",
+                          type=int, low=1)
+    mirror: str | None = option(None, "Local folder or http(s) base URL holding the dataset's files at their "
+                                "published paths (optionally with a SHA256SUMS at its root).",
+                                metavar="DIR_OR_URL")
+    limit: int | None = option(None, "Only the first N items (a trial).", type=int, low=1)
+    tokenizer: str | None = option(None, "GPT-2 BPE implementation; the ids are identical for both. Default: "
+                                   "gigatoken (several times faster) when installed, else tiktoken (the "
+                                   "reference).", choices=("gigatoken", "tiktoken"))
+    retry_budget: float = option(300.0, "Most seconds spent retrying one file (waits and failed tries).",
+                                 type=float, low=0, metavar="SECONDS", envvar="VLPREP_RETRY_BUDGET")
+    idle_timeout: float = option(60.0, "Cut a download silent, or slower than 1 KiB/s, for this long.",
+                                 type=float, low=1, metavar="SECONDS", envvar="VLPREP_IDLE_TIMEOUT")
+
+
+COMMON_FIELDS = {f.name: f for f in dataclasses.fields(Common)}
+FETCH_COMMON = ("mirror", "retry_budget", "idle_timeout")
+"""What every fetch takes: where from, and how long to keep trying."""
+
+
+@dataclass(frozen=True)
+class Limit:
+    """What ``--limit`` counts in one stage, and its default (None: no limit)."""
+
+    help: str
+    default: int | None = None
+    high: int | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a stage function gets besides its own options: where the data is, the common options, and
+    how to print a line of its summary."""
+
+    dataset: str
+    layout: Layout
+    common: Common
+    say: Callable[[str], None] = print
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of one dataset.
+
+    ``run`` is called as ``run(run: Run, options)`` and prints its summary through ``run.say``; it
+    lives in the recipe module and imports its engine when called (so ``--help`` stays light).
+    ``summary`` is the one-line help of ``vlprep STAGE DATASET``; ``details`` follows it.
+    """
+
+    run: Callable[[Run, Any], None]
+    options: type
+    summary: str
+    examples: tuple[str, ...]
+    common: tuple[str, ...] = ()
+    details: str = ""
+    limit: Limit | None = None
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Older names of common options in this stage, still accepted and hidden from --help
+    (``{"limit": ("--count",)}``)."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The used-ID manifest a dataset writes: file name pattern, columns, what it lists, and whether its
+    first column sorts as a number (CC3M rows) or as text (ids zero-padded to a fixed width)."""
+
+    pattern: str
+    header: tuple[str, ...]
+    description: str
+    numeric_key: bool = False
+    rebuild: str = ""
+    """A sentence for the manifests' README when the manifest rebuilds the data exactly."""
+    build: Callable[[Layout], Path] | None = None
+    """Writes the manifest at ``manifest build`` time (from stats.json); None when the stage that
+    builds the dataset writes it."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A dataset: name, title, kind, stages, splits, manifest and demo step."""
+
+    name: str
+    title: str
+    kind: Kind
+    stages: Mapping[str, Stage]
+    builder: str
+    """The stage that writes ``out/<name>`` (``binarize``, ``shard``, or ``fetch`` for a web crawl)."""
+    manifest: Manifest
+    demo: str
+    """``"module:function(layout, workers, say) -> list[Path]"`` in the samples package: builds this
+    dataset's sample, runs its stages on it, returns what it wrote."""
+    summary: Callable[[dict], list[str]]
+    """The table ``vlprep stats`` prints from the dataset's stats.json."""
+    splits: tuple[str, ...] = ()
+    default_split: str | None = None
+    pretraining_split: str | None = None
+    """The split a pretraining run reads, counted once in the Table 1 total."""
+    variants: tuple[str, ...] = ()
+    """Other forms of the pretraining split (VG ``concat``); the split ``train`` of variant ``concat``
+    is stored as ``train-concat``."""
+
+    def command(self, stage: str) -> str:
+        return f"vlprep {stage} {self.name}"
+
+    def split_name(self, split: str | None, variant: str | None) -> str:
+        """The stored name of a split, variant included (``train`` + ``concat`` → ``train-concat``)."""
+        split = split or self.default_split or ""
+        return split if variant in (None, "", self.variants[0] if self.variants else None) else f"{split}-{variant}"
+
+
+def load(target: str) -> Any:
+    """``"package.module:attribute"`` → the attribute, importing the module now."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def defaults(options: type) -> Any:
+    """An options dataclass with every field at its default (what ``STAGE all`` runs each dataset with)."""
+    return options()

@@ -1,0 +1,118 @@
+"""What every dataset stored as WebDataset shards shares: shard options, ``verify`` and ``preview``.
+
+A recipe subclasses these option dataclasses to add its own fields or to narrow ``--split`` to its
+splits; the stage functions here read the recipe (kind, splits, variants) and never name a dataset.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..caps import DEFAULT_CAPS
+from .recipe import Limit, Run, Stage, option
+
+SHARD_COMMON = ("workers", "limit", "tokenizer")
+SHARD_LIMIT = Limit("Only the first N images (a trial: the published counts are not checked, and a trial never "
+                    "replaces a complete split unless --force).")
+
+
+@dataclass(frozen=True)
+class ShardOptions:
+    """Options of every image shard stage (the split and variant fields are the recipe's)."""
+
+    seed: int = option(0, "Seed of the train-split shuffle.", type=int)
+    resize: int | None = option(None, "Scale the shorter side down to PIXELS (never up) and store JPEG q95. "
+                                "Default: the original bytes.", type=int, low=16, metavar="PIXELS")
+    shard_samples: int = option(10_000, "At most this many samples per shard.", type=int, low=1)
+    force: bool = option(False, "Let a --limit trial replace a split built with no limit or a larger one "
+                         "(refused by default, so a trial never throws away a full split).", type=bool)
+    max_member_mb: int = option(DEFAULT_CAPS.member_bytes >> 20, "An image member over this many MiB is skipped "
+                                "unread and listed in <split>.errors.jsonl.", type=int, low=1)
+
+
+@dataclass(frozen=True)
+class TextShardOptions(ShardOptions):
+    """Shard options of datasets whose samples carry texts (captions, region descriptions)."""
+
+    shard_mb: int = option(1000, "About this many MB per shard.", type=int, low=1)
+    max_text_kb: int = option(DEFAULT_CAPS.text_bytes >> 10, "A caption or region description over this many "
+                              "KiB is dropped and listed in <split>.errors.jsonl (the image keeps its other texts).",
+                              type=int, low=1)
+    max_json_depth: int = option(DEFAULT_CAPS.json_depth, "Annotation JSON nested deeper than this stops the stage "
+                                 "with an error.", type=int, low=1)
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    pass
+
+
+@dataclass(frozen=True)
+class PreviewOptions:
+    split: str | None = option(None, "Split to show (default: the dataset's default split).")
+    augmented: bool = option(False, "Add the training view of epoch 0 beside each image (crop, flip and chosen "
+                             "caption exactly as pair_dataset / image_dataset draw them; needs vlprep[loader]).",
+                             type=bool)
+    seed: int = option(0, "Loader seed of the --augmented views.", type=int)
+    out: Path | None = option(None, "PNG to write [default: DATA_DIR/out/DATASET/preview-SPLIT[-augmented].png].",
+                              type=Path)
+
+
+PREVIEW_LIMIT = Limit("How many samples, the first ones in index order.", default=16, high=256)
+
+
+def recipe_of(run: Run):
+    from .registry import recipe
+
+    return recipe(run.dataset)
+
+
+def verify(run: Run, options: VerifyOptions) -> None:
+    """Read every shard back, decode every image, check ids and counts against stats.json."""
+    from ..engines import imagetext
+
+    recipe = recipe_of(run)
+    labelled = recipe.kind == "labels"
+    for split, found in imagetext.verify(run.layout, recipe.name, labelled, rebuild_command).items():
+        run.say(f"{recipe.name} {split}: ok ({found['shards']} shards, {found['images']:,} images decoded"
+                + (", labels in 0..999)" if labelled else f", {found['texts']:,} texts)"))
+
+
+def rebuild_command(dataset: str, split: str) -> str:
+    """The command that rebuilds one stored split (``train-concat`` → ``--variant concat``)."""
+    from .registry import recipe
+
+    found = recipe(dataset)
+    command = found.command(found.builder)
+    for variant in found.variants[1:]:
+        if split.endswith(f"-{variant}"):
+            return f"{command} --variant {variant}"
+    return command if not split or len(found.splits) <= 1 else f"{command} --split {split}"
+
+
+def preview(run: Run, options: PreviewOptions) -> None:
+    """A PNG contact sheet of a built split."""
+    from ..reports import preview as sheet
+
+    recipe = recipe_of(run)
+    split = recipe.split_name(options.split, getattr(options, "variant", None))
+    result = sheet.preview(run.layout, recipe, split, run.common.limit, options.augmented, options.seed,
+                           options.out)
+    run.say(f"{recipe.name} {result.split}: {result.samples} samples")
+    run.say(str(result.path))
+
+
+def verify_stage(name: str, kind_text: str) -> Stage:
+    return Stage(verify, VerifyOptions, "Read every shard back and check it; exit non-zero on the first fault.",
+                 (f"vlprep verify {name}",),
+                 details=f"Every image decoded, {kind_text}, md5 and sizes against the wids index, counts against "
+                 "stats.json, raw inputs unchanged since the build.")
+
+
+def preview_stage(name: str, options: type = PreviewOptions, examples: tuple[str, ...] = ()) -> Stage:
+    return Stage(preview, options, "Write a PNG contact sheet of a built split and print its path.",
+                 (f"vlprep preview {name}", *examples),
+                 common=("limit",), limit=PREVIEW_LIMIT, aliases={"limit": ("--n",)},
+                 details="Each cell shows a stored image with its captions decoded back from the stored token ids "
+                 "(a caption cut at the 64-token cap is marked in red with its full length) or its class index "
+                 "and name. With --augmented, the view the trainer will see is drawn beside it.")
