@@ -30,7 +30,7 @@ ROUND = ["good", "404", "png", "slow", "flaky", "html", "redirect", "bomb", "web
 CAUSE = {**KINDS_FAIL, "no-tab": "invalid_url", "empty-url": "invalid_url", "empty-caption": "empty_caption"}
 # 3 s: a good image must arrive within the deadline even while img2dataset starts its workers on a
 # loaded 2-core machine (1 s lost a flaky row's retry once in CI); slow bodies trickle for 20 s.
-FAST = ("--timeout", "3", "--retries", "1", "--processes", "2", "--threads", "8")
+FAST = ("--timeout", "3", "--retries", "1", "--workers", "2", "--threads", "8")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_first_n_reachable_in_index_order_with_stats_manifest_and_rebuild(tmp_pa
     rows = write_tsv(tsv, web, kinds)
     data = tmp_path / "data"
     count = 9
-    fetch(data, tsv, "--count", str(count), "--max-window", "16", "--shard-samples", "4")
+    fetch(data, tsv, "--limit", str(count), "--max-window", "16", "--shard-samples", "4")
     expected = [r for r, kind in enumerate(kinds) if reachable(kind)][:count]
     out = data / "out" / "cc3m"
     samples = shard_samples(out)
@@ -126,7 +126,7 @@ def test_kill_9_resumes_to_the_same_rows(tmp_path, web):
     kinds = (["slow", "good", "404", "good", "png"] * 8)
     tsv = tmp_path / "Train_GCC-training.tsv"
     write_tsv(tsv, web, kinds)
-    args = ("--count", "14", "--max-window", "6", "--shard-samples", "5")
+    args = ("--limit", "14", "--max-window", "6", "--shard-samples", "5")
     reference = tmp_path / "reference"
     fetch(reference, tsv, *args)
 
@@ -160,7 +160,7 @@ def test_a_stalled_window_is_killed_retried_and_reported(tmp_path, web):
     data = tmp_path / "data"
     started = time.monotonic()
     failed = run_cli("fetch", "cc3m", "--data-dir", str(data), "--tsv", str(tsv), "--timeout", "30",
-                     "--retries", "0", "--processes", "1", "--threads", "2", "--window-timeout", "4", check=False)
+                     "--retries", "0", "--workers", "1", "--threads", "2", "--window-timeout", "4", check=False)
     assert failed.returncode == 1 and "did not complete in 3 attempts" in failed.stderr
     assert "engine.log" in failed.stderr and time.monotonic() - started < 60
     leftovers = [p for p in Path("/proc").glob("[0-9]*")

@@ -405,8 +405,8 @@ def test_glue_items_equal_fairseq_sentence_prediction(demo_data, task, split, se
 
 
 @pytest.mark.parametrize("args,cells,pictures", [(["coco", "--n", "5"], 5, 1),
-                                                  (["vg", "--split", "train-concat", "--n", "4", "--augmented"], 4, 2),
-                                                  (["imagenet", "--augmented", "--n", "3"], 3, 2)])
+                                                  (["vg", "--variant", "concat", "--limit", "4", "--augmented"], 4, 2),
+                                                  (["imagenet", "--augmented", "--limit", "3"], 3, 2)])
 def test_preview_writes_a_png(demo_data, args, cells, pictures):
     result = run_cli("preview", *args, "--data-dir", str(demo_data))
     path = Path(result.stdout.strip().splitlines()[-1])

@@ -26,7 +26,7 @@ from vlprep.pipeline.sources.webimage import WebImageError, fetch
 
 from .conftest import run_cli
 
-FAST = ("--timeout", "3", "--retries", "0", "--processes", "1", "--threads", "8")
+FAST = ("--timeout", "3", "--retries", "0", "--workers", "1", "--threads", "8")
 EXTRA_KINDS = ("down", "429", "to-ftp")
 
 
@@ -105,7 +105,7 @@ def test_a_host_down_on_the_first_run_enters_the_first_n_on_the_rerun(tmp_path, 
     kinds = ["good", "down", "404", "good", "png", "good", "down", "good", "good", "down"]
     tsv = tmp_path / "Train_GCC-training.tsv"
     write_tsv(tsv, web, kinds)
-    args = ("--count", "5", "--shard-samples", "2")
+    args = ("--limit", "5", "--shard-samples", "2")
     data = tmp_path / "data"
 
     first = fetch_cc3m(data, tsv, *args)
@@ -143,23 +143,23 @@ def test_retry_failed_none_all_and_max_attempts(tmp_path, web):
     data = tmp_path / "data"
     asked = lambda: [web.asked(kind, n) for n, kind in enumerate(kinds)]  # noqa: E731
 
-    first = fetch_cc3m(data, tsv, "--count", "3", check=False)
-    assert first.returncode == 1 and "fewer than --count 3" in first.stderr
+    first = fetch_cc3m(data, tsv, "--limit", "3", check=False)
+    assert first.returncode == 1 and "fewer than --limit 3" in first.stderr
     assert "run the same command again later: 2 rows" in first.stderr  # the 503 and the 429 rows
     assert asked() == [1, 1, 1, 1]
     assert train_stats(data)["failures"] == {"http_429": 1, "http_4xx": 1, "http_5xx": 1}
 
-    none = fetch_cc3m(data, tsv, "--count", "3", "--retry-failed", "none", check=False)
+    none = fetch_cc3m(data, tsv, "--limit", "3", "--retry-failed", "none", check=False)
     assert none.returncode == 1 and "--retry-failed transient" in none.stderr
     assert asked() == [1, 1, 1, 1]
 
-    every = fetch_cc3m(data, tsv, "--count", "3", "--retry-failed", "all", "--max-attempts", "2", check=False)
+    every = fetch_cc3m(data, tsv, "--limit", "3", "--retry-failed", "all", "--max-attempts", "2", check=False)
     assert every.returncode == 1 and asked() == [1, 2, 2, 2]
     assert {row: e["attempts"] for row, e in ledger(data).items()} == {0: "1", 1: "2", 2: "2", 3: "2"}
 
-    spent = fetch_cc3m(data, tsv, "--count", "3", "--max-attempts", "2", check=False)
+    spent = fetch_cc3m(data, tsv, "--limit", "3", "--max-attempts", "2", check=False)
     assert spent.returncode == 1 and asked() == [1, 2, 2, 2]
-    assert "lower --count" in spent.stderr and "--max-attempts 2" in spent.stderr
+    assert "lower --limit" in spent.stderr and "--max-attempts 2" in spent.stderr
 
 
 # ------------------------------------------------------------------------------------------- 5c: only http(s)
@@ -177,7 +177,7 @@ def test_only_http_urls_with_a_host_are_fetched(tmp_path, web):
     tsv.write_text(f"a red car\t{web.url('good', 0)}\n" + "".join(f"a dog {i}\t{url}\n" for i, url in enumerate(bad))
                    + f"a blue sky\t{web.url('good', 6)}\n")
     data = tmp_path / "data"
-    fetch_cc3m(data, tsv, "--count", "5", check=False)
+    fetch_cc3m(data, tsv, "--limit", "5", check=False)
     assert shard_rows(data) == [0, 6]
     assert train_stats(data)["failures"] == {"invalid_url": 5}
     entries = ledger(data)
@@ -209,7 +209,7 @@ def test_a_rebuild_with_hosts_down_keeps_the_fuller_shards_and_retries_later(tmp
     rows = write_tsv(tsv, web, kinds)
     data = tmp_path / "data"
     web.down = False
-    fetch_cc3m(data, tsv, "--count", "6", "--shard-samples", "3")
+    fetch_cc3m(data, tsv, "--limit", "6", "--shard-samples", "3")
     complete = shard_bytes(data)
     assert len(complete) == 2 and shard_rows(data) == list(range(6))
     manifest = data / "manifests" / "cc3m-train-6.tsv.gz"
@@ -288,11 +288,11 @@ def test_a_rewrite_killed_before_its_swap_leaves_the_published_shards_and_index(
     tsv = tmp_path / "Train_GCC-training.tsv"
     write_tsv(tsv, web, ["good", "png", "good", "good", "good", "good", "good", "good"] * 2)
     data = tmp_path / "data"
-    fetch_cc3m(data, tsv, "--count", "16", "--shard-samples", "4")
+    fetch_cc3m(data, tsv, "--limit", "16", "--shard-samples", "4")
     before = shard_bytes(data)
     index = (data / "out" / "cc3m" / "train.index.json").read_bytes()
     command = [sys.executable, "-m", "vlprep.cli", "fetch", "cc3m", "--data-dir", str(data), "--tsv", str(tsv),
-               *FAST, "--count", "16", "--shard-samples", "1"]
+               *FAST, "--limit", "16", "--shard-samples", "1"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, killed = time.monotonic() + 120, False
     while process.poll() is None and time.monotonic() < deadline:
@@ -306,6 +306,6 @@ def test_a_rewrite_killed_before_its_swap_leaves_the_published_shards_and_index(
     assert shard_bytes(data) == before
     assert (data / "out" / "cc3m" / "train.index.json").read_bytes() == index
     run_cli("verify", "cc3m", "--data-dir", str(data))
-    fetch_cc3m(data, tsv, "--count", "16", "--shard-samples", "1")  # the same command again completes it
+    fetch_cc3m(data, tsv, "--limit", "16", "--shard-samples", "1")  # the same command again completes it
     assert len(shard_bytes(data)) == 16
     run_cli("verify", "cc3m", "--data-dir", str(data))

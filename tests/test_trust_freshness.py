@@ -296,8 +296,8 @@ def test_cc3m_edited_tsv_fails_verify_and_the_next_fetch_serves_the_new_caption(
 
     tsv = tmp_path / "Train_GCC-training.tsv"
     data = tmp_path / "data"
-    fetch = ("fetch", "cc3m", "--data-dir", str(data), "--tsv", str(tsv), "--count", "3", "--timeout", "3",
-             "--retries", "1", "--processes", "1", "--threads", "4")
+    fetch = ("fetch", "cc3m", "--data-dir", str(data), "--tsv", str(tsv), "--limit", "3", "--timeout", "3",
+             "--retries", "1", "--workers", "1", "--threads", "4")
     with serve_web(trickle_seconds=1) as web:
         rows = write_tsv(tsv, web, ["good"] * 5)
         run_cli(*fetch)

@@ -535,7 +535,7 @@ def fetch_first(layout: Layout, tsv: Path, count: int, config: DownloadConfig,
     write_manifest(layout, manifest_rows, count)
     if len(kept) < count:
         raise VlprepError(f"cc3m: only {len(kept):,} of the {total_rows:,} rows could be fetched, fewer than "
-                          f"--count {count:,}; the shards hold those {len(kept):,}", fix=_advice(config, pending))
+                          f"--limit {count:,}; the shards hold those {len(kept):,}", fix=_advice(config, pending))
     return stats
 
 
@@ -548,7 +548,7 @@ def _advice(config: DownloadConfig, pending: int) -> str:
         return (f"run the same command again later: {pending:,} rows that failed for a cause that passes with time "
                 f"(5xx, 429, timeout, DNS, connection) are retried first, up to --max-attempts "
                 f"{config.max_attempts} tries per row")
-    return (f"lower --count: every row was tried, and rows that failed for a transient cause have had "
+    return (f"lower --limit: every row was tried, and rows that failed for a transient cause have had "
             f"--max-attempts {config.max_attempts} tries (raise it, or use --retry-failed all, to try them again)")
 
 
