@@ -428,16 +428,9 @@ def stats(ctx: click.Context, datasets: tuple[str, ...], data_dir: Path, as_json
 main.commands["stats"].params.insert(-1, wait_lock_option())
 
 
-class ManifestGroup(Main):
-    def invoke(self, ctx: click.Context) -> Any:
-        if not ctx.protected_args and not ctx.args:
-            click.echo(ctx.get_help())
-            return None
-        return super().invoke(ctx)
-
-
-@main.group(cls=ManifestGroup, context_settings=CONTEXT, invoke_without_command=True)
-def manifest() -> None:
+@main.group(cls=Main, context_settings=CONTEXT, invoke_without_command=True)
+@click.pass_context
+def manifest(ctx: click.Context) -> None:
     """Build and publish the used-ID manifests that let others rebuild the same subsets.
 
     \b
@@ -446,6 +439,8 @@ def manifest() -> None:
       vlprep manifest build cc3m --manifest-dir ./manifests
       vlprep manifest publish --repo https://github.com/me/my-vlprep-manifests
     """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
 manifest_dir_option = click.option(

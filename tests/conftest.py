@@ -44,3 +44,11 @@ def fetched(tmp_path, owt_mirror) -> Path:
     data = tmp_path / "data"
     run_cli("fetch", "owt", "--data-dir", str(data), "--mirror", str(owt_mirror))
     return data
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    """``vlprep demo``'s data dir: every dataset built from its sample (read it, do not change it)."""
+    data = tmp_path_factory.mktemp("demo") / "vlprep-demo"  # the name docs/loader.md's example expects
+    run_cli("demo", "--data-dir", str(data), timeout=600)
+    return data

@@ -287,13 +287,6 @@ def test_missing_index_says_how_to_build_it(tmp_path):
 # ---------------------------------------------------------------- on the demo's outputs
 
 
-@pytest.fixture(scope="module")
-def demo_data(tmp_path_factory) -> Path:
-    data = tmp_path_factory.mktemp("loader") / "vlprep-demo"  # the name the docs' example expects
-    run_cli("demo", "--data-dir", str(data), timeout=600)
-    return data
-
-
 def test_the_documented_example_runs(demo_data, tmp_path):
     """docs/loader.md's example, run as a user would after `vlprep demo`."""
     import re

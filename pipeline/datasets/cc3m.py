@@ -41,6 +41,11 @@ class FetchOptions:
     shard_samples: int = option(10_000, "Samples per output shard.", type=int, low=1)
 
 
+@dataclass(frozen=True)
+class PreviewOptions(shards.PreviewOptions):
+    split: str | None = option(None, "CC3M has one split, train.", choices=(SPLIT,))
+
+
 def fetch(run: Run, options: FetchOptions) -> None:
     from ..engines import webcrawl
     from ..engines.fetch import check_line
@@ -93,7 +98,7 @@ RECIPE = Recipe(
                        "the first N. The TSV has no published checksum: its sha256 is recorded. CC3M has no shard "
                        "stage: this fetch writes its shards."),
         "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),
-        "preview": shards.preview_stage(NAME),
+        "preview": shards.preview_stage(NAME, PreviewOptions),
     },
     manifest=Manifest("cc3m-*.tsv.gz", ("row", "url", "sha256", "caption_hash"),
                       "Conceptual Captions rows kept (0-based TSV line), their URL, sha256 of the bytes, caption "

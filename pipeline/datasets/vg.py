@@ -15,7 +15,6 @@ from ..errors import VlprepError
 from ..layout import Layout
 from ..records import coco as coco_records
 from ..records import vg as records
-from ..transforms.captions import MAX_BPE
 from ..transforms.text import clean_caption
 from . import shards
 from .coco import NAME as COCO
@@ -58,6 +57,8 @@ def pack(phrases: list[str], length: Callable[[str], int]) -> list[tuple[str, li
     A description is never split; one longer than the limit stands alone (and is truncated, with its
     full length kept). Because the order is fixed, greedy filling gives the fewest captions.
     """
+    from ..transforms.captions import MAX_BPE
+
     groups: list[tuple[str, list[int]]] = []
     for index, phrase in enumerate(phrases):
         if groups:

@@ -10,13 +10,15 @@ file, the cap and the option when the nesting goes deeper than ``max_depth``.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import re
-from typing import BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from ..caps import OPTION_OF
 from ..errors import VlprepError
@@ -30,9 +32,18 @@ _BODY = re.compile(rb'[^"\\]*+(?:\\.[^"\\]*+)*+', re.S)
 _STRINGS = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _NUMBER_CHARS = b"0123456789+-.eE"
-_OPENING = np.zeros(256, dtype=np.int64)
-_OPENING[[ord("["), ord("{")]] = 1
-_OPENING[[ord("]"), ord("}")]] = -1
+
+
+@functools.cache
+def _opening() -> "np.ndarray":
+    """+1 for each opening bracket byte, -1 for each closing one (numpy is imported on first use, so
+    the record modules that import this one stay light for ``vlprep --help``)."""
+    import numpy as np
+
+    table = np.zeros(256, dtype=np.int64)
+    table[[ord("["), ord("{")]] = 1
+    table[[ord("]"), ord("}")]] = -1
+    return table
 
 
 class CappedJson(io.RawIOBase):
@@ -139,7 +150,9 @@ class CappedJson(io.RawIOBase):
         brackets = outside.translate(None, _NOT_BRACKETS)
         if not brackets:
             return depth
-        steps = _OPENING[np.frombuffer(brackets, dtype=np.uint8)]
+        import numpy as np
+
+        steps = _opening()[np.frombuffer(brackets, dtype=np.uint8)]
         if depth + int(np.count_nonzero(steps > 0)) > self.max_depth:
             levels = depth + np.cumsum(steps)
             if int(levels.max()) > self.max_depth:

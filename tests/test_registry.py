@@ -1,0 +1,181 @@
+"""The recipe registry and the command line generated from it.
+
+Conformance: every recipe's stages have examples that parse as real commands, its help shows exactly
+its options, its demo sample goes through its stages and its manifest validates, and importing the
+registry (what ``vlprep --help`` does) pulls in nothing heavy. Consistency: the same mistake gives
+the same exit code everywhere; fix hints repeat the user's ``--data-dir``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shlex
+import subprocess
+import sys
+import warnings
+
+import click
+import pytest
+
+from vlprep.cli import main
+from vlprep.pipeline.datasets import registry
+from vlprep.pipeline.datasets.recipe import COMMON_FIELDS, flag_of
+
+from .conftest import run_cli
+
+STAGES = [(r.name, s) for r in registry.RECIPES for s in r.stages]
+
+
+def test_importing_the_cli_pulls_in_nothing_heavy():
+    code = ("import sys, vlprep.cli; heavy = [m for m in ('numpy', 'PIL', 'tiktoken', 'torch', 'pyarrow', "
+            "'webdataset', 'tqdm', 'huggingface_hub', 'requests') if m in sys.modules]; print(heavy)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_registry_names_are_unique_and_every_recipe_is_complete():
+    assert len(registry.names()) == len(set(registry.names())) == len(registry.RECIPES)
+    for recipe in registry.RECIPES:
+        assert recipe.kind in ("text", "pairs", "labels")
+        assert recipe.builder in recipe.stages, f"{recipe.name}: its builder stage is not one of its stages"
+        assert set(recipe.stages) <= set(registry.STAGE_ORDER)
+        assert recipe.title and recipe.demo.startswith("vlprep.pipeline.samples.")
+        assert len(set(recipe.manifest.header)) == len(recipe.manifest.header) >= 2
+        if recipe.splits:
+            assert recipe.default_split in recipe.splits and recipe.pretraining_split in recipe.splits
+        for name, stage in recipe.stages.items():
+            assert stage.examples, f"{recipe.name} {name} has no example"
+            assert set(stage.common) <= set(COMMON_FIELDS)
+            fields = {f.name for f in dataclasses.fields(stage.options)}
+            assert not fields & set(stage.common), f"{recipe.name} {name} redeclares a common option"
+            for field in dataclasses.fields(stage.options):
+                assert field.metadata.get("opt") and field.metadata["opt"].help, f"{field.name} has no help"
+
+
+def _resolve(args: list[str]) -> click.Context:
+    """Parse a command line down to its leaf command without running it (options are checked)."""
+    ctx = main.make_context("vlprep", list(args))
+    command: click.Command = main
+    while isinstance(command, click.Group):
+        with warnings.catch_warnings():  # click 8.2 moves the subcommand's words from protected_args to args
+            warnings.simplefilter("ignore", DeprecationWarning)
+            words = [*ctx.protected_args, *ctx.args]
+        name, command, rest = command.resolve_command(ctx, words)
+        ctx = command.make_context(name, rest, parent=ctx)
+    return ctx
+
+
+@pytest.mark.parametrize("dataset,stage", STAGES)
+def test_every_example_is_a_valid_command(dataset, stage, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for example in registry.recipe(dataset).stages[stage].examples:
+        args = shlex.split(example, comments=True)
+        assert args[:3] == ["vlprep", stage, dataset], example
+        for arg in args:  # paths an example names must exist for options that check them
+            if "/" in arg and not arg.startswith(("http", "-")):
+                (tmp_path / arg).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / arg).touch()
+        ctx = _resolve(args[1:])
+        assert ctx.command.name == dataset
+
+
+@pytest.mark.parametrize("dataset,stage", STAGES)
+def test_help_shows_exactly_the_stage_options(dataset, stage):
+    recipe = registry.recipe(dataset)
+    declared = recipe.stages[stage]
+    result = run_cli(stage, dataset, "--help")
+    assert "Examples:" in result.stdout or "Example:" in result.stdout
+    expected = {flag_of(COMMON_FIELDS[n]) for n in ("data_dir", *declared.common)}
+    expected |= {flag_of(f) for f in dataclasses.fields(declared.options)} | {"--wait-lock", "--help"}
+    options_part = result.stdout.split("Options:", 1)[1]
+    shown = set(re.findall(r"^\s+(?:-h, )?(--[a-z-]+)", options_part, re.M))
+    assert shown == expected
+
+
+def test_stage_group_help_lists_every_dataset_with_its_title():
+    for stage in registry.STAGE_ORDER:
+        result = run_cli(stage, "--help")
+        for recipe in registry.with_stage(stage):
+            assert recipe.name in result.stdout
+            assert recipe.title.split(",")[0][:30] in " ".join(result.stdout.split())
+
+
+def test_bare_commands_exit_0_with_their_help():
+    for args in ((), ("manifest",)):
+        result = run_cli(*args)
+        assert result.returncode == 0 and "Usage:" in result.stdout
+    assert "Examples:" in run_cli("manifest", "--help").stdout
+
+
+@pytest.mark.parametrize("args,words", [
+    (("shard", "coco", "--variant", "concat"), "No such option '--variant'"),
+    (("shard", "imagenet", "--shard-mb", "5"), "No such option '--shard-mb'"),
+    (("binarize", "glue", "--train-subsets", "0"), "No such option"),
+    (("fetch", "coco", "--subsets", "0"), "No such option"),
+    (("shard", "cc3m"), "`vlprep fetch cc3m`"),
+    (("binarize", "coco"), "`vlprep shard coco`"),
+    (("shard", "nope"), "no dataset 'nope'"),
+    (("fetch", "owt", "--subsets", "30"), "numbered 0 to 20"),
+    (("binarize", "glue", "--task", "XYZ"), "unknown GLUE task"),
+])
+def test_usage_errors_exit_2(args, words):
+    result = run_cli(*args, check=False)
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr
+
+
+@pytest.mark.parametrize("dataset,stage", [(r.name, s) for r in registry.RECIPES for s in ("shard", "preview")
+                                           if s in r.stages and r.splits])
+def test_an_unknown_split_is_a_usage_error_for_every_dataset(dataset, stage, tmp_path):
+    result = run_cli(stage, dataset, "--split", "no-such-split", "--data-dir", str(tmp_path), check=False)
+    assert result.returncode == 2 and "--split" in result.stderr
+
+
+def test_fix_hints_repeat_the_data_dir_and_name_every_missing_subset(tmp_path):
+    data = tmp_path / "my data"
+    result = run_cli("binarize", "owt", "--data-dir", str(data), "--train-subsets", "0,3", "--valid-subsets", "5",
+                     check=False)
+    assert result.returncode == 1
+    assert "3 subset files are missing" in result.stderr
+    assert f"vlprep fetch owt --data-dir '{data}' --subsets 0,3,5" in result.stderr
+
+
+def test_older_option_names_are_still_accepted_but_not_both():
+    ctx = _resolve(["fetch", "cc3m", "--count", "7", "--processes", "3"])
+    assert ctx.params["alias_limit"] == 7 and ctx.params["alias_workers"] == 3
+    result = run_cli("fetch", "cc3m", "--count", "7", "--limit", "8", "--tsv", __file__, check=False)
+    assert result.returncode == 2 and "older name" in result.stderr
+    assert "--count" not in run_cli("fetch", "cc3m", "--help").stdout
+
+
+# ------------------------------------------------------------------ on the demo's sample of every dataset
+
+def test_every_recipe_is_built_by_the_demo_and_verifies(demo_data):
+    for recipe in registry.RECIPES:
+        stats = demo_data / "out" / recipe.name / "stats.json"
+        assert stats.is_file(), f"the demo did not build {recipe.name}"
+        assert recipe.summary(json.loads(stats.read_text())), recipe.name
+    result = run_cli("verify", "all", "--data-dir", str(demo_data))
+    for recipe in registry.RECIPES:
+        assert f"{recipe.name} " in result.stdout
+
+
+def test_every_recipe_manifest_validates(demo_data, tmp_path):
+    from vlprep.pipeline.reports.manifests import validate
+
+    files = validate(demo_data / "manifests")
+    assert {f.dataset for f in files} == set(registry.names())
+    for f in files:
+        header = registry.recipe(f.dataset).manifest.header
+        assert f.path.match(registry.recipe(f.dataset).manifest.pattern)
+        assert header
+
+
+def test_stats_of_one_dataset_keeps_table_1_of_the_others(demo_data):
+    table = demo_data / "out" / "stats.json"
+    before = json.loads(table.read_text())
+    run_cli("stats", "coco", "--data-dir", str(demo_data))
+    after = json.loads(table.read_text())
+    assert after == before
+    assert {row["dataset"] for row in after["rows"]} >= {r.name for r in registry.of_kind("pairs")}
