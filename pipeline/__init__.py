@@ -2,11 +2,9 @@
 
 Python users drive the same stages as the command line::
 
-    from vlprep.pipeline import Layout
-    from vlprep.pipeline.datasets import owt
-    layout = Layout.from_env("./data")
-    owt.fetch(layout, subsets=(0, 1, 2, 3, 4, 5))
-    owt.binarize(layout, owt.BinarizeConfig(), workers=2)
+    from vlprep.pipeline.datasets.registry import run_stage
+    run_stage("owt", "fetch", "./data", subsets=(0, 1, 2, 3, 4, 5))
+    run_stage("owt", "binarize", "./data", workers=2)
 """
 from __future__ import annotations
 

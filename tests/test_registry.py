@@ -179,3 +179,21 @@ def test_stats_of_one_dataset_keeps_table_1_of_the_others(demo_data):
     after = json.loads(table.read_text())
     assert after == before
     assert {row["dataset"] for row in after["rows"]} >= {r.name for r in registry.of_kind("pairs")}
+
+
+def test_run_stage_is_the_command_as_a_call(tmp_path, owt_mirror):
+    from vlprep.pipeline.datasets.registry import run_stage
+    from vlprep.pipeline.errors import VlprepError
+
+    lines: list[str] = []
+    run_stage("owt", "fetch", tmp_path / "api", say=lines.append, mirror=str(owt_mirror), subsets=(0, 5))
+    run_stage("owt", "binarize", tmp_path / "api", say=lines.append, workers=1, train_subsets=(0,),
+              valid_subsets=(5,))
+    run_cli("fetch", "owt", "--data-dir", str(tmp_path / "cli"), "--mirror", str(owt_mirror), "--subsets", "0,5")
+    printed = run_cli("binarize", "owt", "--data-dir", str(tmp_path / "cli"), "--workers", "1",
+                      "--train-subsets", "0", "--valid-subsets", "5").stdout
+    for name in ("train.bin", "train.idx", "valid.bin", "valid.idx"):
+        assert (tmp_path / "api/out/owt" / name).read_bytes() == (tmp_path / "cli/out/owt" / name).read_bytes()
+    assert lines[-1].replace(str(tmp_path / "api"), "") == printed.splitlines()[-1].replace(str(tmp_path / "cli"), "")
+    with pytest.raises(VlprepError, match="no option variant"):
+        run_stage("owt", "binarize", tmp_path / "api", variant="concat")

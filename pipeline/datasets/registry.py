@@ -5,9 +5,14 @@ line here, and its tests. The CLI, the reports over several datasets and the dem
 """
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable
+
 from ..errors import VlprepError
+from ..layout import Layout
 from . import cc3m, coco, glue, imagenet, owt, vg
-from .recipe import Recipe
+from .recipe import COMMON_FIELDS, Common, Recipe, Run
 
 RECIPES: tuple[Recipe, ...] = (
     owt.RECIPE,
@@ -39,3 +44,25 @@ def with_stage(stage: str) -> tuple[Recipe, ...]:
 
 def of_kind(*kinds: str) -> tuple[Recipe, ...]:
     return tuple(r for r in RECIPES if r.kind in kinds)
+
+
+def run_stage(dataset: str, stage: str, data_dir: str | Path | None = None, say: Callable[[str], None] = print,
+              **values: Any) -> None:
+    """Run ``vlprep STAGE DATASET`` from Python: ``values`` are the command's options by field name
+    (``run_stage("owt", "binarize", "./data", workers=4, doc_separator=True)``). Like the CLI, it
+    takes no locks: hold ``locking.stage_lock`` when other vlprep processes may run beside it."""
+    found = recipe(dataset)
+    if stage not in found.stages:
+        raise VlprepError(f"{dataset} has no {stage} stage", fix=f"use one of: {', '.join(found.stages)}")
+    declared = found.stages[stage]
+    own = {f.name for f in dataclasses.fields(declared.options)}
+    unknown = set(values) - own - set(declared.common)
+    if unknown:
+        raise VlprepError(f"vlprep {stage} {dataset} has no option {', '.join(sorted(unknown))}",
+                          fix=f"use: {', '.join(sorted(own | set(declared.common)))}")
+    common = {k: v for k, v in values.items() if k in COMMON_FIELDS}
+    if declared.limit is not None and "limit" not in common:
+        common["limit"] = declared.limit.default
+    layout = Layout.from_env(data_dir)
+    options = declared.options(**{k: v for k, v in values.items() if k in own})
+    declared.run(Run(dataset, layout, Common(data_dir=layout.root, **common), say), options)
