@@ -36,6 +36,13 @@ STAGE_HELP = {
     "verify": "Re-read a dataset's outputs and check them; exit non-zero on the first fault.",
     "preview": "Write a PNG contact sheet of a built split and print its path.",
 }
+STAGE_DETAILS = {
+    "fetch": "Each file is checked against the strongest hash known for it: a checksum its publisher states, "
+    "the hub's LFS sha256, or the mirror's SHA256SUMS. Where no public source states a checksum, the sha256 is "
+    "only recorded, and fetch says so; how each file was checked is kept in raw/DATASET/.verified.json. A file "
+    "on disk as recorded is not downloaded again (a copy with other mtimes is re-hashed); an interrupted "
+    "download resumes.",
+}
 BUILT_ONLY = ("verify", "preview")
 """Stages that ``all`` runs only on datasets already built (the others run on every dataset)."""
 
@@ -318,8 +325,9 @@ class StageGroup(click.Group):
 
 def _stage_group_help(stage: str) -> str:
     example = next(iter(registry.with_stage(stage))).stages[stage].examples[0]
-    return (f"{STAGE_HELP[stage]}\n\nRun `vlprep {stage} DATASET --help` for a dataset's options.\n\n\b\n"
-            f"Example:\n  {example}")
+    details = f"\n\n{STAGE_DETAILS[stage]}" if stage in STAGE_DETAILS else ""
+    return (f"{STAGE_HELP[stage]}{details}\n\nRun `vlprep {stage} DATASET --help` for a dataset's options.\n\n"
+            f"\b\nExample:\n  {example}")
 
 
 class Main(click.Group):

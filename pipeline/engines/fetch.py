@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from ..errors import VlprepError
 from ..redact import redact_url
@@ -80,100 +81,133 @@ def _record(report: FetchReport, record: VerifiedRecord, relpath: str) -> None:
     report.checked[relpath] = entry.checked
 
 
-def fetch_from_mirror(raw: Path, relpaths: list[str], mirror: Mirror, known: Known | None = None,
-                      allow_unpublished: bool = False) -> FetchReport:
-    """Fetch ``relpaths`` from ``mirror`` into ``raw`` (same relative paths).
+class Origin(Protocol):
+    """Where a dataset's files come from: a mirror, a hub repository or published URLs. The fetch loop
+    (:func:`fetch_all`) asks it what a file on disk must hash to, and to fetch one that does not."""
+
+    def expected(self, relpath: str, published: PublishedFile | None, report: FetchReport) -> str | None:
+        """The sha256 a file already on disk must have to be kept (None: whatever was recorded)."""
+
+    def fetch(self, relpath: str, raw: Path, published: PublishedFile | None,
+              report: FetchReport) -> tuple[str, str, str]:
+        """Fetch one file to ``raw/relpath`` checked against the strongest hash known: (sha256, how it was
+        checked, where it came from as recorded)."""
+
+
+@dataclass
+class MirrorOrigin:
+    """A ``--mirror`` folder or URL with the files at their published relative paths.
 
     ``allow_unpublished`` accepts a mirror file whose sha256 differs from the published one (a
     sample or a repacked copy): it is checked against the mirror's ``SHA256SUMS`` only, recorded so,
     and named in the report as not the published file."""
+
+    mirror: Mirror
+    allow_unpublished: bool = False
+
+    def expected(self, relpath: str, published: PublishedFile | None, report: FetchReport) -> str | None:
+        return published.sha256 if published and not self.allow_unpublished else self.mirror.sums().get(relpath)
+
+    def fetch(self, relpath: str, raw: Path, published: PublishedFile | None,
+              report: FetchReport) -> tuple[str, str, str]:
+        dest = raw / relpath
+        if published and not self.allow_unpublished:
+            sha = self.mirror.fetch(relpath, dest, expected_sha256=published.sha256, expected_size=published.size)
+            return sha, "published", f"mirror {self.mirror}"
+        sha = self.mirror.fetch(relpath, dest)
+        if published and sha == published.sha256:
+            return sha, "published", f"mirror {self.mirror}"
+        if published:
+            report.notes.append(f"  {relpath}: NOT the published file (sha256 {sha}, published "
+                                f"{published.sha256} per {published.source}); accepted because of "
+                                "--allow-unpublished")
+        return sha, "mirror-sums" if self.mirror.sums().get(relpath) else "recorded", f"mirror {self.mirror}"
+
+
+@dataclass
+class HubOrigin:
+    """A Hugging Face hub dataset repository at a revision, resolved to one commit for the whole fetch."""
+
+    repo_id: str
+    revision: str
+    remotes: dict = field(default_factory=dict)
+
+    def expected(self, relpath: str, published: PublishedFile | None, report: FetchReport) -> str | None:
+        remote = hub.resolve(self.repo_id, relpath, self.revision)
+        if report.commit and remote.commit != report.commit:
+            raise VlprepError(f"{self.repo_id}: revision {self.revision} moved while fetching ({report.commit} → "
+                              f"{remote.commit})", fix="pass a commit hash with --revision")
+        report.commit = remote.commit
+        self.remotes[relpath] = remote
+        if published and remote.sha256 and published.sha256 != remote.sha256:
+            raise VlprepError(
+                f"{self.repo_id}@{remote.commit}: {relpath} has sha256 {remote.sha256}, not the published "
+                f"{published.sha256}", fix="pass the --revision that holds the published file")
+        return published.sha256 if published else remote.sha256
+
+    def fetch(self, relpath: str, raw: Path, published: PublishedFile | None,
+              report: FetchReport) -> tuple[str, str, str]:
+        remote = self.remotes[relpath]
+        _, sha = hub.download(remote, raw)
+        if published and sha != published.sha256:
+            raise VlprepError(f"{raw / relpath}: sha256 {sha} is not the published {published.sha256}")
+        checked = "published" if published else "hub-lfs" if remote.sha256 else "recorded"
+        return sha, checked, f"hub {self.repo_id}@{remote.commit}"
+
+
+@dataclass
+class UrlOrigin:
+    """Each file's published URL (resumable, retried, checked where a checksum is published)."""
+
+    urls: dict[str, str]
+
+    def expected(self, relpath: str, published: PublishedFile | None, report: FetchReport) -> str | None:
+        return published.sha256 if published else None
+
+    def fetch(self, relpath: str, raw: Path, published: PublishedFile | None,
+              report: FetchReport) -> tuple[str, str, str]:
+        from ..sources.http import download
+
+        url = self.urls[relpath]
+        sha = download(url, raw / relpath, expected_sha256=published.sha256 if published else None,
+                       expected_size=published.size if published else None)
+        return sha, "published" if published else "recorded", redact_url(url)
+
+
+def fetch_all(raw: Path, relpaths: list[str], origin: Origin, known: Known | None = None) -> FetchReport:
+    """The fetch loop every dataset shares: keep each file still as recorded, fetch the others from
+    ``origin``, record how each was checked in ``raw/.verified.json``."""
     known = known or {}
     record = VerifiedRecord(raw)
     report = FetchReport()
     for relpath in relpaths:
         published = _published(known.get(relpath))
-        listed = mirror.sums().get(relpath)
-        expected = published.sha256 if published and not allow_unpublished else listed
-        if record.is_current(relpath, expected):
+        if record.is_current(relpath, origin.expected(relpath, published, report)):
             report.skipped.append(relpath)
         else:
-            sha, checked = _fetch_one(mirror, relpath, raw, published, listed, allow_unpublished)
-            record.add(relpath, sha, f"mirror {mirror}", checked)
+            sha, checked, source = origin.fetch(relpath, raw, published, report)
+            record.add(relpath, sha, source, checked)
             report.fetched.append(relpath)
-            if published and sha != published.sha256:
-                report.notes.append(f"  {relpath}: NOT the published file (sha256 {sha}, published "
-                                    f"{published.sha256} per {published.source}); accepted because of "
-                                    "--allow-unpublished")
         _note_rehashed(record, report, raw)
         _record(report, record, relpath)
     return report
 
 
-def _fetch_one(mirror: Mirror, relpath: str, raw: Path, published: PublishedFile | None, listed: str | None,
-               allow_unpublished: bool) -> tuple[str, str]:
-    """Copy one file from the mirror checked against the strongest hash allowed; (sha256, how checked)."""
-    if published and not allow_unpublished:
-        sha = mirror.fetch(relpath, raw / relpath, expected_sha256=published.sha256,
-                           expected_size=published.size)
-        return sha, "published"
-    sha = mirror.fetch(relpath, raw / relpath)
-    if published and sha == published.sha256:
-        return sha, "published"
-    return sha, "mirror-sums" if listed else "recorded"
+def fetch_from_mirror(raw: Path, relpaths: list[str], mirror: Mirror, known: Known | None = None,
+                      allow_unpublished: bool = False) -> FetchReport:
+    """Fetch ``relpaths`` from ``mirror`` into ``raw`` (same relative paths); see :class:`MirrorOrigin`."""
+    return fetch_all(raw, relpaths, MirrorOrigin(mirror, allow_unpublished), known)
 
 
 def fetch_from_hub(raw: Path, relpaths: list[str], repo_id: str, revision: str,
                    known: Known | None = None) -> FetchReport:
     """Fetch ``relpaths`` of hub dataset ``repo_id`` at ``revision`` into ``raw``."""
-    known = known or {}
-    record = VerifiedRecord(raw)
-    report = FetchReport()
-    for relpath in relpaths:
-        remote = hub.resolve(repo_id, relpath, revision)
-        if report.commit and remote.commit != report.commit:
-            raise VlprepError(f"{repo_id}: revision {revision} moved while fetching ({report.commit} → "
-                              f"{remote.commit})", fix="pass a commit hash with --revision")
-        report.commit = remote.commit
-        published = _published(known.get(relpath))
-        expected = published.sha256 if published else None
-        if expected and remote.sha256 and expected != remote.sha256:
-            raise VlprepError(
-                f"{repo_id}@{remote.commit}: {relpath} has sha256 {remote.sha256}, not the published {expected}",
-                fix="pass the --revision that holds the published file",
-            )
-        if record.is_current(relpath, expected or remote.sha256):
-            report.skipped.append(relpath)
-        else:
-            _, sha = hub.download(remote, raw)
-            if expected and sha != expected:
-                raise VlprepError(f"{raw / relpath}: sha256 {sha} is not the published {expected}")
-            checked = "published" if expected else "hub-lfs" if remote.sha256 else "recorded"
-            record.add(relpath, sha, f"hub {repo_id}@{remote.commit}", checked)
-            report.fetched.append(relpath)
-        _note_rehashed(record, report, raw)
-        _record(report, record, relpath)
-    return report
+    return fetch_all(raw, relpaths, HubOrigin(repo_id, revision), known)
 
 
 def fetch_from_urls(raw: Path, urls: dict[str, str], known: Known | None = None) -> FetchReport:
     """Fetch each ``relpath: url`` into ``raw/relpath`` (resumable, retried, checked where known)."""
-    from ..sources.http import download
-
-    known = known or {}
-    record = VerifiedRecord(raw)
-    report = FetchReport()
-    for relpath, url in urls.items():
-        published = _published(known.get(relpath))
-        if record.is_current(relpath, published.sha256 if published else None):
-            report.skipped.append(relpath)
-        else:
-            sha = download(url, raw / relpath, expected_sha256=published.sha256 if published else None,
-                           expected_size=published.size if published else None)
-            record.add(relpath, sha, redact_url(url), "published" if published else "recorded")
-            report.fetched.append(relpath)
-        _note_rehashed(record, report, raw)
-        _record(report, record, relpath)
-    return report
+    return fetch_all(raw, list(urls), UrlOrigin(urls), known)
 
 
 def fetch_files(raw: Path, urls: dict[str, str], mirror: str | None, known: Known | None = None,
