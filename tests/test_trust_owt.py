@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from vlprep.pipeline.demo import build_owt_mirror
+from vlprep.pipeline.samples.demo import build_owt_mirror
 from vlprep.pipeline.records.owt import subset_relpath
 from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..fileio import atomic_path, ensure_dir
+from ..sources.checksums import SUMS_NAME, format_sha256sums
 from .demo import WORDS
-from .fileio import atomic_path, ensure_dir
-from .sources.checksums import SUMS_NAME, format_sha256sums
 
 FIXED_DATE = (2014, 1, 1, 0, 0, 0)
 
@@ -215,7 +215,7 @@ def build_glue_mirror(root: Path, rows: int = 12, seed: int = 0) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .records import glue
+    from ..records import glue
 
     rng = random.Random(f"glue-{seed}")
     odd = ["", "  padded both sides  ", "a line\nbreak inside", "literal <|endoftext|> token",

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .engines import textbin as owt
-from .fileio import atomic_path, ensure_dir
-from .layout import Layout
-from .localserve import serve_directory
-from .records.owt import subset_relpath
-from .sources.checksums import SUMS_NAME, format_sha256sums
+from ..engines import textbin as owt
+from ..fileio import atomic_path, ensure_dir
+from ..layout import Layout
+from ..records.owt import subset_relpath
+from ..sources.checksums import SUMS_NAME, format_sha256sums
+from .serve import serve_directory
 
 WORDS = (
     "the of and to in a is that for it as was with be by on not he this are or his from at which but "
@@ -136,10 +136,10 @@ class DemoResult:
 
 def _image_text_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list[Path]:
     """COCO and Visual Genome samples: fetch over HTTP → shard → verify → stats."""
-    from .datasets import coco, vg
-    from .engines import imagetext
-    from .reports import table
-    from .sampledata import build_coco_mirror, build_vg_mirror
+    from ..datasets import coco, vg
+    from ..engines import imagetext
+    from ..reports import table
+    from .images import build_coco_mirror, build_vg_mirror
 
     root = layout.root / "demo-mirror"
     splits = build_coco_mirror(root / "coco")
@@ -172,8 +172,8 @@ def _image_text_demo(layout: Layout, workers: int, say: Callable[[str], None]) -
 
 def _cc3m_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list[Path]:
     """Conceptual Captions: a TSV of a small web on 127.0.0.1 that fails as the real one does."""
-    from .engines import imagetext, webcrawl as cc3m
-    from .sampleweb import serve_web, write_tsv
+    from ..engines import imagetext, webcrawl as cc3m
+    from .web import serve_web, write_tsv
 
     kinds = ["good", "404", "png", "redirect", "html", "good", "noai", "webp", "truncated", "bomb", "flaky",
              "403", "empty-url", "crlf", "good", "empty-caption", "good", "png", "good", "redirect"] * 2
@@ -194,8 +194,8 @@ def _cc3m_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list
 
 def _imagenet_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list[Path]:
     """ImageNet: tiny hub-layout tarballs (with a CMYK, a PNG-named-JPEG and a truncated image)."""
-    from .engines import bucketing as imagenet, imagetext
-    from .sampledata import build_imagenet_mirror
+    from ..engines import bucketing as imagenet, imagetext
+    from .images import build_imagenet_mirror
 
     root = layout.root / "demo-mirror" / "imagenet"
     build_imagenet_mirror(root)
@@ -214,8 +214,8 @@ def _imagenet_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> 
 
 def _glue_demo(layout: Layout, say: Callable[[str], None]) -> list[Path]:
     """GLUE: tiny parquet files of all nine tasks, binarized in the RoBERTa GLUE layout."""
-    from .engines import sentencebin as glue
-    from .sampledata import build_glue_mirror
+    from ..engines import sentencebin as glue
+    from .images import build_glue_mirror
 
     root = layout.root / "demo-mirror" / "glue"
     build_glue_mirror(root)
@@ -229,10 +229,10 @@ def _glue_demo(layout: Layout, say: Callable[[str], None]) -> list[Path]:
 
 def _trainer_demo(layout: Layout, say: Callable[[str], None]) -> list[Path]:
     """The trainer side: a preview sheet, and one batch of each loader when torch is installed."""
-    from .reports import preview
+    from ..reports import preview
 
     try:
-        from .loader import image_dataset, pair_dataset, text_dataset
+        from ..loader import image_dataset, pair_dataset, text_dataset
     except ModuleNotFoundError:
         sheet = preview.preview(layout, "coco", None, 8, augmented=False)
         say(f"preview coco: {sheet.path} (install vlprep[loader] for the trainer-side datasets)")
@@ -269,7 +269,7 @@ def run_demo(data_dir: Path, workers: int = 2, say: Callable[[str], None] = prin
     outputs += _image_text_demo(layout, workers, say)
     outputs += _imagenet_demo(layout, workers, say)
     outputs += _glue_demo(layout, say)
-    from .reports import manifests
+    from ..reports import manifests
 
     files = manifests.build(layout, ("owt", "coco", "vg", "cc3m", "imagenet", "glue"))
     say(f"manifest build: {len(files)} manifests and their README.md index in {layout.manifests()}")
