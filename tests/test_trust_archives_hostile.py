@@ -150,8 +150,8 @@ def xz_zeros(size: int) -> bytes:
 
 @pytest.mark.parametrize("form", [0, 1], ids=["pax", "gnu-base-256"])
 def test_an_owt_document_of_negative_size_before_an_xz_bomb_is_one_line(tmp_path, form):
-    from vlprep.pipeline.samples.demo import build_owt_mirror
     from vlprep.pipeline.records.owt import subset_relpath
+    from vlprep.pipeline.samples.text import build_owt_mirror
 
     from .test_trust_owt import add_member
 
@@ -308,8 +308,8 @@ def xz_with_dictionary(data: bytes, props: int) -> bytes:
 def test_an_owt_chunk_stating_a_4_gib_dictionary_is_one_line_not_a_memory_error(tmp_path):
     import io
 
-    from vlprep.pipeline.samples.demo import build_owt_mirror
     from vlprep.pipeline.records.owt import subset_relpath
+    from vlprep.pipeline.samples.text import build_owt_mirror
 
     from .test_trust_owt import add_member
 
@@ -365,8 +365,8 @@ def test_an_lzma_annotation_json_stating_a_4_gib_dictionary_is_one_line(tmp_path
 # ---------------------------------------- an OWT subset tar with a 1.1 GB pax header (sparse on disk)
 
 def test_a_subset_tar_whose_pax_header_holds_1_gb_is_refused_before_it_is_read(tmp_path):
-    from vlprep.pipeline.samples.demo import build_owt_mirror
     from vlprep.pipeline.records.owt import subset_relpath
+    from vlprep.pipeline.samples.text import build_owt_mirror
 
     root = tmp_path / "mirror"
     build_owt_mirror(root, (0, 5), chunks=1, docs_per_chunk=3, seed=5)

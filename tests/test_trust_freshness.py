@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from vlprep.pipeline.samples.demo import build_owt_mirror
-from vlprep.pipeline.samples.images import (build_coco_mirror, build_glue_mirror, build_imagenet_mirror, build_vg_mirror,
-                                        jpeg)
+from vlprep.pipeline.samples.images import build_coco_mirror, build_imagenet_mirror, build_vg_mirror, jpeg
+from vlprep.pipeline.samples.text import build_glue_mirror, build_owt_mirror
 from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums, parse_sha256sums
 
 from .conftest import run_cli
