@@ -549,7 +549,7 @@ def demo(data_dir: Path, workers: int) -> None:
     Example:
       vlprep demo
     """
-    from .pipeline.demo import run_demo
+    from .pipeline.samples.demo import run_demo
 
     _lock(Layout(data_dir), "demo", "all")
     result = run_demo(data_dir, workers, say=click.echo)

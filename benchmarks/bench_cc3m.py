@@ -1,6 +1,6 @@
 """CC3M fetch: ``vlprep fetch cc3m --count N`` against plain img2dataset over exactly the rows vlprep tried.
 
-Both run in the same process tree layout against the same loopback web (:mod:`vlprep.pipeline.sampleweb`,
+Both run in the same process tree layout against the same loopback web (:mod:`vlprep.pipeline.samples.web`,
 served from this process): a generated TSV of ``--rows`` (20,000) URLs, about 30 % failing fast
 (404, HTML instead of an image, ``X-Robots-Tag: noai``). (v) vlprep keeps the first ``--count``
 (10,000) reachable rows, in windows, and writes shards, index, stats and manifest. (i) img2dataset's
@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_shards import timed  # noqa: E402
 
-from vlprep.pipeline.sampleweb import serve_web, write_tsv  # noqa: E402
+from vlprep.pipeline.samples.web import serve_web, write_tsv  # noqa: E402
 
 WORK = Path(__file__).resolve().parent / "_work" / "cc3m"
 PATTERN = ["good", "good", "404", "good", "png", "html", "good", "redirect", "noai", "good"]

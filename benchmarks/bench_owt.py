@@ -33,8 +33,8 @@ from pathlib import Path
 import lzma
 import random
 
-from vlprep.pipeline.demo import WORDS, Vocabulary, write_owt_subset
 from vlprep.pipeline.records.owt import iter_documents, list_chunks, subset_relpath
+from vlprep.pipeline.samples.text import WORDS, Vocabulary, write_owt_subset
 from vlprep.pipeline.sources.archives import read_member
 from vlprep.pipeline.transforms.bpe import GigatokenBackend, get_backend, vocabulary_files
 from vlprep.pipeline.transforms.text import clean_document

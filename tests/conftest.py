@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vlprep.pipeline.demo import build_owt_mirror
-from vlprep.pipeline.localserve import serve_directory
+from vlprep.pipeline.samples.serve import serve_directory
+from vlprep.pipeline.samples.text import build_owt_mirror
 
 SUBSETS = (0, 1, 2, 3, 4, 5)
 

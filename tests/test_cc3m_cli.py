@@ -17,7 +17,7 @@ import webdataset as wds
 from PIL import Image
 
 from vlprep.pipeline.engines.webdownload import bounded_download_with_retry
-from vlprep.pipeline.sampleweb import KINDS_FAIL, KINDS_OK, image_bytes, serve_web, write_tsv
+from vlprep.pipeline.samples.web import KINDS_FAIL, KINDS_OK, image_bytes, serve_web, write_tsv
 from vlprep.pipeline.sources.webimage import classify
 from vlprep.pipeline.transforms.bpe import REFERENCE, get_backend
 from vlprep.pipeline.transforms.dictionary import load_dictionary

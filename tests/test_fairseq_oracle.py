@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlprep.pipeline.demo import build_owt_mirror
 from vlprep.pipeline.records.owt import iter_documents, list_chunks, subset_relpath
+from vlprep.pipeline.samples.text import build_owt_mirror
 from vlprep.pipeline.transforms.bpe import vocabulary_files
 from vlprep.pipeline.transforms.text import clean_document
 

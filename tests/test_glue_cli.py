@@ -12,7 +12,7 @@ import pytest
 
 from vlprep.pipeline.engines.sentencebin import one_line
 from vlprep.pipeline.records.glue import TASKS
-from vlprep.pipeline.sampledata import build_glue_mirror
+from vlprep.pipeline.samples.text import build_glue_mirror
 from vlprep.pipeline.transforms.bpe import vocabulary_files
 
 from .conftest import run_cli

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from vlprep.pipeline.sampledata import IMAGENET_SAMPLE_CLASSES, build_imagenet_mirror
+from vlprep.pipeline.samples.images import IMAGENET_SAMPLE_CLASSES, build_imagenet_mirror
 
 from .conftest import run_cli
 from .test_sources import HubHandler

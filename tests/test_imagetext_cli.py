@@ -12,8 +12,8 @@ import webdataset as wds
 from PIL import Image
 
 from vlprep.pipeline.datasets.vg import join_descriptions, pack
-from vlprep.pipeline.localserve import serve_directory
-from vlprep.pipeline.sampledata import build_coco_mirror, build_vg_mirror
+from vlprep.pipeline.samples.images import build_coco_mirror, build_vg_mirror
+from vlprep.pipeline.samples.serve import serve_directory
 from vlprep.pipeline.transforms.bpe import REFERENCE, get_backend
 from vlprep.pipeline.transforms.dictionary import load_dictionary
 from vlprep.pipeline.transforms.text import clean_caption

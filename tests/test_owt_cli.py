@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlprep.pipeline.demo import build_owt_mirror
+from vlprep.pipeline.samples.text import build_owt_mirror
 from vlprep.pipeline.sinks.fairseq import read_index
 
 from .conftest import run_cli

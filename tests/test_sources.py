@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from vlprep.pipeline.errors import VlprepError
-from vlprep.pipeline.localserve import RangeRequestHandler, serve_directory
+from vlprep.pipeline.samples.serve import RangeRequestHandler, serve_directory
 from vlprep.pipeline.sources import hub
 from vlprep.pipeline.sources.archives import iter_tar_members, list_tar, safe_member_name
 from vlprep.pipeline.sources.http import RetryPolicy, download

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from vlprep.pipeline.demo import sample_document
+from vlprep.pipeline.samples.text import sample_document
 from vlprep.pipeline.transforms.bpe import (BACKENDS, REFERENCE, LineEncoder, available_backends, default_backend,
                                           get_backend, vocabulary_files)
 from vlprep.pipeline.transforms.dictionary import EOS, UNK, load_dictionary, parse_dictionary

@@ -150,8 +150,8 @@ def xz_zeros(size: int) -> bytes:
 
 @pytest.mark.parametrize("form", [0, 1], ids=["pax", "gnu-base-256"])
 def test_an_owt_document_of_negative_size_before_an_xz_bomb_is_one_line(tmp_path, form):
-    from vlprep.pipeline.demo import build_owt_mirror
     from vlprep.pipeline.records.owt import subset_relpath
+    from vlprep.pipeline.samples.text import build_owt_mirror
 
     from .test_trust_owt import add_member
 
@@ -274,7 +274,7 @@ def test_a_glue_split_of_zero_rows_is_read(tmp_path):
      "more than 1,048,576 bytes"),
 ], ids=["int", "triples", "int-synset", "deep", "latin-1", "20-mb"])
 def test_a_hostile_classes_py_is_one_line_in_bounded_memory(tmp_path, source, words):
-    from vlprep.pipeline.sampledata import build_imagenet_mirror
+    from vlprep.pipeline.samples.images import build_imagenet_mirror
 
     from .test_trust_imagenet_glue import assert_clean_failure, fetched_imagenet, run_capped
     from .test_trust_imagenet_glue import write_sums as write_all_sums
@@ -308,8 +308,8 @@ def xz_with_dictionary(data: bytes, props: int) -> bytes:
 def test_an_owt_chunk_stating_a_4_gib_dictionary_is_one_line_not_a_memory_error(tmp_path):
     import io
 
-    from vlprep.pipeline.demo import build_owt_mirror
     from vlprep.pipeline.records.owt import subset_relpath
+    from vlprep.pipeline.samples.text import build_owt_mirror
 
     from .test_trust_owt import add_member
 
@@ -365,8 +365,8 @@ def test_an_lzma_annotation_json_stating_a_4_gib_dictionary_is_one_line(tmp_path
 # ---------------------------------------- an OWT subset tar with a 1.1 GB pax header (sparse on disk)
 
 def test_a_subset_tar_whose_pax_header_holds_1_gb_is_refused_before_it_is_read(tmp_path):
-    from vlprep.pipeline.demo import build_owt_mirror
     from vlprep.pipeline.records.owt import subset_relpath
+    from vlprep.pipeline.samples.text import build_owt_mirror
 
     root = tmp_path / "mirror"
     build_owt_mirror(root, (0, 5), chunks=1, docs_per_chunk=3, seed=5)

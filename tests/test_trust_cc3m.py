@@ -21,7 +21,7 @@ import pytest
 import webdataset as wds
 
 from vlprep.pipeline.records.cc3m import caption_hash
-from vlprep.pipeline.sampleweb import SampleWeb, image_bytes, send, serve_web, write_tsv
+from vlprep.pipeline.samples.web import SampleWeb, image_bytes, send, serve_web, write_tsv
 from vlprep.pipeline.sources.webimage import WebImageError, fetch
 
 from .conftest import run_cli

@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 import pytest
 import webdataset as wds
 
-from vlprep.pipeline.sampledata import build_coco_mirror, build_vg_mirror
+from vlprep.pipeline.samples.images import build_coco_mirror, build_vg_mirror
 from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums
 
 from .conftest import run_cli

@@ -20,11 +20,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from vlprep.pipeline.engines.fetch import fetch_from_mirror
-from vlprep.pipeline.demo import build_owt_mirror
 from vlprep.pipeline.errors import VlprepError
-from vlprep.pipeline.localserve import RangeRequestHandler, serve_directory
 from vlprep.pipeline.redact import redact_url, scrub
-from vlprep.pipeline.sampledata import build_coco_mirror
+from vlprep.pipeline.samples.images import build_coco_mirror
+from vlprep.pipeline.samples.serve import RangeRequestHandler, serve_directory
+from vlprep.pipeline.samples.text import build_owt_mirror
 from vlprep.pipeline.sources.checksums import PublishedFile
 from vlprep.pipeline.sources.http import RetryPolicy, download
 from vlprep.pipeline.sources.mirror import Mirror

@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from vlprep.pipeline.demo import build_owt_mirror
-from vlprep.pipeline.sampledata import (build_coco_mirror, build_glue_mirror, build_imagenet_mirror, build_vg_mirror,
-                                        jpeg)
+from vlprep.pipeline.samples.images import build_coco_mirror, build_imagenet_mirror, build_vg_mirror, jpeg
+from vlprep.pipeline.samples.text import build_glue_mirror, build_owt_mirror
 from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums, parse_sha256sums
 
 from .conftest import run_cli
@@ -292,7 +291,7 @@ def test_glue_parquet_changed_after_binarize_fails_verify(tmp_path):
 # ------------------------------------------------------------------------------------------- CC3M
 
 def test_cc3m_edited_tsv_fails_verify_and_the_next_fetch_serves_the_new_caption(tmp_path):
-    from vlprep.pipeline.sampleweb import serve_web, write_tsv
+    from vlprep.pipeline.samples.web import serve_web, write_tsv
 
     tsv = tmp_path / "Train_GCC-training.tsv"
     data = tmp_path / "data"

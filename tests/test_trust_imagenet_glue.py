@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from vlprep.pipeline.sampledata import build_glue_mirror, build_imagenet_mirror, jpeg
+from vlprep.pipeline.samples.images import build_imagenet_mirror, jpeg
+from vlprep.pipeline.samples.text import build_glue_mirror
 from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums
 
 from .conftest import run_cli

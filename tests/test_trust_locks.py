@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from vlprep.pipeline.demo import build_owt_mirror
 from vlprep.pipeline.fileio import is_temp_name, sha256_file
 from vlprep.pipeline.layout import Layout
 from vlprep.pipeline.locking import claims, holder_pids, stage_lock
-from vlprep.pipeline.sampledata import build_glue_mirror, build_imagenet_mirror
+from vlprep.pipeline.samples.images import build_imagenet_mirror
+from vlprep.pipeline.samples.text import build_glue_mirror, build_owt_mirror
 
 from .conftest import run_cli
 

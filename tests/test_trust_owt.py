@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from vlprep.pipeline.demo import build_owt_mirror
 from vlprep.pipeline.records.owt import subset_relpath
+from vlprep.pipeline.samples.text import build_owt_mirror
 from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums
 
 from .conftest import run_cli

@@ -1,4 +1,4 @@
-"""Small COCO- and Visual Genome-format mirrors built locally, for ``vlprep demo`` and the tests.
+"""Small COCO-, Visual Genome- and ImageNet-format mirrors built locally, for ``vlprep demo`` and the tests.
 
 Real formats throughout: zips of real JPEGs at the published member paths, the published JSON
 shapes (Karpathy's ``dataset_coco.json``, COCO ``captions_*2014.json``, VG ``image_data.json`` and
@@ -8,7 +8,7 @@ the annotations but absent from the zip, VG images that are also in COCO's Karpa
 """
 from __future__ import annotations
 
-import hashlib
+import gzip
 import io
 import json
 import random
@@ -17,9 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from .demo import WORDS
-from .fileio import atomic_path, ensure_dir
-from .sources.checksums import SUMS_NAME, format_sha256sums
+from ..fileio import atomic_path, ensure_dir
+from .text import WORDS, write_sums
 
 FIXED_DATE = (2014, 1, 1, 0, 0, 0)
 
@@ -64,11 +63,32 @@ def _images(rng: random.Random, folder: str, names: list[str], damaged: dict[str
     return files
 
 
+def _coco_ids(rng: random.Random, n_train: int, n_val: int) -> tuple[list[int], list[int], dict[int, str]]:
+    """The sample's train2014 and val2014 ids, and each id's Karpathy split."""
+    train_ids = sorted(rng.sample(range(1, 600_000), n_train))
+    val_ids = sorted(rng.sample(range(1, 600_000), n_val))
+    karpathy_split = {i: "train" for i in train_ids}
+    for n, i in enumerate(val_ids):
+        karpathy_split[i] = ("val", "test", "restval", "restval")[n % 4]
+    return train_ids, val_ids, karpathy_split
+
+
+def _by_split(karpathy_split: dict[int, str]) -> dict[str, list[int]]:
+    by_split: dict[str, list[int]] = {}
+    for i, split in karpathy_split.items():
+        by_split.setdefault(split, []).append(i)
+    return by_split
+
+
+def coco_split_ids(n_train: int = 24, n_val: int = 24, seed: int = 0) -> dict[str, list[int]]:
+    """The ids by Karpathy split that :func:`build_coco_mirror` returns for these arguments, building nothing."""
+    return _by_split(_coco_ids(random.Random(f"coco-{seed}"), n_train, n_val)[2])
+
+
 def build_coco_mirror(root: Path, n_train: int = 24, n_val: int = 24, seed: int = 0) -> dict:
     """COCO at its mirror paths; return the ids by Karpathy split (for VG's leak guard)."""
     rng = random.Random(f"coco-{seed}")
-    train_ids = sorted(rng.sample(range(1, 600_000), n_train))
-    val_ids = sorted(rng.sample(range(1, 600_000), n_val))
+    train_ids, val_ids, karpathy_split = _coco_ids(rng, n_train, n_val)
     names = {i: f"COCO_train2014_{i:012d}.jpg" for i in train_ids} | {i: f"COCO_val2014_{i:012d}.jpg" for i in val_ids}
     damaged = {names[train_ids[1]]: "truncated", names[train_ids[2]]: "missing", names[train_ids[3]]: "cmyk",
                names[train_ids[4]]: "png"}
@@ -77,9 +97,6 @@ def build_coco_mirror(root: Path, n_train: int = 24, n_val: int = 24, seed: int 
     captions = {i: [caption(rng, rng.random() < 0.3) for _ in range(5 + (rng.random() < 0.2))]
                 for i in train_ids + val_ids}
     captions[train_ids[5]][-1] = " \x00\t "  # empty once cleaned: dropped and counted
-    karpathy_split = {i: "train" for i in train_ids}
-    for n, i in enumerate(val_ids):
-        karpathy_split[i] = ("val", "test", "restval", "restval")[n % 4]
     sent = 0
     rows = []
     for imgid, i in enumerate(train_ids + val_ids):
@@ -104,12 +121,9 @@ def build_coco_mirror(root: Path, n_train: int = 24, n_val: int = 24, seed: int 
         annotations[f"annotations/captions_{split}.json"] = json.dumps(
             {"info": {}, "images": images, "annotations": anns}).encode()
     _zip(root / "annotations/annotations_trainval2014.zip", annotations)
-    _write_sums(root, ["zips/train2014.zip", "zips/val2014.zip", "annotations/annotations_trainval2014.zip",
-                       "caption_datasets.zip"])
-    by_split: dict[str, list[int]] = {}
-    for i, split in karpathy_split.items():
-        by_split.setdefault(split, []).append(i)
-    return by_split
+    write_sums(root, ["zips/train2014.zip", "zips/val2014.zip", "annotations/annotations_trainval2014.zip",
+                      "caption_datasets.zip"])
+    return _by_split(karpathy_split)
 
 
 def build_vg_mirror(root: Path, coco_split_ids: dict[str, list[int]], n_images: int = 30, seed: int = 0) -> dict:
@@ -144,14 +158,8 @@ def build_vg_mirror(root: Path, coco_split_ids: dict[str, list[int]], n_images: 
         regions.append({"regions": image_regions, "id": i})
     _zip(root / "image_data.json.zip", {"image_data.json": json.dumps(rows).encode()})
     _zip(root / "region_descriptions.json.zip", {"region_descriptions.json": json.dumps(regions).encode()})
-    _write_sums(root, ["images.zip", "images2.zip", "image_data.json.zip", "region_descriptions.json.zip"])
+    write_sums(root, ["images.zip", "images2.zip", "image_data.json.zip", "region_descriptions.json.zip"])
     return {"images": len(ids), "regions": sum(len(r["regions"]) for r in regions)}
-
-
-def _write_sums(root: Path, relpaths: list[str]) -> None:
-    sums = {rel: hashlib.sha256((root / rel).read_bytes()).hexdigest() for rel in relpaths}
-    ensure_dir(root)
-    (root / SUMS_NAME).write_text(format_sha256sums(sums))
 
 
 IMAGENET_SAMPLE_CLASSES = [("n01440764", "tench, Tinca tinca"), ("n01443537", "goldfish, Carassius auratus"),
@@ -191,7 +199,10 @@ def build_imagenet_mirror(root: Path, train_per_class: tuple[int, ...] = (9, 7, 
             val.append((f"ILSVRC2012_val_{v:08d}_{synset}.JPEG", jpeg(rng, (56, 48))))
 
     def write(path: Path, files: list[tuple[str, bytes]], extra: bool = False) -> None:
-        with atomic_path(path, durable=False) as tmp, tarfile.open(tmp, "w:gz", format=tarfile.USTAR_FORMAT) as tar:
+        """A .tar.gz with no time or temp name in its gzip header, so the same sample gives the same bytes."""
+        with (atomic_path(path, durable=False) as tmp, open(tmp, "wb") as raw,
+              gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as zipped,
+              tarfile.open(fileobj=zipped, mode="w", format=tarfile.USTAR_FORMAT) as tar):
             for name, data in files + ([("README.txt", b"not an image")] if extra else []):
                 info = tarfile.TarInfo(name)
                 info.size, info.mtime = len(data), 1_300_000_000
@@ -201,43 +212,6 @@ def build_imagenet_mirror(root: Path, train_per_class: tuple[int, ...] = (9, 7, 
         write(root / f"data/train_images_{index}.tar.gz", files, extra=index == 0)
     write(root / "data/val_images.tar.gz", val)
     relpaths = ["classes.py", *(f"data/train_images_{i}.tar.gz" for i in range(5)), "data/val_images.tar.gz"]
-    _write_sums(root, relpaths)
+    write_sums(root, relpaths)
     return {"train": sum(train_per_class), "val": val_per_class * len(IMAGENET_SAMPLE_CLASSES),
             "damaged": 1, "converted": 2}
-
-
-def build_glue_mirror(root: Path, rows: int = 12, seed: int = 0) -> dict:
-    """Every GLUE task at the hub's parquet paths, ``rows`` rows a split, with the dirt text has.
-
-    Sentences include leading/trailing spaces, an empty one, a line break inside, a literal
-    ``<|endoftext|>``, non-Latin scripts and emoji; labels use every class.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from .records import glue
-
-    rng = random.Random(f"glue-{seed}")
-    odd = ["", "  padded both sides  ", "a line\nbreak inside", "literal <|endoftext|> token",
-           "Ünïcödé – “quotes” 日本語 🙂", "tab\there"]
-    paths = []
-    for task in glue.TASKS.values():
-        for hub_split, _, _ in task.splits:
-            data: dict[str, list] = {}
-            for column in task.inputs:
-                data[column] = [odd[(i + len(column)) % len(odd)] if i % 4 == 1
-                                else " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 14))).capitalize()
-                                for i in range(rows)]
-            if task.labels is None:
-                data["label"] = pa.array([rng.choice([0.0, 1.2, 2.5, 3.8, 4.0, 5.0, 1.667]) if task.labelled(hub_split)
-                                          else -1.0 for _ in range(rows)], pa.float32())
-            else:
-                data["label"] = pa.array([(i * 7 + 3) % len(task.labels) if task.labelled(hub_split) else -1
-                                          for i in range(rows)], pa.int64())
-            data["idx"] = pa.array(range(rows), pa.int32())
-            path = root / task.relpath(hub_split)
-            ensure_dir(path.parent)
-            pq.write_table(pa.table(data), path)
-            paths.append(task.relpath(hub_split))
-    _write_sums(root, paths)
-    return {"rows": rows, "files": len(paths)}
