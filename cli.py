@@ -61,8 +61,9 @@ def _repeat_options(message: str) -> str:
     extra = ctx.meta.get(REPEATED, "") if ctx else ""
     if not extra:
         return message
-    pattern = r"\b(vlprep (?:fetch|binarize|shard|verify|preview|stats) [a-z0-9-]+|vlprep manifest build)\b"
-    return re.sub(pattern, lambda m: f"{m.group(1)} {extra}", message)
+    command = r"\bvlprep (?:(?:fetch|binarize|shard|verify|preview|stats) [a-z0-9-]+|manifest build)"
+    options = r"(?: --?[a-z][a-z0-9-]*(?: (?!-)[^\s;()'\"]+)?)*"  # the options the hint already gives
+    return re.sub(f"({command}{options})", lambda m: f"{m.group(1)} {extra}", message)
 
 
 def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -138,7 +138,7 @@ def test_fix_hints_repeat_the_data_dir_and_name_every_missing_subset(tmp_path):
                      check=False)
     assert result.returncode == 1
     assert "3 subset files are missing" in result.stderr
-    assert f"vlprep fetch owt --data-dir '{data}' --subsets 0,3,5" in result.stderr
+    assert f"vlprep fetch owt --subsets 0,3,5 --data-dir '{data}'" in result.stderr
 
 
 def test_older_option_names_are_still_accepted_but_not_both():
