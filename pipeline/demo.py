@@ -194,7 +194,8 @@ def _cc3m_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list
 
 def _imagenet_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list[Path]:
     """ImageNet: tiny hub-layout tarballs (with a CMYK, a PNG-named-JPEG and a truncated image)."""
-    from .engines import bucketing as imagenet, imagetext
+    from .datasets import imagenet
+    from .engines import bucketing, imagetext
     from .sampledata import build_imagenet_mirror
 
     root = layout.root / "demo-mirror" / "imagenet"
@@ -206,7 +207,7 @@ def _imagenet_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> 
     stats = imagenet.shard(layout, "val", workers=workers, limit=trial, shard_samples=10)
     imagetext.verify(layout, imagenet.NAME)
     say("fetch imagenet + shard imagenet + verify imagenet: ok (classes.py and 6 tarballs served on 127.0.0.1)")
-    for line in imagenet.summary_lines(stats):
+    for line in bucketing.summary_lines(stats):
         say("  " + line)
     out = layout.out(imagenet.NAME)
     return [out / "train.index.json", out / "val.index.json", out / "stats.json"]
