@@ -31,3 +31,64 @@ def test_shard_bytes_and_md5_equal_tarfiles(tmp_path):
     assert (tmp_path / "s.tar").read_bytes() == reference.getvalue()
     assert (info.nsamples, info.filesize, info.md5sum) == (64, len(reference.getvalue()),
                                                            hashlib.md5(reference.getvalue()).hexdigest())
+
+
+# ------------------------------------------------------------------ a split's bookkeeping (sinks/splits.py)
+
+def _stage(writer, index: int, data: bytes) -> None:
+    from vlprep.pipeline.fileio import write_json
+
+    info = write_shard(writer.staged_path(index), iter([(f"k{index}", {"jpg": data})]))
+    write_json(writer.record_path(index), {"shard": info.__dict__, "errors": []})
+
+
+def test_split_writer_resumes_swaps_and_writes_the_index_last(tmp_path):
+    import json
+
+    from vlprep.pipeline.errors import VlprepError
+    from vlprep.pipeline.layout import Layout
+    from vlprep.pipeline.sinks.shards import ShardInfo, shard_name
+    from vlprep.pipeline.sinks.splits import SplitWriter
+
+    layout = Layout(tmp_path)
+    writer = SplitWriter.start(layout, "demo", "train", "key1")
+    assert writer.work == layout.work("demo") / "train-key1" and writer.staged.is_dir()
+    out = layout.out("demo")
+    for name in (shard_name("train", 5), shard_name("train-concat", 7), shard_name("val", 0)):
+        (out / name).write_bytes(b"older")  # a larger build's leftover, another split's shards
+    (out / "stats.json").write_text(json.dumps({"dataset": "demo", "splits": {"val": {"images": 1}}}))
+    _stage(writer, 0, b"a")
+    assert writer.done(0) and not writer.done(1)
+    _stage(writer, 1, b"bb")
+    results = writer.results(2)
+    with writer.publishing(2):
+        assert (out / ".train.swap.json").exists()
+        writer.write_errors([{"key": "k9", "file": "f", "error": "cannot decode: x"}])
+        stats = writer.write_stats({"images": 2, "work_key": writer.key, "config": {"limit": 5}})
+        writer.write_index([ShardInfo(**r["shard"]) for r in results])
+    assert not (out / ".train.swap.json").exists()
+    assert sorted(p.name for p in out.glob("*.tar")) == [
+        "train-000000.tar", "train-000001.tar", "train-concat-000007.tar", "val-000000.tar"]
+    assert (out / "train.errors.jsonl").read_bytes() == b'{"error":"cannot decode: x","file":"f","key":"k9"}\n'
+    assert set(stats["splits"]) == {"train", "val"} and stats["dataset"] == "demo" and "vlprep_version" in stats
+    assert json.loads((out / "train.index.json").read_text())["name"] == "train"
+    again = SplitWriter.start(layout, "demo", "train", "key1")
+    assert again.done(0) and again.done(1)  # published by this very key: nothing to write again
+    assert not SplitWriter.start(layout, "demo", "train", "key2").done(0)
+    with pytest.raises(VlprepError, match="vlprep shard demo --limit 3 would replace it"):
+        SplitWriter.start(layout, "demo", "train", "key3", limit=3)
+
+
+def test_swap_in_keeps_exactly_the_named_shards(tmp_path):
+    from vlprep.pipeline.sinks.splits import swap_in
+
+    staged, out = tmp_path / "staged", tmp_path / "out"
+    staged.mkdir(), out.mkdir()
+    for name in ("train-000000.tar", "train-000002.tar"):
+        (staged / name).write_bytes(b"new")
+    for name in ("train-000001.tar", "train-000003.tar", "valid-000003.tar"):
+        (out / name).write_bytes(b"old")
+    swap_in(staged, out, "train", {"train-000000.tar", "train-000001.tar", "train-000002.tar"})
+    assert sorted(p.name for p in out.iterdir()) == [
+        "train-000000.tar", "train-000001.tar", "train-000002.tar", "valid-000003.tar"]
+    assert not list(staged.iterdir())

@@ -1,19 +1,69 @@
 """ImageNet-1k (ILSVRC 2012) → WebDataset shards of image + class index.
 
 The recipe: the gated hub repository, its tarballs, the published counts and the class order
-(``classes.py``, torchvision's sorted-synset order). The two-phase tarball bucketing and shard
-writing is done by ``engines/bucketing.py``.
+(``classes.py``, torchvision's sorted-synset order), handed to the two-phase tarball bucketing of
+``engines/bucketing.py`` as a :class:`~vlprep.pipeline.engines.bucketing.TarballSource`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from ..caps import DEFAULT_CAPS
+from ..layout import Layout
 from ..records import imagenet as records
 from . import shards
 from .recipe import FETCH_COMMON, Manifest, Recipe, Run, Stage, option
 
+if TYPE_CHECKING:
+    from ..engines.bucketing import TarballSource
+    from ..engines.fetch import FetchReport
+
 NAME = "imagenet"
 SPLITS = ("train", "val")
+DEFAULT_REVISION = "main"
+EXPECTED = {"train": {"images": 1_281_167, "classes": 1000, "max_per_class": 1300, "min_per_class": 732},
+            "val": {"images": 50_000, "classes": 1000, "max_per_class": 50, "min_per_class": 50}}
+"""The published counts of each split, checked unless ``--limit`` is set."""
+WORK_VERSION = "imagenet-3"
+"""Hashed into every work key: changed when the shard bytes for the same tarballs change."""
+
+
+def source() -> TarballSource:
+    """ImageNet as the bucketing engine reads it (built when a stage runs: the engine is heavy to import)."""
+    from ..engines.bucketing import TarballSource
+
+    return TarballSource(name=NAME, title="ImageNet", work_version=WORK_VERSION, classes_file=records.CLASSES_FILE,
+                         read_classes=records.read_classes, tarballs=dict(records.TARBALLS), expected=EXPECTED,
+                         iter_images=records.iter_images, class_of=records.synset_of, key_of=records.key_of,
+                         class_word="synset")
+
+
+def fetch(layout: Layout, mirror: str | None = None, with_test: bool = False,
+          revision: str = DEFAULT_REVISION) -> FetchReport:
+    """classes.py and the train/val tarballs (test on request), from the gated hub (HF_TOKEN) or a mirror."""
+    from ..engines.fetch import fetch_from_hub, fetch_from_mirror
+    from ..sources.mirror import Mirror
+
+    relpaths = [records.CLASSES_FILE, *records.TARBALLS["train"], *records.TARBALLS["val"]]
+    if with_test:
+        relpaths += list(records.TARBALLS["test"])
+    if mirror:
+        return fetch_from_mirror(layout.raw(NAME), relpaths, Mirror(mirror))
+    return fetch_from_hub(layout.raw(NAME), relpaths, records.REPO, revision)
+
+
+def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0, resize: int | None = None,
+          limit: int | None = None, shard_samples: int = 10_000, force: bool = False,
+          max_member: int = DEFAULT_CAPS.member_bytes) -> dict:
+    """One split as WebDataset shards in ``out/imagenet``; return its stats.json."""
+    from ..engines import bucketing
+
+    return bucketing.shard(layout, source(), split, workers=workers, seed=seed, resize=resize, limit=limit,
+                           shard_samples=shard_samples, force=force, max_member=max_member)
+
+
+# ------------------------------------------------------------------------------------------ recipe
 
 
 @dataclass(frozen=True)
@@ -32,23 +82,22 @@ class PreviewOptions(shards.PreviewOptions):
     split: str | None = option(None, "Split to show (default: train).", choices=SPLITS)
 
 
-def fetch(run: Run, options: FetchOptions) -> None:
-    from ..engines import bucketing
+def fetch_stage(run: Run, options: FetchOptions) -> None:
     from ..redact import redact_url
 
     mirror = run.common.mirror
-    report = bucketing.fetch(run.layout, mirror, options.with_test, options.revision or bucketing.DEFAULT_REVISION)
+    report = fetch(run.layout, mirror, options.with_test, options.revision or DEFAULT_REVISION)
     origin = f"mirror {redact_url(mirror)}" if mirror else f"hub {records.REPO}@{report.commit}"
     for line in report.summary(NAME, origin, run.layout.raw(NAME)):
         run.say(line)
 
 
-def shard(run: Run, options: ShardOptions) -> None:
+def shard_stage(run: Run, options: ShardOptions) -> None:
     from ..engines import bucketing
 
-    stats = bucketing.shard(run.layout, options.split, workers=run.common.workers, seed=options.seed,
-                            resize=options.resize, limit=run.common.limit, shard_samples=options.shard_samples,
-                            force=options.force, max_member=options.max_member_mb << 20)
+    stats = shard(run.layout, options.split, workers=run.common.workers, seed=options.seed, resize=options.resize,
+                  limit=run.common.limit, shard_samples=options.shard_samples, force=options.force,
+                  max_member=options.max_member_mb << 20)
     for line in bucketing.summary_lines(stats):
         run.say(line)
     run.say(f"written: {run.layout.out(NAME)}/")
@@ -66,14 +115,14 @@ RECIPE = Recipe(
     kind="labels",
     builder="shard",
     stages={
-        "fetch": Stage(fetch, FetchOptions, "Download and check ImageNet's classes.py and tarballs into "
+        "fetch": Stage(fetch_stage, FetchOptions, "Download and check ImageNet's classes.py and tarballs into "
                        "DATA_DIR/raw/imagenet.",
                        ("vlprep fetch imagenet", "vlprep fetch imagenet --mirror /datasets/imagenet-1k"),
                        common=FETCH_COMMON,
                        details="From the gated hub repository ILSVRC/imagenet-1k (accept its terms on the dataset "
                        "page and export HF_TOKEN), checked against the hub's LFS sha256, or from --mirror. "
                        "classes.py is parsed, never executed."),
-        "shard": Stage(shard, ShardOptions, "Write ImageNet as WebDataset shards in DATA_DIR/out/imagenet.",
+        "shard": Stage(shard_stage, ShardOptions, "Write ImageNet as WebDataset shards in DATA_DIR/out/imagenet.",
                        ("vlprep shard imagenet --workers 8", "vlprep shard imagenet --split val --resize 256"),
                        common=("workers", "limit"), limit=shards.SHARD_LIMIT,
                        details="<key>.jpg, <key>.cls (class index 0-999 in classes.py order, torchvision's) and "

@@ -1,4 +1,7 @@
-"""ImageNet-1k → WebDataset shards ``<key>.jpg`` + ``<key>.cls`` + ``<key>.json``, streamed from the tarballs.
+"""Labelled images in gzipped tarballs → WebDataset shards ``<key>.jpg`` + ``<key>.cls`` + ``<key>.json``.
+
+The dataset is described by a :class:`TarballSource` that its recipe builds (where the class list and
+the tarballs lie, how to read them, the published counts); this engine names no dataset.
 
 A ``.tar.gz`` can only be read front to back, so a full shuffle cannot pick images at random from
 it. Two phases keep memory bounded and the bytes reproducible:
@@ -13,7 +16,8 @@ it. Two phases keep memory bounded and the bytes reproducible:
    deleted.
 
 Each tarball's and each bucket's completion is recorded, so an interrupted run resumes at that
-granularity, and the output does not depend on ``--workers``.
+granularity, and the output does not depend on ``--workers``. The split's staging, swap, errors,
+stats and index are :class:`~vlprep.pipeline.sinks.splits.SplitWriter`'s.
 """
 from __future__ import annotations
 
@@ -24,17 +28,15 @@ import struct
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO, Callable, Iterator, Mapping
 
 from tqdm import tqdm
 
-from .. import __version__
 from ..caps import DEFAULT_CAPS, MIB, OPTION_OF
 from ..errors import VlprepError
 from ..fileio import atomic_path, ensure_dir, naming_file, read_json, write_json
 from ..layout import Layout
 from ..parallel import process_pool, run_bounded
-from ..records import imagenet as records
 from ..sinks import manifests as manifest_sink
 from ..sinks import shards as shard_sink
 from ..sinks import splits as split_sink
@@ -42,46 +44,59 @@ from ..sources.archives import Oversized, list_tar_bytes
 from ..transforms.images import ImageError, prepare_image
 from .inputs import raw_inputs, work_key
 
-if TYPE_CHECKING:
-    from .fetch import FetchReport
 
-NAME = "imagenet"
-DEFAULT_REVISION = "main"
-EXPECTED = {"train": {"images": 1_281_167, "classes": 1000, "max_per_class": 1300, "min_per_class": 732},
-            "val": {"images": 50_000, "classes": 1000, "max_per_class": 50, "min_per_class": 50}}
+@dataclass(frozen=True)
+class TarballSource:
+    """What the engine knows of a dataset: its files, how to read them, and the counts to expect.
+
+    Worker processes receive it with their jobs, so it must pickle: the functions are module-level
+    ones (of the dataset's records module) and the mappings plain dicts.
+    """
+
+    name: str
+    """The dataset: ``raw/``, ``work/`` and ``out/<name>``, ``manifests/<name>-<split>.tsv.gz``, commands."""
+    title: str
+    """How an error names the dataset (``unknown <title> split``)."""
+    work_version: str
+    """Hashed into every work key; changed when the bytes written for the same inputs change."""
+    classes_file: str
+    """Relpath under ``raw/<name>`` of the class list; a class's index is its position in it."""
+    read_classes: Callable[[Path], list[tuple[str, str]]]
+    """The class list file → ``[(class id, class name), ...]`` in its order."""
+    tarballs: Mapping[str, tuple[str, ...]]
+    """Per split, the relpaths under ``raw/<name>`` of its ``.tar.gz`` files, in reading order."""
+    expected: Mapping[str, Mapping[str, int]]
+    """Per split that can be sharded, the published ``images``, ``classes``, ``max_per_class`` and
+    ``min_per_class``, checked unless ``--limit`` is set."""
+    iter_images: Callable[[Path, int], Iterator[tuple[str, bytes | Oversized]]]
+    """A tarball and the member cap → ``(member name, bytes or Oversized)`` of each image, in archive order."""
+    class_of: Callable[[str], str]
+    """A member name → its class id."""
+    key_of: Callable[[str], str]
+    """A member name → its sample key (no ``.``; distinct names give distinct keys)."""
+    class_word: str = "class"
+    """What a class id is called in each sample's json, in stats.json (``unknown_<word>``) and in messages."""
+
+
 MAX_BUCKETS = 512
 """At most this many train buckets (one open file each per tarball reader, within a process's limit)."""
 BUCKETS_PER_SHARD = 4
 
 
-def train_buckets(split: str, limit: int | None, shard_samples: int) -> int:
+def train_buckets(expected_images: int, limit: int | None, shard_samples: int) -> int:
     """How many buckets train images are hashed into: about four per shard, at most :data:`MAX_BUCKETS`.
 
     Consecutive buckets are grouped into shards of about ``--shard-samples`` once their counts are
     known (full train, 10,000 a shard: 129 shards of 4 buckets of ~2,500). Sizing the count to the
     work keeps buckets smaller than a shard, and keeps a trial (``--limit``) from creating hundreds of
     nearly empty bucket files per tarball: creating a file costs as much as copying ~100 images.
+    ``expected_images``: the split's published image count.
     """
-    images = EXPECTED[split]["images"] if limit is None else min(limit, EXPECTED[split]["images"])
+    images = expected_images if limit is None else min(limit, expected_images)
     return max(1, min(MAX_BUCKETS, BUCKETS_PER_SHARD * -(-images // shard_samples)))
 
 
-WORK_VERSION = "imagenet-3"
 MANIFEST_HEADER = ("file", "label", "status")
-
-
-def fetch(layout: Layout, mirror: str | None = None, with_test: bool = False,
-          revision: str = DEFAULT_REVISION) -> FetchReport:
-    """classes.py and the train/val tarballs (test on request), from the gated hub (HF_TOKEN) or a mirror."""
-    from ..sources.mirror import Mirror
-    from .fetch import fetch_from_hub, fetch_from_mirror
-
-    relpaths = [records.CLASSES_FILE, *records.TARBALLS["train"], *records.TARBALLS["val"]]
-    if with_test:
-        relpaths += list(records.TARBALLS["test"])
-    if mirror:
-        return fetch_from_mirror(layout.raw(NAME), relpaths, Mirror(mirror))
-    return fetch_from_hub(layout.raw(NAME), relpaths, records.REPO, revision)
 
 
 @dataclass(frozen=True)
@@ -94,13 +109,15 @@ class ShardConfig:
     max_member: int = DEFAULT_CAPS.member_bytes
     """Bytes of the largest image member read (``--max-member-mb``); larger ones are skipped and listed."""
 
-    def key(self, inputs: dict[str, str] | None = None) -> str:
-        """The work folder's name: the options and the sha256 of classes.py and of every tarball read."""
-        return work_key(self, WORK_VERSION, inputs)
+    def key(self, version: str, inputs: dict[str, str] | None = None) -> str:
+        """The work folder's name: the options, ``version`` (the source's ``work_version``) and the
+        sha256 of the class list and of every tarball read."""
+        return work_key(self, version, inputs)
 
 
 @dataclass(frozen=True)
 class DistributeJob:
+    source: TarballSource
     tarball: int
     path: str
     folder: str
@@ -109,7 +126,7 @@ class DistributeJob:
     shard_samples: int
     take: int | None
     """``--limit``: read at most this many images of the tarball (the limit applies across them later)."""
-    synsets: tuple[str, ...]
+    classes: tuple[str, ...]
     record: str
     buckets: int
     max_member: int = DEFAULT_CAPS.member_bytes
@@ -135,7 +152,8 @@ def _bucket(job: DistributeJob, key: str, position: int) -> int:
 
 def distribute(job: DistributeJob) -> dict:
     """Phase 1: stream one tarball into bucket pieces; record per-bucket and per-class counts."""
-    known = set(job.synsets)
+    source = job.source
+    known = set(job.classes)
     writers: dict[int, BinaryIO] = {}
     pieces: dict[int, Path] = {}
     per_bucket: Counter = Counter()
@@ -145,15 +163,15 @@ def distribute(job: DistributeJob) -> dict:
     keys: list[bytes] = []
     position = 0
     try:
-        for name, data in records.iter_images(Path(job.path), job.max_member):
+        for name, data in source.iter_images(Path(job.path), job.max_member):
             if job.take is not None and position >= job.take:
                 break
-            synset, key = records.synset_of(name), records.key_of(name)
+            class_id, key = source.class_of(name), source.key_of(name)
             position += 1
             if isinstance(data, Oversized):
                 oversized.append((position - 1, name, data.size))
                 continue
-            if synset not in known:
+            if class_id not in known:
                 unknown.append(name)
                 continue
             bucket = _bucket(job, key, position - 1)
@@ -166,7 +184,7 @@ def distribute(job: DistributeJob) -> dict:
                     writers[bucket].write(block)
             keys.append(_key_record(key, position - 1))
             per_bucket[bucket] += 1
-            per_class[synset] += 1
+            per_class[class_id] += 1
     finally:
         for bucket, writer in writers.items():
             with naming_file(pieces[bucket]):
@@ -176,7 +194,7 @@ def distribute(job: DistributeJob) -> dict:
         tmp.write_bytes(b"".join(keys))
     result = {"images": sum(per_bucket.values()), "seen": position,
               "per_bucket": {str(k): v for k, v in sorted(per_bucket.items())},
-              "per_class": dict(sorted(per_class.items())), "unknown_synset": unknown, "oversized": oversized}
+              "per_class": dict(sorted(per_class.items())), _unknown(source): unknown, "oversized": oversized}
     write_json(Path(job.record), result, durable=False)
     return result
 
@@ -200,8 +218,14 @@ def duplicates(keys: list[Path], allowed: tuple[int, ...]) -> frozenset[tuple[in
     return frozenset(later)
 
 
+def _unknown(source: TarballSource) -> str:
+    """The key counting images of a class not in the class list (a tarball's record, stats.json)."""
+    return f"unknown_{source.class_word}"
+
+
 @dataclass(frozen=True)
 class ShardJob:
+    source: TarballSource
     buckets: tuple[int, ...]
     index: int
     folder: str
@@ -219,6 +243,7 @@ class ShardJob:
 
 def shard_bucket(job: ShardJob) -> dict:
     """Phase 2: one bucket's pieces → one shard, in the split's order, every image checked."""
+    source = job.source
     wanted = set(job.buckets)
     pieces = sorted((p for p in Path(job.folder).iterdir()
                      if p.suffix == ".tar" and int(p.stem.split("-")[0]) in wanted),
@@ -234,8 +259,8 @@ def shard_bucket(job: ShardJob) -> dict:
             for stored, offset, size in list_tar_bytes(view, str(piece)):
                 position, name = int(stored[:9]), stored[10:]
                 if (tarball, position) in job.dropped:
-                    duplicated.append({"key": records.key_of(name), "file": name,
-                                       "error": f"duplicate key: this file of {records.TARBALLS[job.split][tarball]} "
+                    duplicated.append({"key": source.key_of(name), "file": name,
+                                       "error": f"duplicate key: this file of {source.tarballs[job.split][tarball]} "
                                                 "has the key of an earlier file in tarball order, which was kept"})
                 elif position < job.allowed[tarball]:
                     entries.append((name, piece_index, offset, size))
@@ -249,20 +274,20 @@ def shard_bucket(job: ShardJob) -> dict:
         def samples():
             for name, piece_index, offset, size in entries:
                 data = views[piece_index][offset:offset + size]
-                synset = records.synset_of(name)
+                class_id = source.class_of(name)
                 try:
                     image = prepare_image(data, job.resize)
                 except ImageError as exc:
-                    errors.append({"key": records.key_of(name), "file": name, "error": f"cannot decode: {exc}"})
+                    errors.append({"key": source.key_of(name), "file": name, "error": f"cannot decode: {exc}"})
                     continue
-                label, class_name = job.labels[synset]
-                meta = {"file_name": name, "synset": synset, "label": label, "class_name": class_name,
+                label, class_name = job.labels[class_id]
+                meta = {"file_name": name, source.class_word: class_id, "label": label, "class_name": class_name,
                         "width": image.width, "height": image.height}
                 if image.converted:
                     meta["converted"] = image.converted
                     converted.append({"file": name, "converted": image.converted})
                 kept.append((name, label))
-                yield records.key_of(name), {"jpg": image.data, "cls": str(label).encode(),
+                yield source.key_of(name), {"jpg": image.data, "cls": str(label).encode(),
                                              "json": shard_sink.json_bytes(meta)}
 
         info = shard_sink.write_shard(Path(job.out) / shard_sink.shard_name(job.split, job.index), samples())
@@ -283,51 +308,40 @@ def shard_bucket(job: ShardJob) -> dict:
     return result
 
 
-def _head(path: Path, size: int) -> bytes:
-    """The first ``size`` bytes of a file: enough to tell that one meant to be small is not."""
-    with open(path, "rb") as handle:
-        return handle.read(size)
-
-
-def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0, resize: int | None = None,
-          limit: int | None = None, shard_samples: int = 10_000, force: bool = False,
+def shard(layout: Layout, source: TarballSource, split: str, workers: int = 1, seed: int = 0,
+          resize: int | None = None, limit: int | None = None, shard_samples: int = 10_000, force: bool = False,
           max_member: int = DEFAULT_CAPS.member_bytes) -> dict:
-    """Both phases for one split; the work key holds every tarball's sha256, so a changed tarball
-    redoes the whole split (its images are hashed into every bucket, so every shard changes)."""
-    if split not in EXPECTED:
-        raise VlprepError(f"unknown ImageNet split {split!r}", fix="use train or val")
-    raw = layout.raw(NAME)
-    classes_path = raw / records.CLASSES_FILE
-    tarballs = [raw / rel for rel in records.TARBALLS[split]]
+    """Both phases for one split of ``source``; the work key holds every tarball's sha256, so a changed
+    tarball redoes the whole split (its images are hashed into every bucket, so every shard changes)."""
+    if split not in source.expected:
+        raise VlprepError(f"unknown {source.title} split {split!r}", fix=f"use {' or '.join(source.expected)}")
+    raw = layout.raw(source.name)
+    classes_path = raw / source.classes_file
+    tarballs = [raw / rel for rel in source.tarballs[split]]
     for path in [classes_path, *tarballs]:
         if not path.exists():
-            raise VlprepError(f"{path} is missing", fix="run: vlprep fetch imagenet")
-    classes = records.parse_classes(_head(classes_path, records.CLASSES_BYTES + 1), str(classes_path))
-    labels = {synset: (index, name) for index, (synset, name) in enumerate(classes)}
+            raise VlprepError(f"{path} is missing", fix=f"run: vlprep fetch {source.name}")
+    classes = source.read_classes(classes_path)
+    labels = {class_id: (index, name) for index, (class_id, name) in enumerate(classes)}
     config = ShardConfig(split, seed, resize, shard_samples, limit, max_member)
-    inputs = raw_inputs(layout, NAME, [records.CLASSES_FILE, *records.TARBALLS[split]])
-    key = config.key(inputs)
-    out = ensure_dir(layout.out(NAME))
-    split_sink.check_not_worse(out, split, limit, force, "vlprep shard imagenet")
-    work = ensure_dir(layout.work(NAME) / f"{split}-{key}")
+    inputs = raw_inputs(layout, source.name, [source.classes_file, *source.tarballs[split]])
+    key = config.key(source.work_version, inputs)
+    writer = split_sink.SplitWriter.start(layout, source.name, split, key, limit, force)
+    work = writer.work
     buckets_dir = ensure_dir(work / "buckets")
-    staged = split_sink.staged_dir(work)
-    published = split_sink.holds_key(out, split, key)
     for _ in range(2):  # a second pass only if a consumed bucket must be read again
-        _run_distribute(tarballs, work, buckets_dir, config, labels, workers)
+        _run_distribute(source, tarballs, work, buckets_dir, config, labels, workers)
         parts = [read_json(work / f"tarball-{i}.json") for i in range(len(tarballs))]
-        counts = _check_counts(split, parts, labels, limit)
+        counts = _check_counts(source, split, parts, labels, limit)
         filled = group_buckets(parts, shard_samples)
         allowed = _allowed(parts, limit)
         dropped = duplicates([work / f"keys-{i}.bin" for i in range(len(tarballs))], allowed)
         shard_jobs = []
         for index, buckets in enumerate(filled):
-            record = work / f"shard-{index:06d}.json"
-            name = shard_sink.shard_name(split, index)
-            if split_sink.shard_done(record, staged / name, out / name, published):
+            if writer.done(index):
                 continue
-            shard_jobs.append(ShardJob(buckets, index, str(buckets_dir), str(staged), split, seed, resize, labels,
-                                       str(record), allowed, dropped))
+            shard_jobs.append(ShardJob(source, buckets, index, str(buckets_dir), str(writer.staged), split, seed,
+                                       resize, labels, str(writer.record_path(index)), allowed, dropped))
         have = {int(p.stem.split("-")[0]) for p in buckets_dir.glob("*.tar")}
         if all(set(job.buckets) <= have for job in shard_jobs):
             break
@@ -337,18 +351,19 @@ def shard(layout: Layout, split: str = "train", workers: int = 1, seed: int = 0,
         for piece in buckets_dir.glob("*.tar"):
             piece.unlink()
     with process_pool(min(workers, len(shard_jobs))) as pool, \
-            tqdm(total=len(shard_jobs), desc=f"imagenet {split}: write shards", unit="shard", disable=None) as bar:
+            tqdm(total=len(shard_jobs), desc=f"{source.name} {split}: write shards", unit="shard",
+                 disable=None) as bar:
         for _ in run_bounded(shard_bucket, shard_jobs, pool, workers):
             bar.update(1)
     for piece in buckets_dir.glob("*.tar"):  # left by buckets whose shards were already complete
         piece.unlink()
-    results = [read_json(work / f"shard-{i:06d}.json") for i in range(len(filled))]
-    with split_sink.swapping(out, split, staged, len(filled), key):
-        return _finish(layout, config, results, counts, parts, allowed, key, inputs)
+    results = writer.results(len(filled))
+    with writer.publishing(len(filled)):
+        return _finish(layout, source, writer, config, results, counts, parts, allowed, inputs)
 
 
-def _run_distribute(tarballs: list[Path], work: Path, buckets_dir: Path, config: ShardConfig, labels: dict,
-                    workers: int) -> None:
+def _run_distribute(source: TarballSource, tarballs: list[Path], work: Path, buckets_dir: Path,
+                    config: ShardConfig, labels: dict, workers: int) -> None:
     """Phase 1 for every tarball without a completion record."""
     jobs = []
     for index, path in enumerate(tarballs):
@@ -356,12 +371,14 @@ def _run_distribute(tarballs: list[Path], work: Path, buckets_dir: Path, config:
         if not record.exists():
             for stale in buckets_dir.glob(f"*-{index}.tar"):  # a run killed mid-tarball left partial pieces
                 stale.unlink()
-            jobs.append(DistributeJob(index, str(path), str(buckets_dir), config.split, config.seed,
+            jobs.append(DistributeJob(source, index, str(path), str(buckets_dir), config.split, config.seed,
                                       config.shard_samples, config.limit, tuple(labels), str(record),
-                                      train_buckets(config.split, config.limit, config.shard_samples),
+                                      train_buckets(source.expected[config.split]["images"], config.limit,
+                                                    config.shard_samples),
                                       config.max_member, str(work / f"keys-{index}.bin")))
     with process_pool(min(workers, len(jobs))) as pool, \
-            tqdm(total=len(jobs), desc=f"imagenet {config.split}: read tarballs", unit="tar", disable=None) as bar:
+            tqdm(total=len(jobs), desc=f"{source.name} {config.split}: read tarballs", unit="tar",
+                 disable=None) as bar:
         for _ in run_bounded(distribute, jobs, pool, workers):
             bar.update(1)
 
@@ -398,69 +415,68 @@ def _class_counts(per_class: Counter) -> dict:
             "max_per_class": max(per_class.values(), default=0), "min_per_class": min(per_class.values(), default=0)}
 
 
-def _check_counts(split: str, parts: list[dict], labels: dict, limit: int | None) -> dict:
+def _check_counts(source: TarballSource, split: str, parts: list[dict], labels: dict, limit: int | None) -> dict:
+    unknown_key = _unknown(source)
     per_class: Counter = Counter()
     for part in parts:
         per_class.update(part["per_class"])
-    unknown = [name for part in parts for name in part["unknown_synset"]]
-    counts = {**_class_counts(per_class), "unknown_synset": len(unknown)}
+    unknown = [name for part in parts for name in part[unknown_key]]
+    counts = {**_class_counts(per_class), unknown_key: len(unknown)}
     if limit is None:
-        expected = EXPECTED[split]
+        expected = source.expected[split]
         wrong = {k: (counts[k], v) for k, v in expected.items() if counts[k] != v}
-        if wrong or unknown or len(labels) != 1000:
+        if wrong or unknown or len(labels) != expected["classes"]:
             detail = ", ".join(f"{k} {found:,} (published {want:,})" for k, (found, want) in wrong.items())
             if unknown:
-                detail += f"; {len(unknown)} files of a synset not in classes.py, e.g. {unknown[:3]}"
-            if len(labels) != 1000:
-                detail += f"; classes.py lists {len(labels)} classes"
-            raise VlprepError(f"imagenet {split}: {detail}",
+                detail += (f"; {len(unknown)} files of a {source.class_word} not in {source.classes_file}, "
+                           f"e.g. {unknown[:3]}")
+            if len(labels) != expected["classes"]:
+                detail += f"; {source.classes_file} lists {len(labels)} classes"
+            raise VlprepError(f"{source.name} {split}: {detail}",
                               fix="fetch the published files again (or pass --limit for a partial trial)")
     return {**counts, "per_class": dict(sorted(per_class.items()))}
 
 
-def over_cap_errors(parts: list[dict], allowed: tuple[int, ...], cap: int) -> list[dict]:
+def over_cap_errors(source: TarballSource, parts: list[dict], allowed: tuple[int, ...], cap: int) -> list[dict]:
     """errors.jsonl entries of the image members skipped unread for being over ``--max-member-mb``."""
     option = OPTION_OF["member_bytes"]
-    return [{"key": records.key_of(name), "file": name,
+    return [{"key": source.key_of(name), "file": name,
              "error": f"member over the cap: {size:,} bytes, more than {cap / MIB:g} MiB (raise it with {option})"}
             for tarball, part in enumerate(parts) for position, name, size in part["oversized"]
             if position < allowed[tarball]]
 
 
-def _finish(layout: Layout, config: ShardConfig, results: list[dict], counts: dict, parts: list[dict],
-            allowed: tuple[int, ...], key: str, inputs: dict[str, str]) -> dict:
-    out = layout.out(NAME)
+def _finish(layout: Layout, source: TarballSource, writer: split_sink.SplitWriter, config: ShardConfig,
+            results: list[dict], counts: dict, parts: list[dict], allowed: tuple[int, ...],
+            inputs: dict[str, str]) -> dict:
     split = config.split
+    unknown_key = _unknown(source)
     if config.limit is not None:  # the tarballs were read past the limit; count what was kept
-        per_class = Counter(records.synset_of(name) for r in results for name, _ in r["kept"])
-        counts = {**_class_counts(per_class), "unknown_synset": counts["unknown_synset"],
+        per_class = Counter(source.class_of(name) for r in results for name, _ in r["kept"])
+        counts = {**_class_counts(per_class), unknown_key: counts[unknown_key],
                   "per_class": dict(sorted(per_class.items()))}
     shards = [shard_sink.ShardInfo(**r["shard"]) for r in results]
     errors = sorted((e for r in results for e in r["errors"]), key=lambda e: e["file"])
-    errors += [{"key": records.key_of(n), "file": n, "error": "synset not in classes.py"}
-               for part in parts for n in part["unknown_synset"]]
-    over_cap = over_cap_errors(parts, allowed, config.max_member)
+    errors += [{"key": source.key_of(n), "file": n,
+                "error": f"{source.class_word} not in {source.classes_file}"}
+               for part in parts for n in part[unknown_key]]
+    over_cap = over_cap_errors(source, parts, allowed, config.max_member)
     errors += over_cap
     converted = sorted((c for r in results for c in r["converted"]), key=lambda c: c["file"])
-    with atomic_path(out / f"{split}.errors.jsonl") as tmp:
-        tmp.write_bytes(b"".join(shard_sink.json_bytes(e) + b"\n" for e in errors))
+    writer.write_errors(errors)
     images = sum(s.nsamples for s in shards)
     split_stats = {"images": images, "shards": len(shards), "bytes": sum(s.filesize for s in shards),
                    "skipped_images": len(errors), "converted_images": len(converted), "converted": converted,
                    "over_member_cap": len(over_cap),
                    "duplicate_keys": sum(e["error"].startswith("duplicate key") for e in errors),
                    "read": {k: v for k, v in counts.items() if k != "per_class"},
-                   "per_class": counts["per_class"], "config": config.__dict__, "work_key": key,
+                   "per_class": counts["per_class"], "config": config.__dict__, "work_key": writer.key,
                    "inputs": inputs}
-    stats_path = out / "stats.json"
-    stats = read_json(stats_path) if stats_path.exists() else {"dataset": NAME, "splits": {}}
-    stats["vlprep_version"] = __version__
-    stats["splits"][split] = split_stats
-    write_json(stats_path, stats)
+    stats = writer.write_stats(split_stats)
     rows = [(name, str(label), "used") for r in results for name, label in r["kept"]]
     rows += [(e["file"], "", "skipped: " + e["error"].split(":")[0]) for e in errors]
-    manifest_sink.write_tsv_gz(layout.manifests() / f"{NAME}-{split}.tsv.gz", MANIFEST_HEADER, sorted(rows))
-    shard_sink.write_wids_index(out / f"{split}.index.json", split, shards)  # last: the split is whole
+    manifest_sink.write_tsv_gz(layout.manifests() / f"{source.name}-{split}.tsv.gz", MANIFEST_HEADER, sorted(rows))
+    writer.write_index(shards)  # last: the split is whole
     return stats
 
 

@@ -1,11 +1,12 @@
-"""Image–text datasets (COCO, Visual Genome) → WebDataset shards, shared by both.
+"""Image–text datasets → WebDataset shards: one engine for every dataset of images with texts.
 
-Stages: the dataset module yields one :class:`SampleSpec` per image (ids, cleaned texts, where the
+Stages: the dataset's recipe yields one :class:`SampleSpec` per image (ids, cleaned texts, where the
 image lies); captions are encoded in batches and each sample's json is written to a work file in
 sample order (memory holds one batch). The order is then fixed (seeded shuffle for train splits),
 shards are planned from the images' stored sizes, and each shard is written by a worker from the
 work file and the image zips. A shard whose completion record exists is never rewritten, so an
-interrupted run resumes at shard granularity and ends with the same bytes.
+interrupted run resumes at shard granularity and ends with the same bytes; the split's bookkeeping
+(staging, swap, errors, stats, index) is :class:`~vlprep.pipeline.sinks.splits.SplitWriter`'s.
 """
 from __future__ import annotations
 
@@ -22,10 +23,9 @@ from typing import Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
-from .. import __version__
 from ..caps import DEFAULT_CAPS, MIB, OPTION_OF
 from ..errors import VlprepError
-from ..fileio import atomic_path, ensure_dir, file_digest, read_json, write_json
+from ..fileio import atomic_path, file_digest, read_json, write_json
 from ..layout import Layout
 from ..parallel import process_pool, run_bounded
 from ..sinks import manifests as manifest_sink
@@ -227,7 +227,7 @@ def write_one_shard(job: ShardJob) -> dict:
                     counts["converted"] += 1
                 counts["images"] += 1
                 counts["texts"] += len(meta["texts"])
-                if "region_ids" in meta:  # VG: descriptions written (concat packs several per text)
+                if "region_ids" in meta:  # region descriptions written (a packed text holds several)
                     counts["descriptions"] += sum(len(r) if isinstance(r, list) else 1 for r in meta["region_ids"])
                 counts["truncated"] += sum(length > MAX_BPE for length in meta["lengths"])
                 lengths.update(meta["lengths"])
@@ -256,10 +256,8 @@ def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], work
     dictionary = shipped_dictionary()
     key = config.key(dictionary.sha256, inputs)
     raw = layout.raw(config.dataset)
-    out = ensure_dir(layout.out(config.dataset))
-    split_sink.check_not_worse(out, config.split, config.limit, force, f"vlprep shard {config.dataset}")
-    work = ensure_dir(layout.work(config.dataset) / f"{config.split}-{key}")
-    staged = split_sink.staged_dir(work)
+    writer = split_sink.SplitWriter.start(layout, config.dataset, config.split, key, config.limit, force)
+    work = writer.work
     plan_path = work / "plan.json"
     if plan_path.exists():
         plan = read_json(plan_path)
@@ -272,24 +270,21 @@ def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], work
         write_json(plan_path, plan, durable=False)
     runs = plan["runs"]
     jobs = []
-    published = split_sink.holds_key(out, config.split, key)
     for index, (start, stop) in enumerate(runs):
-        name = shard_sink.shard_name(config.split, index)
-        path, record = staged / name, work / f"shard-{index:06d}.json"
-        if split_sink.shard_done(record, path, out / name, published):
+        if writer.done(index):
             continue
-        jobs.append(ShardJob(index, str(path), str(raw), str(work / "samples.jsonl"),
-                             [plan["locators"][i] for i in plan["order"][start:stop]], config.resize, str(record),
-                             config.max_member_bytes))
+        jobs.append(ShardJob(index, str(writer.staged_path(index)), str(raw), str(work / "samples.jsonl"),
+                             [plan["locators"][i] for i in plan["order"][start:stop]], config.resize,
+                             str(writer.record_path(index)), config.max_member_bytes))
     _close_zips()  # a forked worker must not share the parent's file offsets
     with process_pool(min(workers, len(jobs))) as pool, \
             tqdm(total=sum(len(j.locators) for j in jobs), desc=f"shard {config.dataset} {config.split}",
                  unit="img", disable=None) as bar:
         for job, _ in run_bounded(write_one_shard, jobs, pool, workers):
             bar.update(len(job.locators))
-    results = [read_json(work / f"shard-{i:06d}.json") for i in range(len(runs))]
-    with split_sink.swapping(out, config.split, staged, len(runs), key):
-        return _finish(layout, config, plan, results, key, inputs)
+    results = writer.results(len(runs))
+    with writer.publishing(len(runs)):
+        return _finish(layout, writer, config, plan, results, inputs)
 
 
 def _plan(raw: Path, config: ShardConfig, locators: list[dict], expected, rejected: list[dict]) -> dict:
@@ -328,15 +323,12 @@ def _plan(raw: Path, config: ShardConfig, locators: list[dict], expected, reject
     return {"locators": locators, "order": order, "runs": runs, "missing": missing + rejected, "dropped": dropped}
 
 
-def _finish(layout: Layout, config: ShardConfig, plan: dict, results: list[dict], key: str,
+def _finish(layout: Layout, writer: split_sink.SplitWriter, config: ShardConfig, plan: dict, results: list[dict],
             inputs: dict[str, str] | None) -> dict:
-    out = layout.out(config.dataset)
     shards = [shard_sink.ShardInfo(**r["shard"]) for r in results]
     errors = plan["missing"] + [e for r in results for e in r["errors"]]
     dropped = plan.get("dropped", [])
-    with atomic_path(out / f"{config.split}.errors.jsonl") as tmp:
-        tmp.write_bytes(b"".join(shard_sink.json_bytes(e) + b"\n"
-                                 for e in sorted(errors + dropped, key=lambda e: e["key"])))
+    writer.write_errors(sorted(errors + dropped, key=lambda e: e["key"]))
     counts: Counter = Counter()
     lengths: Counter = Counter()
     for result in results:
@@ -355,16 +347,12 @@ def _finish(layout: Layout, config: ShardConfig, plan: dict, results: list[dict]
         "skipped_images": len(errors), "skipped_by_cause": dict(Counter(e["error"].split(":")[0] for e in errors)),
         "shards": len(shards), "bytes": sum(s.filesize for s in shards),
         "text_length_histogram": {str(k): lengths[k] for k in sorted(lengths)},
-        "config": {k: v for k, v in config.__dict__.items()}, "work_key": key, "inputs": inputs,
+        "config": {k: v for k, v in config.__dict__.items()}, "work_key": writer.key, "inputs": inputs,
         **_extra_stats(plan),
     }
-    stats_path = out / "stats.json"
-    stats = read_json(stats_path) if stats_path.exists() else {"dataset": config.dataset, "splits": {}}
-    stats["vlprep_version"] = __version__
-    stats["splits"][config.split] = split_stats
-    write_json(stats_path, stats)
+    stats = writer.write_stats(split_stats)
     _write_manifest(layout, config, plan, errors)
-    shard_sink.write_wids_index(out / f"{config.split}.index.json", config.split, shards)  # last: the split is whole
+    writer.write_index(shards)  # last: the split is whole
     return stats
 
 

@@ -66,6 +66,13 @@ def parse_classes(text: str | bytes, source: str = CLASSES_FILE) -> list[tuple[s
     raise VlprepError(f"{source} defines no IMAGENET2012_CLASSES", fix="fetch classes.py again")
 
 
+def read_classes(path: Path) -> list[tuple[str, str]]:
+    """:func:`parse_classes` of the file at ``path``, reading no more than one byte past the cap."""
+    with open(path, "rb") as handle:
+        head = handle.read(CLASSES_BYTES + 1)
+    return parse_classes(head, str(path))
+
+
 def _synset_pairs(literal: object) -> list[tuple[str, object]] | None:
     """The ``(synset, name)`` pairs of a dict or a sequence of pairs whose synsets are strings (they
     are sorted and compared), or None for any other shape."""

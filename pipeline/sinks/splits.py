@@ -1,31 +1,43 @@
-"""A split's bookkeeping: shards are built beside the published split and swapped in when complete.
+"""A split's bookkeeping, owned by one writer: shards are built beside the published split and swapped in when complete.
 
-A build writes its shards into ``<work folder>/staged/`` (the work folder is named by the work key,
-so a killed run resumes there) and records each finished shard. Only when every shard is staged are
-they renamed into ``out/<dataset>/``, stale higher-numbered shards removed, and the split's errors,
-stats and manifest written, the wids index last. A run that fails or is killed before that leaves
-the published split exactly as it was (and ``verify`` passes on it). The renames take milliseconds;
-a kill inside them is noted in ``out/<dataset>/.<split>.swap.json``, and the next run with the same
-key finishes the swap from its records.
+A build writes its shards into ``<work folder>/staged/`` (the work folder, ``<split>-<work key>``,
+is named by the work key, so a killed run resumes there) and records each finished shard in
+``shard-<index>.json``. Only when every shard is staged are they renamed into ``out/<dataset>/``,
+stale higher-numbered shards removed, and the split's errors, stats and manifest written, the wids
+index last. A run that fails or is killed before that leaves the published split exactly as it was
+(and ``verify`` passes on it). The renames take milliseconds; a kill inside them is noted in
+``out/<dataset>/.<split>.swap.json``, and the next run with the same key finishes the swap from its
+records.
 
 Example::
 
-    staged = staged_dir(work)
-    done = shard_done(record, staged / name, out / name, holds_key(out, split, key))
-    ...
-    with swapping(out, split, staged, len(shards), key):
-        write_errors(); write_stats(); write_manifest(); write_wids_index(...)  # index last
+    writer = SplitWriter.start(layout, dataset, split, key, limit, force)  # refuses a worse trial
+    for index in range(count):
+        if not writer.done(index):
+            ...  # a worker writes writer.staged_path(index) and records writer.record_path(index)
+    results = writer.results(count)
+    with writer.publishing(count):
+        writer.write_errors(errors)
+        writer.write_stats(split_stats)
+        ...  # the manifest
+        writer.write_index(shards)  # last: the split is whole
+
+Builds that are not staged by work key use the functions directly: :func:`swap_in` (or
+:func:`remove_stale_shards`), :func:`write_errors`, :func:`merge_split_stats` and :func:`write_index`.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Container, Iterable, Iterator
 
+from .. import __version__
 from ..errors import VlprepError
-from ..fileio import ensure_dir, read_json, write_json
-from .shards import shard_name
+from ..fileio import atomic_path, ensure_dir, read_json, write_json
+from ..layout import Layout
+from .shards import ShardInfo, json_bytes, shard_name, write_wids_index
 
 STAGED = "staged"
 
@@ -88,6 +100,14 @@ def check_not_worse(out: Path, split: str, limit: int | None, force: bool, comma
             fix="pass --force to replace it, or run the trial with another --data-dir")
 
 
+def remove_stale_shards(out: Path, split: str, keep: Container[str]) -> None:
+    """Delete the split's shards ``<split>-NNNNNN.tar`` in ``out`` whose name is not in ``keep``
+    (left by an earlier, larger configuration, or no longer part of the split)."""
+    for stale in Path(out).glob(f"{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
+        if stale.name not in keep:
+            stale.unlink()
+
+
 @contextlib.contextmanager
 def swapping(out: Path, split: str, staged: Path, count: int, key: str) -> Iterator[None]:
     """Move ``count`` staged shards into ``out`` and drop stale ones; the block writes the rest, index last."""
@@ -97,8 +117,106 @@ def swapping(out: Path, split: str, staged: Path, count: int, key: str) -> Itera
         name = shard_name(split, index)
         if (Path(staged) / name).exists():
             os.replace(Path(staged) / name, Path(out) / name)
-    for stale in Path(out).glob(f"{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
-        if int(stale.stem.rsplit("-", 1)[1]) >= count:  # left by an earlier, larger configuration
-            stale.unlink()
+    remove_stale_shards(out, split, {shard_name(split, index) for index in range(count)})
     yield
     journal.unlink()
+
+
+def swap_in(staged: Path, out: Path, split: str, keep: Container[str]) -> None:
+    """Move every staged shard into ``out`` (in name order), then drop the split's shards not in ``keep``.
+
+    For a build that writes all its shards again on every run (no journal: a run killed among the
+    moves is repaired by the next one, which writes every shard again and the index last).
+    """
+    for shard in sorted(Path(staged).glob("*.tar")):
+        os.replace(shard, Path(out) / shard.name)
+    remove_stale_shards(out, split, keep)
+
+
+def write_errors(out: Path, split: str, errors: Iterable[dict]) -> Path:
+    """``out/<split>.errors.jsonl``: one compact json line per item left out, in the order given."""
+    path = Path(out) / f"{split}.errors.jsonl"
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(b"".join(json_bytes(e) + b"\n" for e in errors))
+    return path
+
+
+def merge_split_stats(out: Path, dataset: str, split: str, split_stats: dict) -> dict:
+    """Put the split's entry into ``out/stats.json`` (other splits kept, ``vlprep_version`` now this
+    one's); return the whole file's content."""
+    stats_path = Path(out) / "stats.json"
+    stats = read_json(stats_path) if stats_path.exists() else {"dataset": dataset, "splits": {}}
+    stats["vlprep_version"] = __version__
+    stats["splits"][split] = split_stats
+    write_json(stats_path, stats)
+    return stats
+
+
+def write_index(out: Path, split: str, shards: list[ShardInfo]) -> Path:
+    """``out/<split>.index.json`` (wids): written last, it is what says the split is whole."""
+    path = Path(out) / f"{split}.index.json"
+    write_wids_index(path, split, shards)
+    return path
+
+
+class SplitWriter:
+    """The bookkeeping of one split built by shards in a work folder named by its work key.
+
+    ``out`` is ``out/<dataset>/``; ``work`` the build's work folder. Shard ``i`` is written to
+    :meth:`staged_path` and recorded in :meth:`record_path` (json holding at least
+    ``{"shard": ShardInfo fields}``); a recorded shard is not written again (:meth:`done`).
+    """
+
+    def __init__(self, out: Path, dataset: str, split: str, key: str, work: Path) -> None:
+        self.out, self.dataset, self.split, self.key, self.work = Path(out), dataset, split, key, Path(work)
+        self.staged = staged_dir(self.work)
+
+    @classmethod
+    def start(cls, layout: Layout, dataset: str, split: str, key: str, limit: int | None = None,
+              force: bool = False, command: str | None = None) -> SplitWriter:
+        """The writer of ``out/<dataset>/<split>`` with its work folder ``work/<dataset>/<split>-<key>``.
+
+        Refuses first (:func:`check_not_worse`) a ``--limit`` build that would replace a more
+        complete split; ``command`` names the build in that message (default ``vlprep shard <dataset>``).
+        """
+        out = ensure_dir(layout.out(dataset))
+        check_not_worse(out, split, limit, force, command or f"vlprep shard {dataset}")
+        return cls(out, dataset, split, key, ensure_dir(layout.work(dataset) / f"{split}-{key}"))
+
+    @functools.cached_property
+    def out_holds(self) -> bool:
+        """Whether the shards now in ``out`` are this build's (read once, at the first :meth:`done`)."""
+        return holds_key(self.out, self.split, self.key)
+
+    def shard_name(self, index: int) -> str:
+        return shard_name(self.split, index)
+
+    def staged_path(self, index: int) -> Path:
+        return self.staged / self.shard_name(index)
+
+    def record_path(self, index: int) -> Path:
+        return self.work / f"shard-{index:06d}.json"
+
+    def done(self, index: int) -> bool:
+        """Shard ``index`` is finished: recorded, and staged or published by this very build."""
+        return shard_done(self.record_path(index), self.staged_path(index), self.out / self.shard_name(index),
+                          self.out_holds)
+
+    def results(self, count: int) -> list[dict[str, Any]]:
+        """The records of shards ``0..count-1``, in order (every one must be finished)."""
+        return [read_json(self.record_path(index)) for index in range(count)]
+
+    @contextlib.contextmanager
+    def publishing(self, count: int) -> Iterator[None]:
+        """Swap the ``count`` staged shards in and drop stale ones; the block writes the rest, index last."""
+        with swapping(self.out, self.split, self.staged, count, self.key):
+            yield
+
+    def write_errors(self, errors: Iterable[dict]) -> Path:
+        return write_errors(self.out, self.split, errors)
+
+    def write_stats(self, split_stats: dict) -> dict:
+        return merge_split_stats(self.out, self.dataset, self.split, split_stats)
+
+    def write_index(self, shards: list[ShardInfo]) -> Path:
+        return write_index(self.out, self.split, shards)
