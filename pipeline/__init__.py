@@ -4,9 +4,10 @@ Python users drive the same stages as the command line::
 
     from vlprep.pipeline import Layout
     from vlprep.pipeline.datasets import owt
+    from vlprep.pipeline.engines import textbin
     layout = Layout.from_env("./data")
-    owt.fetch(layout, subsets=(0, 1, 2, 3, 4, 5))
-    owt.binarize(layout, owt.BinarizeConfig(), workers=2)
+    owt.fetch_subsets(layout, (0, 1, 2, 3, 4, 5))
+    textbin.binarize(layout, owt.corpus(), textbin.BinarizeConfig(owt.DEFAULT_SPLITS), workers=2)
 """
 from __future__ import annotations
 

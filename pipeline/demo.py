@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .engines import textbin as owt
+from .datasets import owt
+from .engines import textbin
 from .fileio import atomic_path, ensure_dir
 from .layout import Layout
 from .localserve import serve_directory
@@ -214,14 +215,14 @@ def _imagenet_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> 
 
 def _glue_demo(layout: Layout, say: Callable[[str], None]) -> list[Path]:
     """GLUE: tiny parquet files of all nine tasks, binarized in the RoBERTa GLUE layout."""
-    from .engines import sentencebin as glue
+    from .datasets import glue
     from .sampledata import build_glue_mirror
 
     root = layout.root / "demo-mirror" / "glue"
     build_glue_mirror(root)
-    glue.fetch(layout, mirror=str(root))
-    glue.binarize(layout, limit=1_000_000)  # sample data: skip the check against the published sizes
-    found = glue.verify(layout)
+    glue.fetch_tasks(layout, mirror=str(root))
+    glue.binarize_tasks(layout, limit=1_000_000)  # sample data: skip the check against the published sizes
+    found = glue.verify_tasks(layout)
     say(f"fetch glue + binarize glue + verify glue: ok ({len(found)} tasks, "
         f"{sum(f['items'] for f in found.values()):,} items in the RoBERTa GLUE layout)")
     return [layout.out(glue.NAME) / "MNLI-bin", layout.out(glue.NAME) / "stats.json"]
@@ -256,12 +257,13 @@ def run_demo(data_dir: Path, workers: int = 2, say: Callable[[str], None] = prin
     say(f"sample: {documents} OpenWebText-format documents in 6 subsets under {mirror_dir}")
     with serve_directory(mirror_dir) as url:
         say(f"serving it as a mirror at {url}")
-        report = owt.fetch(layout, subsets=(0, 1, 2, 3, 4, 5), mirror=url)
+        report = owt.fetch_subsets(layout, (0, 1, 2, 3, 4, 5), mirror=url)
     say(f"fetch owt: {len(report.fetched)} fetched, {len(report.skipped)} already on disk ({report.tally()})")
-    stats = owt.binarize(layout, owt.BinarizeConfig(), workers=workers)
-    owt.verify(layout)
+    corpus = owt.corpus()
+    stats = textbin.binarize(layout, corpus, textbin.BinarizeConfig(dict(owt.DEFAULT_SPLITS)), workers=workers)
+    textbin.verify(layout, corpus)
     say("binarize owt + verify owt: ok")
-    for line in owt.summary_lines(stats):
+    for line in textbin.summary_lines(stats):
         say("  " + line)
     out = layout.out(owt.NAME)
     outputs = [out / name for name in sorted(stats["files"])] + [out / "stats.json"]
