@@ -1,17 +1,33 @@
 """GLUE → fairseq binaries in the layout of fairseq's RoBERTa GLUE recipe (``out/glue/<TASK>-bin/``).
 
-The recipe: the nine tasks and which to run. The work (parquet read under caps, one line per
-sentence, BPE, the label dictionary, fairseq binaries) is done by ``engines/sentencebin.py``.
+The recipe: the nine tasks and which to run, each split read from its parquet file under caps
+(``records/glue.py``) with the checks the recipe implies: the published row count (unless
+``--limit``), class numbers mapped to the recipe's label symbols, STS-B scores printed as the
+recipe's ``awk '{print $1 / 5.0}'`` prints them. The work (one line per sentence, BPE, the label
+dictionary, fairseq binaries) is done by ``engines/sentencebin.py``.
+
+From Python::
+
+    from vlprep.pipeline.datasets import glue
+    glue.fetch_tasks(layout, tasks=("RTE",))
+    glue.binarize_tasks(layout, tasks=("RTE",))
+    glue.verify_tasks(layout)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..caps import DEFAULT_CAPS
+from ..errors import VlprepError
 from ..layout import Layout
 from ..records import glue as records
 from .recipe import FETCH_COMMON, Limit, Manifest, Recipe, Run, Stage, option
+
+if TYPE_CHECKING:
+    from ..engines.fetch import FetchReport
+    from ..engines.sentencebin import SentenceCorpus, SentenceTask, Table
 
 NAME = "glue"
 
@@ -45,12 +61,93 @@ class VerifyOptions:
     pass
 
 
-def fetch(run: Run, options: FetchOptions) -> None:
+def chosen_tasks(tasks: tuple[str, ...] = ()) -> list[records.Task]:
+    """The tasks named (any spelling ``task_named`` takes), or all nine in fairseq's order."""
+    return [records.task_named(t) for t in tasks] if tasks else list(records.TASKS.values())
+
+
+def fetch_tasks(layout: Layout, mirror: str | None = None, tasks: tuple[str, ...] = (),
+                revision: str | None = None) -> FetchReport:
+    """Download and check the parquet files of ``tasks`` (all when empty) into ``raw/glue``."""
+    from ..engines.fetch import fetch_from_hub, fetch_from_mirror
+    from ..sources.mirror import Mirror
+
+    relpaths = [task.relpath(hub) for task in chosen_tasks(tasks) for hub, _, _ in task.splits]
+    if mirror:
+        return fetch_from_mirror(layout.raw(NAME), relpaths, Mirror(mirror))
+    return fetch_from_hub(layout.raw(NAME), relpaths, records.REPO, revision or records.DEFAULT_REVISION)
+
+
+def corpus() -> SentenceCorpus:
+    """GLUE as ``engines/sentencebin.py`` names it: ``out/glue``, rebuilt by ``vlprep binarize glue --task T``."""
+    from ..engines.sentencebin import SentenceCorpus
+
+    return SentenceCorpus(NAME, f"vlprep binarize {NAME}", "--task")
+
+
+def sentence_task(task: records.Task) -> SentenceTask:
+    """A GLUE task as ``engines/sentencebin.py`` writes it: its input columns, splits and their readers."""
+    from functools import partial
+
+    from ..engines.sentencebin import SentenceTask, TableSplit
+
+    splits = tuple(TableSplit(split, task.relpath(hub_split), partial(read_table, task, hub_split, published))
+                   for hub_split, split, published in task.splits)
+    return SentenceTask(task.name, len(task.inputs), splits, scores=task.labels is None)
+
+
+def read_table(task: records.Task, hub_split: str, published: int, path: Path, limit: int | None,
+               max_text: int) -> Table:
+    """One split's sentences and label symbols, read in checked batches; the row count (from the
+    footer) is checked against the published split first, unless ``limit`` is set."""
+    from ..engines.sentencebin import Table
+
+    fix = f"run: vlprep fetch glue --task {task.name}"
+    if not path.exists():
+        raise VlprepError(f"{path} is missing", fix=fix)
+    rows = records.split_rows(path, fix)
+    if limit is None and rows != published:
+        raise VlprepError(f"GLUE {task.name} {hub_split}: {rows:,} rows, the published split has {published:,}",
+                          fix=f"fetch the published files again: vlprep fetch glue --task {task.name} "
+                              "(or pass --limit for a partial trial)")
+    data = records.read_split(path, task, hub_split, limit, max_text, fix)
+    labels = label_symbols(task, data["label"]) if task.labelled(hub_split) else None
+    return Table(tuple(data[column] for column in task.inputs), labels)
+
+
+def label_symbols(task: records.Task, values: list) -> list[str]:
+    """Label symbols of checked class numbers, or STS-B scores as the recipe's awk prints them."""
+    if task.labels is None:
+        return [awk_score(v) for v in values]
+    return [task.labels[v] for v in values]
+
+
+def awk_score(score: float) -> str:
+    """``awk '{print $1 / 5.0}'``: awk's OFMT is ``%.6g``."""
+    return format(float(score) / 5.0, ".6g")
+
+
+def binarize_tasks(layout: Layout, tasks: tuple[str, ...] = (), limit: int | None = None,
+                   tokenizer: str | None = None, max_text: int = DEFAULT_CAPS.text_bytes) -> dict:
+    """Write ``out/glue/<TASK>-bin`` for ``tasks`` (all when empty); return stats.json."""
     from ..engines import sentencebin
+
+    chosen = [sentence_task(task) for task in chosen_tasks(tasks)]
+    return sentencebin.binarize(layout, corpus(), chosen, limit, tokenizer, max_text)
+
+
+def verify_tasks(layout: Layout) -> dict:
+    """Check every task in ``out/glue/stats.json``; raise on the first fault."""
+    from ..engines import sentencebin
+
+    return sentencebin.verify(layout, corpus())
+
+
+def fetch(run: Run, options: FetchOptions) -> None:
     from ..redact import redact_url
 
     mirror = run.common.mirror
-    report = sentencebin.fetch(run.layout, mirror, options.tasks, options.revision or sentencebin.DEFAULT_REVISION)
+    report = fetch_tasks(run.layout, mirror, options.tasks, options.revision)
     origin = f"mirror {redact_url(mirror)}" if mirror else f"hub {records.REPO}@{report.commit}"
     for line in report.summary(NAME, origin, run.layout.raw(NAME)):
         run.say(line)
@@ -59,17 +156,15 @@ def fetch(run: Run, options: FetchOptions) -> None:
 def binarize(run: Run, options: BinarizeOptions) -> None:
     from ..engines import sentencebin
 
-    stats = sentencebin.binarize(run.layout, options.tasks, run.common.limit, run.common.tokenizer,
-                                 options.max_text_kb << 10)
+    stats = binarize_tasks(run.layout, options.tasks, run.common.limit, run.common.tokenizer,
+                           options.max_text_kb << 10)
     for line in sentencebin.summary_lines(stats):
         run.say(line)
     run.say(f"written: {run.layout.out(NAME)}/<TASK>-bin/")
 
 
 def verify(run: Run, options: VerifyOptions) -> None:
-    from ..engines import sentencebin
-
-    for task, found in sentencebin.verify(run.layout).items():
+    for task, found in verify_tasks(run.layout).items():
         run.say(f"glue {task}: ok ({found['files']} files, {found['items']:,} items)")
 
 

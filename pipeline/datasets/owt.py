@@ -1,20 +1,38 @@
 """OpenWebText subsets → fairseq binaries (``out/owt/{dict.txt,train,valid}.{bin,idx}``).
 
-The recipe: which subsets are fetched and which form each split. The work (fetch from the hub or a
-mirror, chunked BPE encoding, ordered merge, provenance) is done by ``engines/textbin.py``.
+The recipe: which subsets are fetched (from the hub at a pinned commit, or a mirror; where each came
+from is kept in ``raw/owt/SOURCE.json``) and which form each split. A subset tar is one source of the
+text corpus :func:`corpus` describes; its ``.xz`` members are the chunks (``records/owt.py`` lists
+and reads them). The work (chunked BPE encoding, ordered merge, provenance) is done by
+``engines/textbin.py``.
+
+From Python::
+
+    from vlprep.pipeline.datasets import owt
+    from vlprep.pipeline.engines import textbin
+    owt.fetch_subsets(layout, (0, 1, 2, 3, 4, 5))
+    textbin.binarize(layout, owt.corpus(), textbin.BinarizeConfig(owt.DEFAULT_SPLITS), workers=2)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..caps import DEFAULT_CAPS
 from ..errors import VlprepError
 from ..layout import Layout
 from .recipe import FETCH_COMMON, Limit, Manifest, Recipe, Run, Stage, option
 
+if TYPE_CHECKING:
+    from ..engines.fetch import FetchReport
+    from ..engines.textbin import TextCorpus
+
 NAME = "owt"
 SUBSETS = range(21)
+DEFAULT_SPLITS = {"train": (0, 1, 2, 3, 4), "valid": (5,)}
+SOURCE_RECORD = "SOURCE.json"
+"""``raw/owt/SOURCE.json``: where each fetched subset came from (hub repo, revision and commit, or mirror)."""
 
 
 def parse_subsets(value: str | tuple[int, ...]) -> tuple[int, ...]:
@@ -51,10 +69,10 @@ class FetchOptions:
 
 @dataclass(frozen=True)
 class BinarizeOptions:
-    train_subsets: tuple[int, ...] = option((0, 1, 2, 3, 4), "Subsets that form the train split.",
+    train_subsets: tuple[int, ...] = option(DEFAULT_SPLITS["train"], "Subsets that form the train split.",
                                             parse=parse_subsets, metavar="LIST")
-    valid_subsets: tuple[int, ...] = option((5,), "Subsets that form the valid split.", parse=parse_subsets,
-                                            metavar="LIST")
+    valid_subsets: tuple[int, ...] = option(DEFAULT_SPLITS["valid"], "Subsets that form the valid split.",
+                                            parse=parse_subsets, metavar="LIST")
     dict_path: Path | None = option(None, "Your own fairseq dict.txt. Default: fairseq's GPT-2 dict.txt shipped "
                                     "with vlprep.", type=Path, flag_name="dict", must_exist=True)
     doc_separator: bool = option(False, "Write one [</s>] item between consecutive documents (fairseq's "
@@ -72,13 +90,75 @@ class VerifyOptions:
     seed: int = option(0, "Seed that draws the --tokenizer-check lines.", type=int)
 
 
+def corpus() -> TextCorpus:
+    """OpenWebText as ``engines/textbin.py`` reads it: subset tars of ``.xz`` chunks of ``.txt`` documents."""
+    from ..engines.textbin import TextCorpus
+    from ..records import owt as records
+
+    return TextCorpus(dataset=NAME, sources={s: records.subset_relpath(s) for s in SUBSETS},
+                      list_chunks=records.list_chunks, read_documents=records.read_documents,
+                      fetch_command=f"vlprep fetch {NAME} --subsets {{sources}}",
+                      binarize_command=f"vlprep binarize {NAME}", chunks_field="xz_members", origin=subset_origin)
+
+
+def fetch_subsets(layout: Layout, subsets: tuple[int, ...], revision: str | None = None,
+                  mirror: str | None = None) -> FetchReport:
+    """Download and verify the subset tars; record where they came from in ``raw/owt/SOURCE.json``."""
+    from ..engines.fetch import fetch_from_hub, fetch_from_mirror
+    from ..fileio import ensure_dir, write_json
+    from ..records import owt as records
+    from ..redact import redact_url
+    from ..sources.mirror import Mirror
+
+    raw = ensure_dir(layout.raw(NAME))
+    relpaths = [records.subset_relpath(s) for s in subsets]
+    if mirror:
+        report = fetch_from_mirror(raw, relpaths, Mirror(mirror), records.KNOWN_SHA256)
+        source = {"mirror": redact_url(mirror)}
+    else:
+        revision = revision or records.DEFAULT_REVISION
+        report = fetch_from_hub(raw, relpaths, records.HUB_REPO, revision, records.KNOWN_SHA256)
+        source = {"hub_repo": records.HUB_REPO, "revision": revision, "commit": report.commit}
+    sources_path = raw / SOURCE_RECORD
+    known = read_sources(sources_path)
+    for relpath in relpaths:
+        known[relpath] = {**source, "sha256": report.sha256[relpath]}
+    write_json(sources_path, known)
+    return report
+
+
+def read_sources(path: Path) -> dict[str, dict]:
+    """``raw/owt/SOURCE.json`` (empty if absent). A damaged one is one error naming it, not a traceback:
+    it is only provenance, and fetch writes it again."""
+    from ..fileio import read_json
+
+    if not path.exists():
+        return {}
+    try:
+        sources = read_json(path)
+    except ValueError as exc:
+        sources = str(exc)
+    if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
+        raise VlprepError(f"{path}: not a valid source record ({str(sources)[:80]})",
+                          fix=f"delete it and run: vlprep fetch {NAME}  (it is written again from the fetch)")
+    return sources
+
+
+def subset_origin(raw: Path, relpath: str) -> dict:
+    """Where the fetched subset ``relpath`` came from, by ``SOURCE.json`` (credentials redacted)."""
+    from ..redact import redact_text
+
+    return {k: redact_text(v) if isinstance(v, str) else v
+            for k, v in read_sources(raw / SOURCE_RECORD).get(relpath, {}).items() if k != "sha256"}
+
+
 def fetch(run: Run, options: FetchOptions) -> None:
-    from ..engines import textbin
+    from ..records.owt import HUB_REPO
     from ..redact import redact_url
 
     mirror = run.common.mirror
-    report = textbin.fetch(run.layout, options.subsets, options.revision or textbin.DEFAULT_REVISION, mirror)
-    origin = f"mirror {redact_url(mirror)}" if mirror else f"{textbin.HUB_REPO}@{report.commit}"
+    report = fetch_subsets(run.layout, options.subsets, options.revision, mirror)
+    origin = f"mirror {redact_url(mirror)}" if mirror else f"{HUB_REPO}@{report.commit}"
     for line in report.summary(NAME, origin, run.layout.raw(NAME)):
         run.say(line)
 
@@ -109,7 +189,7 @@ def binarize(run: Run, options: BinarizeOptions) -> None:
         doc_separator=options.doc_separator, limit=run.common.limit,
         dict_path=str(options.dict_path) if options.dict_path else None,
         tokenizer=run.common.tokenizer or default_backend(), max_document_bytes=options.max_document_mb << 20)
-    stats = textbin.binarize(run.layout, config, run.common.workers)
+    stats = textbin.binarize(run.layout, corpus(), config, run.common.workers)
     for line in textbin.summary_lines(stats):
         run.say(line)
     run.say(f"written: {run.layout.out(NAME)}/{{dict.txt,train.bin,train.idx,valid.bin,valid.idx,stats.json}}")
@@ -118,10 +198,10 @@ def binarize(run: Run, options: BinarizeOptions) -> None:
 def verify(run: Run, options: VerifyOptions) -> None:
     from ..engines import textbin
 
-    for split, found in textbin.verify(run.layout).items():
+    for split, found in textbin.verify(run.layout, corpus()).items():
         run.say(f"owt {split}: ok ({found['items']:,} items, {found['ids']:,} ids)")
     if options.tokenizer_check:
-        report = textbin.tokenizer_check(run.layout, options.tokenizer_check, options.seed)
+        report = textbin.tokenizer_check(run.layout, corpus(), options.tokenizer_check, options.seed)
         run.say(f"owt tokenizer check: ok ({report['checked']:,} random items from "
                 f"{report.get('members', 0):,} archive members equal their {report['reference']} "
                 f"encoding; seed {options.seed})")

@@ -1,24 +1,28 @@
-"""GLUE → fairseq binaries in the layout of fairseq's RoBERTa GLUE recipe, byte for byte.
+"""Sentence tables with labels → fairseq binaries in the layout of fairseq's RoBERTa fine-tuning
+recipe (``examples/roberta``), byte for byte.
 
-For every task ``out/glue/<TASK>-bin/`` holds ``input0/`` (and ``input1/`` for sentence pairs) with
-``{train,valid,test}.{bin,idx}`` (MNLI adds ``valid1``/``test1`` for the mismatched sets) and the
-GPT-2 ``dict.txt``, and ``label/``: the labels binarized with their own dictionary, or, for STS-B,
-``train.label``/``valid.label`` with the score divided by 5. What the recipe does and vlprep
-repeats:
+A dataset gives tasks (:class:`SentenceTask`): each a name, one or two sentence columns, and its
+splits (:class:`TableSplit`: fairseq's split name, the raw file under ``raw/<dataset>``, and a reader
+that returns the split as a :class:`Table` of sentences and label symbols). For every task
+``out/<dataset>/<TASK>-bin/`` holds ``input0/`` (and ``input1/`` for sentence pairs) with
+``<split>.{bin,idx}`` and the GPT-2 ``dict.txt``, and ``label/``: the labels binarized with their own
+dictionary, or, for a task of scores, ``<split>.label`` text files of the label strings given. What
+the recipe does and vlprep repeats:
 
 - every sentence is one item: ``line.strip()``, GPT-2 BPE, dictionary indices, ``</s>`` appended;
   an empty sentence is an item of just ``</s>`` (``--keep-empty``). A line break inside a sentence
   (which a TSV line cannot hold) becomes a space, and is counted, so items stay aligned;
 - the label dictionary is what ``fairseq-preprocess`` builds from the train labels: symbols by
   descending count, ties in symbol order, padded with ``madeupword0000``… to a multiple of 8;
-- STS-B scores are printed as awk prints ``$1 / 5.0`` (``%.6g``);
-- test splits have inputs only.
+- a split without labels (a test split) has inputs only.
 """
 from __future__ import annotations
 
 import shutil
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 from tqdm import tqdm
@@ -28,27 +32,61 @@ from ..caps import DEFAULT_CAPS
 from ..errors import VlprepError
 from ..fileio import ensure_dir, read_json, sha256_file, temp_sibling, write_json
 from ..layout import Layout
-from ..records import glue as records
 from ..sinks.fairseq import write_dataset
 from ..transforms.bpe import LineEncoder, get_backend
 from ..transforms.dictionary import EOS, SPECIALS, UNK, Dictionary, load_dictionary
-from .fetch import FetchReport, fetch_from_hub, fetch_from_mirror
 from .inputs import check_inputs, raw_inputs
 
-NAME = "glue"
-DEFAULT_REVISION = "main"
 PADDING_FACTOR = 8
 
 
-def fetch(layout: Layout, mirror: str | None = None, tasks: tuple[str, ...] = (),
-          revision: str = DEFAULT_REVISION) -> FetchReport:
-    from ..sources.mirror import Mirror
+@dataclass(frozen=True)
+class Table:
+    """One split of a task as read: the sentences of each input column (one or two columns, as many
+    rows each) and, for a labelled split, each row's label as the symbol written (None: no labels)."""
 
-    chosen = [records.task_named(t) for t in tasks] if tasks else list(records.TASKS.values())
-    relpaths = [task.relpath(hub) for task in chosen for hub, _, _ in task.splits]
-    if mirror:
-        return fetch_from_mirror(layout.raw(NAME), relpaths, Mirror(mirror))
-    return fetch_from_hub(layout.raw(NAME), relpaths, records.REPO, revision)
+    sentences: tuple[list[str], ...]
+    labels: list[str] | None = None
+
+
+TableReader = Callable[[Path, int | None, int], Table]
+"""``(raw file, limit, max_text)`` → its first ``limit`` rows (all when None), no sentence over
+``max_text`` bytes; a fault is a :class:`VlprepError` naming the file, the row and the fix."""
+
+
+@dataclass(frozen=True)
+class TableSplit:
+    split: str
+    """fairseq's name of the split (``train``, ``valid``, ``test``, ``valid1``…)."""
+    relpath: str
+    """The raw file under ``raw/<dataset>``, recorded in the task's ``inputs``."""
+    read: TableReader
+
+
+@dataclass(frozen=True)
+class SentenceTask:
+    name: str
+    """Written to ``out/<dataset>/<name>-bin``."""
+    columns: int
+    """Sentences per row: 1 (``input0``) or 2 (``input0``, ``input1``)."""
+    splits: tuple[TableSplit, ...]
+    """In fairseq's order; the label dictionary is built from the ``train`` split's labels."""
+    scores: bool = False
+    """Labels are scores, written as ``label/<split>.label`` text, not binarized with a dictionary."""
+
+
+@dataclass(frozen=True)
+class SentenceCorpus:
+    """The dataset the tasks belong to, and the command that rebuilds them (named in verify's fixes)."""
+
+    dataset: str
+    binarize_command: str
+    task_option: str = "--task"
+    """How :attr:`binarize_command` is given one task."""
+
+    def rebuild(self, task: str | None = None) -> str:
+        """``run: <binarize_command>``, for one task when given."""
+        return f"run: {self.binarize_command}" + (f" {self.task_option} {task}" if task else "")
 
 
 def one_line(text: str | None) -> tuple[str, bool]:
@@ -87,60 +125,34 @@ def label_dictionary(train_labels: list[str]) -> Dictionary:
     return dictionary
 
 
-def awk_score(score: float) -> str:
-    """``awk '{print $1 / 5.0}'``: awk's OFMT is ``%.6g``."""
-    return format(float(score) / 5.0, ".6g")
-
-
-def _read_split(path: Path, task: records.Task, hub_split: str, published: int, limit: int | None,
-                max_text: int) -> dict[str, list]:
-    """The split's columns, read in checked batches; the row count (from the footer) is checked first."""
-    fix = f"run: vlprep fetch glue --task {task.name}"
-    if not path.exists():
-        raise VlprepError(f"{path} is missing", fix=fix)
-    rows = records.split_rows(path, fix)
-    if limit is None and rows != published:
-        raise VlprepError(f"GLUE {task.name} {hub_split}: {rows:,} rows, the published split has {published:,}",
-                          fix=f"fetch the published files again: vlprep fetch glue --task {task.name} "
-                              "(or pass --limit for a partial trial)")
-    return records.read_split(path, task, hub_split, limit, max_text, fix)
-
-
-def _labels(task: records.Task, values: list) -> list[str]:
-    """Label symbols of checked class numbers, or STS-B scores as the recipe's awk prints them."""
-    if task.labels is None:
-        return [awk_score(v) for v in values]
-    return [task.labels[v] for v in values]
-
-
-def binarize_task(layout: Layout, task: records.Task, encoder: LineEncoder, dictionary: Dictionary,
+def binarize_task(layout: Layout, dataset: str, task: SentenceTask, encoder: LineEncoder, dictionary: Dictionary,
                   limit: int | None, max_text: int = DEFAULT_CAPS.text_bytes) -> dict:
-    """Write ``out/glue/<TASK>-bin`` (built in a temporary folder, renamed when complete)."""
-    raw = layout.raw(NAME)
-    final = layout.out(NAME) / f"{task.name}-bin"
-    tmp = temp_sibling(ensure_dir(layout.out(NAME)) / f".{task.name}-bin")  # per process: never shared
+    """Write ``out/<dataset>/<TASK>-bin`` (built in a temporary folder, renamed when complete)."""
+    raw = layout.raw(dataset)
+    final = layout.out(dataset) / f"{task.name}-bin"
+    tmp = temp_sibling(ensure_dir(layout.out(dataset)) / f".{task.name}-bin")  # per process: never shared
     shutil.rmtree(tmp, ignore_errors=True)
     report: dict = {"splits": {}, "files": {}}
     label_texts: dict[str, list[str]] = {}
-    for hub_split, split, published in task.splits:
-        data = _read_split(raw / task.relpath(hub_split), task, hub_split, published, limit, max_text)
-        rows = len(data[task.inputs[0]])
+    for part in task.splits:
+        table = part.read(raw / part.relpath, limit, max_text)
+        rows = len(table.sentences[0])
         entry = {"rows": rows, "tokens": 0, "unk": 0, "line_breaks": 0}
-        for column_index, column in enumerate(task.inputs):
-            lines, breaks = zip(*(one_line(v) for v in data[column])) if rows else ((), ())
+        for column_index, sentences in enumerate(table.sentences):
+            lines, breaks = zip(*(one_line(v) for v in sentences)) if rows else ((), ())
             tokens, sizes, unk = encode_items(encoder, list(lines))
             folder = ensure_dir(tmp / f"input{column_index}")
-            write_dataset(folder / f"{split}.bin", folder / f"{split}.idx", tokens, sizes, len(dictionary))
+            write_dataset(folder / f"{part.split}.bin", folder / f"{part.split}.idx", tokens, sizes, len(dictionary))
             entry["tokens"] += int(tokens.size)
             entry["unk"] += unk
             entry["line_breaks"] += sum(breaks)
-        if task.labelled(hub_split):
-            label_texts[split] = _labels(task, data["label"])
-        report["splits"][split] = entry
-    for column_index in range(len(task.inputs)):
+        if table.labels is not None:
+            label_texts[part.split] = table.labels
+        report["splits"][part.split] = entry
+    for column_index in range(task.columns):
         (tmp / f"input{column_index}" / "dict.txt").write_text(dictionary.to_text(), encoding="utf-8")
     labels_dir = ensure_dir(tmp / "label")
-    if task.labels is None:
+    if task.scores:
         for split, values in label_texts.items():
             (labels_dir / f"{split}.label").write_text("".join(v + "\n" for v in values), encoding="utf-8")
     else:
@@ -153,22 +165,22 @@ def binarize_task(layout: Layout, task: records.Task, encoder: LineEncoder, dict
                           np.full(len(ids), 2, dtype=np.int64), len(label_dict))
         report["labels"] = label_dict.symbols[len(SPECIALS):]
     report["files"] = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-    report["inputs"] = raw_inputs(layout, NAME, [task.relpath(hub_split) for hub_split, _, _ in task.splits])
+    report["inputs"] = raw_inputs(layout, dataset, [part.relpath for part in task.splits])
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return report
 
 
-def binarize(layout: Layout, tasks: tuple[str, ...] = (), limit: int | None = None,
+def binarize(layout: Layout, corpus: SentenceCorpus, tasks: Iterable[SentenceTask], limit: int | None = None,
              tokenizer: str | None = None, max_text: int = DEFAULT_CAPS.text_bytes) -> dict:
-    chosen = [records.task_named(t) for t in tasks] if tasks else list(records.TASKS.values())
+    """Write every task; stats.json keeps the tasks written before and records these."""
     dictionary = load_dictionary()
     encoder = LineEncoder(dictionary, get_backend(tokenizer))
-    stats_path = layout.out(NAME) / "stats.json"
-    stats = read_json(stats_path) if stats_path.exists() else {"dataset": NAME, "tasks": {}}
-    for task in tqdm(chosen, desc="glue", unit="task", disable=None):
-        stats["tasks"][task.name] = {**binarize_task(layout, task, encoder, dictionary, limit, max_text),
-                                     "limit": limit}
+    stats_path = layout.out(corpus.dataset) / "stats.json"
+    stats = read_json(stats_path) if stats_path.exists() else {"dataset": corpus.dataset, "tasks": {}}
+    for task in tqdm(list(tasks), desc=corpus.dataset, unit="task", disable=None):
+        stats["tasks"][task.name] = {**binarize_task(layout, corpus.dataset, task, encoder, dictionary, limit,
+                                                     max_text), "limit": limit}
     stats["vlprep_version"] = __version__
     stats["splits"] = {name: {"rows": sum(s["rows"] for s in t["splits"].values())}
                        for name, t in stats["tasks"].items()}
@@ -184,25 +196,25 @@ def summary_lines(stats: dict) -> list[str]:
     return rows
 
 
-def verify(layout: Layout) -> dict:
+def verify(layout: Layout, corpus: SentenceCorpus) -> dict:
     """Every task's binaries well formed (fairseq's index rules, ids inside the dictionary, items
     ending in ``</s>``) and every file's sha256 equal to ``stats.json``; raise on the first fault."""
     from ..sinks.fairseq import check_dataset
     from ..transforms.dictionary import parse_dictionary
 
-    stats_path = layout.out(NAME) / "stats.json"
+    stats_path = layout.out(corpus.dataset) / "stats.json"
     if not stats_path.exists():
-        raise VlprepError(f"{stats_path} is missing", fix="run: vlprep binarize glue")
+        raise VlprepError(f"{stats_path} is missing", fix=corpus.rebuild())
     report = {}
     for name, task in read_json(stats_path)["tasks"].items():
-        folder = layout.out(NAME) / f"{name}-bin"
-        check_inputs(layout, task.get("inputs"), f"run: vlprep binarize glue --task {name} again", f"glue {name}")
+        folder = layout.out(corpus.dataset) / f"{name}-bin"
+        check_inputs(layout, task.get("inputs"), f"{corpus.rebuild(name)} again", f"{corpus.dataset} {name}")
         items = 0
         for relpath, sha in task["files"].items():
             path = folder / relpath
             if not path.exists() or sha256_file(path) != sha:
                 raise VlprepError(f"{path}: missing, or its sha256 differs from stats.json",
-                                  fix=f"run: vlprep binarize glue --task {name}")
+                                  fix=corpus.rebuild(name))
             if path.suffix == ".idx":
                 symbols = len(parse_dictionary((path.parent / "dict.txt").read_bytes(), str(path.parent)))
                 items += check_dataset(path.with_suffix(""), symbols, EOS)["items"]

@@ -1,10 +1,25 @@
-"""OpenWebText subsets → fairseq binaries (``out/owt/{dict.txt,train,valid}.{bin,idx}``).
+"""Text corpora → fairseq binaries (``out/<dataset>/{dict.txt,<split>.{bin,idx}}``).
 
-Work is split at the ``.xz`` members of each subset tar (a few hundred documents each). Every
-member becomes a small fairseq dataset under ``work/owt/`` written by one worker process; a
-member already done is never redone, so an interrupted run (even ``kill -9``) resumes where it was.
-The members are then concatenated in archive order into the split files, which are therefore
-byte-identical for every ``--workers`` value and to an uninterrupted run.
+A corpus (:class:`TextCorpus`, built by the dataset's recipe) is a set of numbered *sources*: raw
+files fetched into ``raw/<dataset>``. Each source is split into *chunks* (named byte ranges of the
+file, a few hundred documents each) and each chunk read as *documents* by the corpus's reader. The
+:class:`BinarizeConfig` says which sources form each split, in order.
+
+Work is split at the chunks. Every chunk becomes a small fairseq dataset under ``work/<dataset>/``
+written by one worker process; a chunk already done is never redone, so an interrupted run (even
+``kill -9``) resumes where it was. The chunks are then concatenated in source order into the split
+files, which are therefore byte-identical for every ``--workers`` value and to an uninterrupted run.
+
+stats.json and provenance.json name a source a *subset*: stats.json lists them under ``subsets``
+(keyed by the number written ``%02d``), each split its ``subsets``, and a provenance row its
+``subset``; the summary rows are ``subset<NN>``.
+
+Example (a recipe's binarize stage)::
+
+    corpus = TextCorpus("books", {0: "part-0.tar", 1: "part-1.tar"}, books.list_chunks,
+                        books.read_documents, fetch_command="vlprep fetch books --parts {sources}",
+                        binarize_command="vlprep binarize books")
+    stats = binarize(layout, corpus, BinarizeConfig({"train": (0,), "valid": (1,)}), workers=8)
 """
 from __future__ import annotations
 
@@ -16,7 +31,7 @@ import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Mapping, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -27,70 +42,71 @@ from ..errors import VlprepError
 from ..fileio import TMP_MARK, atomic_path, ensure_dir, read_json, sha256_file, write_json
 from ..layout import Layout
 from ..parallel import process_pool, run_bounded
-from ..records import owt as records
 from ..sinks import fairseq
 from ..sources.archives import TarMember
 from ..sources.checksums import VerifiedRecord
-from ..redact import redact_text, redact_url
-from ..sources.mirror import Mirror
 from ..transforms.bpe import BATCH_CHARS, REFERENCE, LineEncoder, check_backend, default_backend, get_backend
 from ..transforms.dictionary import EOS, Dictionary, load_dictionary
 from ..transforms.text import clean_document
-from .fetch import FetchReport, fetch_from_hub, fetch_from_mirror
 from .inputs import check_inputs, file_input, input_name
 
-NAME = "owt"
-HUB_REPO = "Skylion007/openwebtext"
-DEFAULT_REVISION = "8cfd553694d06979cfec29248b200468786f0294"
-ALL_SUBSETS = tuple(range(21))
-DEFAULT_SPLITS = {"train": (0, 1, 2, 3, 4), "valid": (5,)}
-KNOWN_SHA256: dict[str, str] = {}
-"""sha256 of official files where published; the hub's LFS sha256 is checked for every hub fetch."""
-PIPELINE_VERSION = "owt-1"
-"""Bumped whenever the bytes a chunk produces would change, so stale work is never reused."""
+VERSION = 1
+"""Bumped whenever the bytes a chunk produces would change (here or in a corpus's reader), so stale
+work is never reused. A work key hashes it as ``<dataset>-<VERSION>``."""
 
 PROVENANCE = "provenance.json"
-"""Per split, the archive member behind each run of items (read by ``verify --tokenizer-check``)."""
+"""Per split, the chunk behind each run of items (read by ``verify --tokenizer-check``)."""
 
 COUNTERS = ("documents", "documents_kept", "lines", "bpe_tokens", "ids", "text_bytes", "nul_removed",
             "empty_lines_dropped", "unk", "separators", "documents_skipped")
 """``documents`` counts every document read; ``documents_skipped`` those over ``--max-document-mb``."""
 
 
-# ----------------------------------------------------------------------------------------- fetch
+class Document(Protocol):
+    """What a corpus's reader yields for each document of a chunk, in order."""
 
-def fetch(layout: Layout, subsets: tuple[int, ...], revision: str = DEFAULT_REVISION,
-          mirror: str | None = None) -> FetchReport:
-    """Download and verify the subset tars; record where they came from in ``raw/owt/SOURCE.json``."""
-    raw = ensure_dir(layout.raw(NAME))
-    relpaths = [records.subset_relpath(s) for s in subsets]
-    if mirror:
-        report = fetch_from_mirror(raw, relpaths, Mirror(mirror), KNOWN_SHA256)
-        source = {"mirror": redact_url(mirror)}
-    else:
-        report = fetch_from_hub(raw, relpaths, HUB_REPO, revision, KNOWN_SHA256)
-        source = {"hub_repo": HUB_REPO, "revision": revision, "commit": report.commit}
-    sources_path = raw / "SOURCE.json"
-    known = _read_sources(sources_path)
-    for relpath in relpaths:
-        known[relpath] = {**source, "sha256": report.sha256[relpath]}
-    write_json(sources_path, known)
-    return report
+    @property
+    def name(self) -> str: ...
+    @property
+    def raw(self) -> bytes | None:
+        """The document's bytes, or None when it is over the cap (then it was not read)."""
+    @property
+    def size(self) -> int: ...
 
 
-def _read_sources(path: Path) -> dict[str, dict]:
-    """``raw/owt/SOURCE.json`` (empty if absent). A damaged one is one error naming it, not a traceback:
-    it is only provenance, and fetch writes it again."""
-    if not path.exists():
-        return {}
-    try:
-        sources = read_json(path)
-    except ValueError as exc:
-        sources = str(exc)
-    if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
-        raise VlprepError(f"{path}: not a valid source record ({str(sources)[:80]})",
-                          fix="delete it and run: vlprep fetch owt  (it is written again from the fetch)")
-    return sources
+ChunkLister = Callable[[Path], list[TarMember]]
+"""A source file → its chunks in order: named byte ranges of the file."""
+DocumentReader = Callable[[Path, TarMember, int | None], Iterator[Document]]
+"""``(source file, chunk, max document bytes)`` → the chunk's documents in order."""
+
+
+@dataclass(frozen=True)
+class TextCorpus:
+    """A dataset's text as this engine reads it: its sources, how they are read, how they are repaired."""
+
+    dataset: str
+    """Names ``raw/``, ``work/`` and ``out/<dataset>``; stats.json's and provenance.json's ``dataset``."""
+    sources: Mapping[int, str]
+    """Every source's number → its path under ``raw/<dataset>``, where fetch verified it."""
+    list_chunks: ChunkLister
+    """A source file's chunks in order (the unit of work and of provenance)."""
+    read_documents: DocumentReader
+    """``(source file, chunk, max document bytes)`` → the chunk's documents in order, one over the cap
+    with ``raw=None``. It runs in the worker processes: a module-level function (pickled by name)."""
+    fetch_command: str
+    """The command that fetches sources again (missing, or changed since fetch): ``{sources}`` becomes
+    their numbers, comma-separated."""
+    binarize_command: str
+    """The command that builds ``out/<dataset>`` (named in the fixes of verify's faults)."""
+    chunks_field: str = "chunks_listed"
+    """stats.json's name for the number of chunks a source holds (``chunks`` counts those binarized)."""
+    origin: Callable[[Path, str], dict] | None = None
+    """``(raw/<dataset>, relpath)`` → where that fetched source came from, written to stats.json as the
+    source's ``source`` (``{}`` when None)."""
+
+    def fetch_fix(self, sources: tuple[int, ...]) -> str:
+        """``run: <fetch_command>`` for these sources."""
+        return "run: " + self.fetch_command.format(sources=",".join(str(s) for s in sources))
 
 
 # -------------------------------------------------------------------------------------- binarize
@@ -99,7 +115,8 @@ def _read_sources(path: Path) -> dict[str, dict]:
 class BinarizeConfig:
     """Everything that decides the output bytes (hashed into the name of the work folder)."""
 
-    splits: dict[str, tuple[int, ...]] = field(default_factory=lambda: dict(DEFAULT_SPLITS))
+    splits: dict[str, tuple[int, ...]]
+    """Split name → the numbers of the sources that form it, in order."""
     doc_separator: bool = False
     limit: int | None = None
     dict_path: str | None = None
@@ -108,8 +125,8 @@ class BinarizeConfig:
     max_document_bytes: int = DEFAULT_CAPS.document_bytes
     """A document over this is skipped and listed (``--max-document-mb``)."""
 
-    def key(self, dictionary: Dictionary) -> str:
-        blob = json.dumps({"pipeline": PIPELINE_VERSION, "dict": dictionary.sha256,
+    def key(self, dictionary: Dictionary, dataset: str) -> str:
+        blob = json.dumps({"pipeline": f"{dataset}-{VERSION}", "dict": dictionary.sha256,
                            "sep": self.doc_separator, "limit": self.limit,
                            "max_document_bytes": self.max_document_bytes}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -117,10 +134,11 @@ class BinarizeConfig:
 
 @dataclass(frozen=True)
 class ChunkJob:
-    """One ``.xz`` member to turn into a small fairseq dataset at ``prefix``."""
+    """One chunk to turn into a small fairseq dataset at ``prefix`` (picklable: sent to a worker)."""
 
-    subset_tar: str
+    source_file: str
     member: TarMember
+    read_documents: DocumentReader
     prefix: str
     dict_path: str | None
     tokenizer: str
@@ -129,42 +147,42 @@ class ChunkJob:
     max_document_bytes: int = DEFAULT_CAPS.document_bytes
 
 
-def binarize(layout: Layout, config: BinarizeConfig, workers: int = 1) -> dict:
-    """Build ``out/owt`` from the fetched subsets; return the statistics written to stats.json."""
+def binarize(layout: Layout, corpus: TextCorpus, config: BinarizeConfig, workers: int = 1) -> dict:
+    """Build ``out/<dataset>`` from the fetched sources; return the statistics written to stats.json."""
     dictionary = load_dictionary(Path(config.dict_path) if config.dict_path else None)
     check_backend(config.tokenizer)  # fail now with a clear message, not inside a worker
-    out = ensure_dir(layout.out(NAME))
-    key = config.key(dictionary)
-    subsets = [s for split in config.splits.values() for s in split]
-    plans = {s: _plan_subset(layout, s, key) for s in subsets}
+    out = ensure_dir(layout.out(corpus.dataset))
+    key = config.key(dictionary, corpus.dataset)
+    sources = [s for split in config.splits.values() for s in split]
+    plans = {s: _plan_source(layout, corpus, s, key) for s in sources}
 
-    jobs_done = _run_chunks(plans, config, workers)
+    jobs_done = _run_chunks(plans, corpus, config, workers)
     stats_path = out / "stats.json"
     if stats_path.exists() and _outputs_current(read_json(stats_path), key, plans, config, out) \
-            and read_json(stats_path).get("inputs") == _inputs(plans, config):
+            and read_json(stats_path).get("inputs") == _inputs(corpus, plans, config):
         return read_json(stats_path)
 
     dtype = fairseq.dtype_for_vocab(len(dictionary))
     stats: dict = {
-        "dataset": NAME, "vlprep_version": __version__, "work_key": key,
+        "dataset": corpus.dataset, "vlprep_version": __version__, "work_key": key,
         "tokenizer": config.tokenizer, "doc_separator": config.doc_separator, "limit": config.limit,
         "max_document_bytes": config.max_document_bytes,
         "dictionary": {"sha256": dictionary.sha256, "source": dictionary.source, "symbols": len(dictionary)},
         "dtype": dtype.name, "subsets": {}, "splits": {}, "files": {},
-        "inputs": _inputs(plans, config),
+        "inputs": _inputs(corpus, plans, config),
     }
-    for subset, plan in plans.items():
-        stats["subsets"][f"{subset:02d}"] = {**_sum_counts(jobs_done[subset]), **plan.describe()}
+    for source, plan in plans.items():
+        stats["subsets"][f"{source:02d}"] = {**_sum_counts(jobs_done[source]), **plan.describe(corpus.chunks_field)}
     stats["skipped_documents"] = [{"subset": part["subset"], "member": part["member"], **skip}
                                   for parts in jobs_done.values() for part in parts for skip in part["skipped"]]
     staged: list[tuple[Path, Path]] = []
-    provenance: dict = {"dataset": NAME, "doc_separator": config.doc_separator, "splits": {}}
+    provenance: dict = {"dataset": corpus.dataset, "doc_separator": config.doc_separator, "splits": {}}
     try:
-        for split, split_subsets in config.splits.items():
-            parts = [part for s in split_subsets for part in jobs_done[s]]
+        for split, split_sources in config.splits.items():
+            parts = [part for s in split_sources for part in jobs_done[s]]
             tmp_prefix = out / f"{split}{TMP_MARK}{os.getpid()}"
             counts = _merge(parts, tmp_prefix, dtype, config.doc_separator, split)
-            stats["splits"][split] = {"subsets": list(split_subsets), **counts}
+            stats["splits"][split] = {"subsets": list(split_sources), **counts}
             provenance["splits"][split] = _provenance(parts, config.doc_separator)
             staged += [(Path(f"{tmp_prefix}.bin"), out / f"{split}.bin"),
                        (Path(f"{tmp_prefix}.idx"), out / f"{split}.idx")]
@@ -187,90 +205,89 @@ def binarize(layout: Layout, config: BinarizeConfig, workers: int = 1) -> dict:
     return stats
 
 
-def _inputs(plans: dict[int, SubsetPlan], config: BinarizeConfig) -> dict[str, str]:
-    """sha256 of every raw input: each subset tar read (its chunks' work is keyed by it) and a ``--dict``."""
-    inputs = {input_name(NAME, records.subset_relpath(s)): plan.sha256 for s, plan in plans.items()}
+def _inputs(corpus: TextCorpus, plans: dict[int, SourcePlan], config: BinarizeConfig) -> dict[str, str]:
+    """sha256 of every raw input: each source read (its chunks' work is keyed by it) and a ``--dict``."""
+    inputs = {input_name(corpus.dataset, plan.relpath): plan.sha256 for plan in plans.values()}
     if config.dict_path:  # the file's bytes, as verify hashes them (Dictionary.sha256 is of its normal form)
         inputs.update(file_input(Path(config.dict_path)))
     return inputs
 
 
 @dataclass(frozen=True)
-class SubsetPlan:
-    subset: int
-    tar: Path
+class SourcePlan:
+    source: int
+    relpath: str
+    file: Path
     sha256: str
     chunks: list[TarMember]
     work_dir: Path
-    source: dict
+    origin: dict
 
     def prefix(self, index: int) -> Path:
         return self.work_dir / f"{index:05d}"
 
-    def describe(self) -> dict:
-        return {"file": records.subset_relpath(self.subset), "sha256": self.sha256,
-                "xz_members": len(self.chunks), "source": self.source}
+    def describe(self, chunks_field: str) -> dict:
+        return {"file": self.relpath, "sha256": self.sha256, chunks_field: len(self.chunks), "source": self.origin}
 
 
-def _verified_subset(layout: Layout, subset: int) -> tuple[Path, str]:
-    """The fetched subset tar and its sha256, refused unless it is still the file fetch verified."""
-    raw = layout.raw(NAME)
-    relpath = records.subset_relpath(subset)
+def _verified_source(layout: Layout, corpus: TextCorpus, source: int) -> tuple[Path, str]:
+    """The fetched source file and its sha256, refused unless it is still the file fetch verified."""
+    raw = layout.raw(corpus.dataset)
+    relpath = corpus.sources[source]
     record = VerifiedRecord(raw)
     if not (raw / relpath).exists():
-        raise VlprepError(f"{raw / relpath} is missing", fix=f"run: vlprep fetch owt --subsets {subset}")
+        raise VlprepError(f"{raw / relpath} is missing", fix=corpus.fetch_fix((source,)))
     if not record.is_current(relpath):
         raise VlprepError(
             f"{raw / relpath} is not the file that fetch verified (changed or never verified)",
-            fix=f"run: vlprep fetch owt --subsets {subset}  (it re-verifies or re-downloads the file)",
+            fix=f"{corpus.fetch_fix((source,))}  (it re-verifies or re-downloads the file)",
         )
     return raw / relpath, record.entries[relpath].sha256
 
 
-def _plan_subset(layout: Layout, subset: int, key: str) -> SubsetPlan:
-    raw = layout.raw(NAME)
-    relpath = records.subset_relpath(subset)
-    _, sha = _verified_subset(layout, subset)
-    work_dir = layout.work(NAME) / f"chunks-{key}" / f"{subset:02d}-{sha[:16]}"
-    sources = _read_sources(raw / "SOURCE.json")
-    source = {k: redact_text(v) if isinstance(v, str) else v
-              for k, v in sources.get(relpath, {}).items() if k != "sha256"}
-    return SubsetPlan(subset, raw / relpath, sha, records.list_chunks(raw / relpath), work_dir, source)
+def _plan_source(layout: Layout, corpus: TextCorpus, source: int, key: str) -> SourcePlan:
+    raw = layout.raw(corpus.dataset)
+    relpath = corpus.sources[source]
+    _, sha = _verified_source(layout, corpus, source)
+    work_dir = layout.work(corpus.dataset) / f"chunks-{key}" / f"{source:02d}-{sha[:16]}"
+    origin = corpus.origin(raw, relpath) if corpus.origin else {}
+    return SourcePlan(source, relpath, raw / relpath, sha, corpus.list_chunks(raw / relpath), work_dir, origin)
 
 
-def _run_chunks(plans: dict[int, SubsetPlan], config: BinarizeConfig, workers: int) -> dict[int, list[dict]]:
-    """Binarize every chunk not done yet; return each subset's chunk results in archive order."""
+def _run_chunks(plans: dict[int, SourcePlan], corpus: TextCorpus, config: BinarizeConfig,
+                workers: int) -> dict[int, list[dict]]:
+    """Binarize every chunk not done yet; return each source's chunk results in order."""
     done: dict[int, dict[int, dict]] = {s: {} for s in plans}
     pending: list[tuple[int, int, ChunkJob]] = []
-    for subset, plan in plans.items():
+    for source, plan in plans.items():
         ensure_dir(plan.work_dir)
         remaining = config.limit
         for index, member in enumerate(plan.chunks):
             if remaining is not None and remaining <= 0:
                 break
             result = _load_chunk_result(plan.prefix(index))
-            job = ChunkJob(str(plan.tar), member, str(plan.prefix(index)), config.dict_path,
+            job = ChunkJob(str(plan.file), member, corpus.read_documents, str(plan.prefix(index)), config.dict_path,
                            config.tokenizer, config.doc_separator, remaining, config.max_document_bytes)
             if result is None and remaining is not None:
                 result = binarize_chunk(job)  # --limit: counts decide the next job, so run in order
             if result is None:
-                pending.append((subset, index, job))
+                pending.append((source, index, job))
             else:
-                done[subset][index] = {**result, "prefix": job.prefix}
+                done[source][index] = {**result, "prefix": job.prefix}
                 if remaining is not None:
                     remaining -= result["documents"]
     total = sum(job.member.size for _, _, job in pending)
     if pending:
         _encoder(config.dict_path, config.tokenizer)  # built once here, inherited by forked workers
     with process_pool(workers if len(pending) > 1 else 1) as pool, \
-            tqdm(total=total, desc="binarize owt", unit="B", unit_scale=True, disable=None) as bar:
-        for (subset, index, job), result in run_bounded(_run_job, pending, pool, workers):
+            tqdm(total=total, desc=f"binarize {corpus.dataset}", unit="B", unit_scale=True, disable=None) as bar:
+        for (source, index, job), result in run_bounded(_run_job, pending, pool, workers):
             bar.update(job.member.size)
-            done[subset][index] = {**result, "prefix": job.prefix}
-    for subset, results in done.items():
+            done[source][index] = {**result, "prefix": job.prefix}
+    for source, results in done.items():
         for index, result in results.items():
-            member = plans[subset].chunks[index]
-            result.update(subset=subset, offset=member.offset, size=member.size)
+            member = plans[source].chunks[index]
+            result.update(subset=source, offset=member.offset, size=member.size)
     return {s: [results[i] for i in sorted(results)] for s, results in done.items()}
 
 
@@ -282,8 +299,8 @@ def _encoder(dict_path: str | None, tokenizer: str) -> tuple[LineEncoder, int]:
 
 @dataclass
 class ChunkText:
-    """The cleaned lines of some consecutive documents of one ``.xz`` member, grouped by the
-    documents that kept any, and the documents skipped for their size."""
+    """The cleaned lines of some consecutive documents of one chunk, grouped by the documents that
+    kept any, and the documents skipped for their size."""
 
     lines: list[str]
     kept_line_counts: list[int]
@@ -301,16 +318,16 @@ class ChunkText:
 
 BATCH_DOCUMENT_BYTES = 8 * BATCH_CHARS
 """Documents are cleaned and encoded in groups of about this many bytes (8 MiB), so memory holds one
-group, not a whole ``.xz`` member, however far the member expands. Groups of 1 MiB cost ~10 % more
+group, not a whole chunk, however far the chunk expands. Groups of 1 MiB cost ~10 % more
 CPU (a fresh set of pages per group: 4.8x the page faults); 8 MiB matched reading the member whole."""
 
 
-def read_chunk_batches(subset_tar: Path, member: TarMember, max_docs: int | None,
+def read_chunk_batches(read_documents: DocumentReader, source_file: Path, member: TarMember, max_docs: int | None,
                        max_document_bytes: int) -> Iterator[ChunkText]:
-    """Read and clean the first ``max_docs`` (all when None) documents of one ``.xz`` member, in
-    groups; a document over ``max_document_bytes`` is skipped unread and listed with its cause."""
+    """Read and clean the first ``max_docs`` (all when None) documents of one chunk, in groups; a
+    document over ``max_document_bytes`` is skipped unread and listed with its cause."""
     batch, size, read = ChunkText([], [], dict.fromkeys(COUNTERS, 0)), 0, 0
-    for document in records.read_documents(subset_tar, member, max_document_bytes):
+    for document in read_documents(source_file, member, max_document_bytes):
         if max_docs is not None and read >= max_docs:
             break
         read += 1
@@ -322,7 +339,7 @@ def read_chunk_batches(subset_tar: Path, member: TarMember, max_docs: int | None
     yield batch
 
 
-def _add_document(batch: ChunkText, document: records.Document, max_document_bytes: int) -> None:
+def _add_document(batch: ChunkText, document: Document, max_document_bytes: int) -> None:
     counts = batch.counts
     counts["documents"] += 1
     if document.raw is None:
@@ -338,15 +355,17 @@ def _add_document(batch: ChunkText, document: records.Document, max_document_byt
     if cleaned.lines:
         batch.lines.extend(cleaned.lines)
         batch.kept_line_counts.append(len(cleaned.lines))
+
+
 def _run_job(item: tuple[int, int, ChunkJob]) -> dict:
     return binarize_chunk(item[2])
 
 
 def binarize_chunk(job: ChunkJob) -> dict:
-    """Clean, encode and write one ``.xz`` member as ``<prefix>.{bin,idx}`` + ``<prefix>.json``.
+    """Clean, encode and write one chunk as ``<prefix>.{bin,idx}`` + ``<prefix>.json``.
 
     Documents are read, encoded and written a group at a time, so memory stays bounded whatever
-    the member expands to. The ``.json`` is written last: its presence means the chunk is complete.
+    the chunk expands to. The ``.json`` is written last: its presence means the chunk is complete.
     """
     encoder, vocab_size = _encoder(job.dict_path, job.tokenizer)
     counts, skipped = dict.fromkeys(COUNTERS, 0), []
@@ -355,7 +374,8 @@ def binarize_chunk(job: ChunkJob) -> dict:
             atomic_path(Path(f"{prefix}.idx"), durable=False) as tmp_idx:
         writer = fairseq.DatasetWriter(tmp_bin, tmp_idx, fairseq.dtype_for_vocab(vocab_size))
         try:
-            for batch in read_chunk_batches(Path(job.subset_tar), job.member, job.max_docs, job.max_document_bytes):
+            for batch in read_chunk_batches(job.read_documents, Path(job.source_file), job.member, job.max_docs,
+                                            job.max_document_bytes):
                 starts = batch.document_starts(counts["documents_kept"] > 0) if job.doc_separator else None
                 for tokens, sizes, unk in _encode_pieces(encoder, batch.lines, starts):
                     writer.add(tokens, sizes)
@@ -401,13 +421,13 @@ def _insert_separators(tokens: np.ndarray, sizes: np.ndarray, line_cuts: np.ndar
     return np.insert(tokens, token_ends[line_cuts], EOS), np.insert(sizes, line_cuts, 1)
 
 
-def chunk_items(subset_tar: Path, member: TarMember, max_docs: int | None, max_document_bytes: int,
-                doc_separator: bool, wanted: set[int]) -> tuple[int, dict[int, str | None]]:
-    """How many items one ``.xz`` member gives, and the ``wanted`` ones by number: a cleaned line,
+def chunk_items(read_documents: DocumentReader, source_file: Path, member: TarMember, max_docs: int | None,
+                max_document_bytes: int, doc_separator: bool, wanted: set[int]) -> tuple[int, dict[int, str | None]]:
+    """How many items one chunk gives, and the ``wanted`` ones by number: a cleaned line,
     or None for a ``[</s>]`` separator. Read as :func:`binarize_chunk` reads, a group at a time."""
     found: dict[int, str | None] = {}
     position, kept_before = 0, False
-    for batch in read_chunk_batches(subset_tar, member, max_docs, max_document_bytes):
+    for batch in read_chunk_batches(read_documents, source_file, member, max_docs, max_document_bytes):
         starts = set(batch.document_starts(kept_before).tolist()) if doc_separator else set()
         for number, line in enumerate(batch.lines):
             if number in starts:
@@ -466,7 +486,7 @@ def _merge(parts: list[dict], tmp_prefix: Path, dtype: np.dtype, doc_separator: 
 
 
 def _provenance(parts: list[dict], doc_separator: bool) -> list[dict]:
-    """Where each ``.xz`` member's items start in the split, so any item can be traced to its text."""
+    """Where each chunk's items start in the split, so any item can be traced to its text."""
     separator_before = _separators_between(parts) if doc_separator else [False] * len(parts)
     rows, first = [], 0
     for part, separator in zip(parts, separator_before):
@@ -502,9 +522,9 @@ class _SizeStream:
             yield np.array(fairseq.read_index(Path(f"{prefix}.idx")).sizes)
 
 
-def _outputs_current(stats: dict, key: str, plans: dict[int, SubsetPlan], config: BinarizeConfig,
+def _outputs_current(stats: dict, key: str, plans: dict[int, SourcePlan], config: BinarizeConfig,
                      out: Path) -> bool:
-    """True if out/owt already holds the result of this exact work (nothing to merge again)."""
+    """True if ``out`` already holds the result of this exact work (nothing to merge again)."""
     if stats.get("work_key") != key:
         return False
     if {k: v.get("subsets") for k, v in stats.get("splits", {}).items()} != {
@@ -522,51 +542,51 @@ def _outputs_current(stats: dict, key: str, plans: dict[int, SubsetPlan], config
 
 # ---------------------------------------------------------------------------------------- verify
 
-def verify(layout: Layout) -> dict:
-    """Re-read out/owt and check structure and counts against stats.json; raise on the first fault."""
-    out = layout.out(NAME)
+def verify(layout: Layout, corpus: TextCorpus) -> dict:
+    """Re-read ``out/<dataset>`` and check structure and counts against stats.json; raise on the first fault."""
+    out = layout.out(corpus.dataset)
+    rebuild = f"run: {corpus.binarize_command}"
     stats_path = out / "stats.json"
     if not stats_path.exists():
-        raise VlprepError(f"{stats_path} is missing: out/owt was never completed",
-                          fix="run: vlprep binarize owt")
+        raise VlprepError(f"{stats_path} is missing: out/{corpus.dataset} was never completed", fix=rebuild)
     stats = read_json(stats_path)
-    check_inputs(layout, stats.get("inputs"), "run: vlprep binarize owt again", NAME)
+    check_inputs(layout, stats.get("inputs"), f"{rebuild} again", corpus.dataset)
     dictionary = load_dictionary(out / "dict.txt")
     if dictionary.sha256 != stats["dictionary"]["sha256"]:
         raise VlprepError(f"{out / 'dict.txt'} is not the dictionary the binaries were written with",
-                          fix="run: vlprep binarize owt (it rewrites out/owt)")
+                          fix=f"{rebuild} (it rewrites out/{corpus.dataset})")
     report = {}
     for split, expected in stats["splits"].items():
         prefix = out / split
         try:
             found = fairseq.check_dataset(prefix, len(dictionary), EOS)
         except (fairseq.IndexFormatError, FileNotFoundError) as exc:
-            raise VlprepError(f"{prefix}: {exc}", fix="run: vlprep binarize owt (finished work is reused)") from exc
+            raise VlprepError(f"{prefix}: {exc}", fix=f"{rebuild} (finished work is reused)") from exc
         for name in ("items", "ids"):
             if found[name] != expected[name]:
                 raise VlprepError(f"{prefix}: {found[name]:,} {name} on disk, stats.json says {expected[name]:,}",
-                                  fix="run: vlprep binarize owt")
+                                  fix=rebuild)
         report[split] = found
     for name, info in stats["files"].items():
         sha = sha256_file(out / name)
         if sha != info["sha256"]:
-            raise VlprepError(f"{out / name}: sha256 {sha} differs from stats.json ({info['sha256']})",
-                              fix="run: vlprep binarize owt")
+            raise VlprepError(f"{out / name}: sha256 {sha} differs from stats.json ({info['sha256']})", fix=rebuild)
     return report
 
 
-def tokenizer_check(layout: Layout, samples: int, seed: int = 0) -> dict:
+def tokenizer_check(layout: Layout, corpus: TextCorpus, samples: int, seed: int = 0) -> dict:
     """Re-encode ``samples`` random items' source lines with the reference BPE; compare with disk.
 
-    Items are drawn uniformly over both splits (seeded, so a failure can be replayed). Each drawn
-    item is traced through ``provenance.json`` to its ``.xz`` member, whose documents are read and
-    cleaned again; the line is encoded by :data:`~vlprep.pipeline.transforms.bpe.REFERENCE`,
-    mapped through ``dict.txt``, ended with ``</s>`` and compared id for id.
+    Items are drawn uniformly over all splits (seeded, so a failure can be replayed). Each drawn
+    item is traced through ``provenance.json`` to its chunk, whose documents are read and cleaned
+    again; the line is encoded by :data:`~vlprep.pipeline.transforms.bpe.REFERENCE`, mapped through
+    ``dict.txt``, ended with ``</s>`` and compared id for id.
     """
-    out = layout.out(NAME)
+    out = layout.out(corpus.dataset)
+    rebuild = f"run: {corpus.binarize_command}"
     provenance_path = out / PROVENANCE
     if not provenance_path.exists():
-        raise VlprepError(f"{provenance_path} is missing", fix="run: vlprep binarize owt")
+        raise VlprepError(f"{provenance_path} is missing", fix=rebuild)
     provenance = read_json(provenance_path)
     stats_path = out / "stats.json"
     cap = read_json(stats_path).get("max_document_bytes", DEFAULT_CAPS.document_bytes) if stats_path.exists() \
@@ -581,16 +601,17 @@ def tokenizer_check(layout: Layout, samples: int, seed: int = 0) -> dict:
     for index in drawn:
         wanted.setdefault(index, []).append(rng.randrange(population[index][1]["items"]))
     datasets = {split: _open_items(out / split) for split in provenance["splits"]}
-    tars = {s: _verified_subset(layout, s)[0] for s in {population[i][1]["subset"] for i in wanted}}
+    files = {s: _verified_source(layout, corpus, s)[0] for s in {population[i][1]["subset"] for i in wanted}}
     checked = 0
     for index in tqdm(sorted(wanted), desc="tokenizer check", unit="member", disable=None, leave=False):
         split, row = population[index]
-        tar = tars[row["subset"]]
+        source_file = files[row["subset"]]
         member = TarMember(row["member"], row["offset"], row["size"])
-        count, items = chunk_items(tar, member, row["documents"], cap, provenance["doc_separator"], set(wanted[index]))
+        count, items = chunk_items(corpus.read_documents, source_file, member, row["documents"], cap,
+                                   provenance["doc_separator"], set(wanted[index]))
         if count != row["items"]:
-            raise VlprepError(f"{tar}:{row['member']} now gives {count} items, {row['items']} were written",
-                              fix="the raw file changed since binarize; run: vlprep binarize owt")
+            raise VlprepError(f"{source_file}:{row['member']} now gives {count} items, {row['items']} were written",
+                              fix=f"the raw file changed since binarize; {rebuild}")
         for within in wanted[index]:
             line, position = items[within], row["first_item"] + within
             expected = [EOS] if line is None else encoder.encode([line]).tokens.tolist()
@@ -598,9 +619,9 @@ def tokenizer_check(layout: Layout, samples: int, seed: int = 0) -> dict:
             if found != expected:
                 shown = "a document separator" if line is None else repr(line[:60])
                 raise VlprepError(
-                    f"{out / split}.bin item {position:,} ({tar.name}:{row['member']}, {shown}): "
+                    f"{out / split}.bin item {position:,} ({source_file.name}:{row['member']}, {shown}): "
                     f"{len(found)} ids on disk differ from the {REFERENCE} encoding ({len(expected)} ids)",
-                    fix="run: vlprep binarize owt --tokenizer tiktoken into a fresh --data-dir and compare")
+                    fix=f"{rebuild} --tokenizer tiktoken into a fresh --data-dir and compare")
             checked += 1
     return {"checked": checked, "reference": REFERENCE, "seed": seed, "members": len(wanted)}
 

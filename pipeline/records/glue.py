@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 REPO = "nyu-mll/glue"
+DEFAULT_REVISION = "main"
 BATCH_ROWS = 4096
 ROW_GROUP_BYTES = 128 << 20
 """Most uncompressed bytes of the columns read from one parquet row group (or twice ``--max-text-kb``

@@ -14,6 +14,12 @@ from typing import Iterator
 from ..caps import DEFAULT_CAPS
 from ..sources.archives import ARCHIVE_ERRORS, TarMember, corrupt_archive, iter_xz_tar, list_tar, open_member
 
+HUB_REPO = "Skylion007/openwebtext"
+DEFAULT_REVISION = "8cfd553694d06979cfec29248b200468786f0294"
+"""The pinned commit of :data:`HUB_REPO` that still holds ``subsets/``."""
+KNOWN_SHA256: dict[str, str] = {}
+"""sha256 of official files where published; the hub's LFS sha256 is checked for every hub fetch."""
+
 
 def subset_filename(subset: int) -> str:
     return f"urlsf_subset{subset:02d}.tar"
