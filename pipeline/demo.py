@@ -172,21 +172,22 @@ def _image_text_demo(layout: Layout, workers: int, say: Callable[[str], None]) -
 
 def _cc3m_demo(layout: Layout, workers: int, say: Callable[[str], None]) -> list[Path]:
     """Conceptual Captions: a TSV of a small web on 127.0.0.1 that fails as the real one does."""
-    from .engines import imagetext, webcrawl as cc3m
+    from .datasets import cc3m
+    from .engines import imagetext, webcrawl
     from .sampleweb import serve_web, write_tsv
 
     kinds = ["good", "404", "png", "redirect", "html", "good", "noai", "webp", "truncated", "bomb", "flaky",
              "403", "empty-url", "crlf", "good", "empty-caption", "good", "png", "good", "redirect"] * 2
     tsv = layout.raw(cc3m.NAME) / "demo" / "Train_GCC-training.tsv"
     tsv.parent.mkdir(parents=True, exist_ok=True)
-    config = cc3m.DownloadConfig(timeout=3.0, retries=1, processes=max(1, workers), threads=8, max_window=24,
-                                 shard_samples=8)
+    config = webcrawl.DownloadConfig(timeout=3.0, retries=1, processes=max(1, workers), threads=8, max_window=24,
+                                     shard_samples=8)
     with serve_web() as web:
         write_tsv(tsv, web, kinds)
-        stats = cc3m.fetch_first(layout, tsv, 16, config)
+        stats = webcrawl.fetch_first(layout, cc3m.url_list(tsv), 16, config)
     imagetext.verify(layout, cc3m.NAME)
     say("fetch cc3m + verify cc3m: ok (the first 16 reachable rows of a 40-row TSV, web served on 127.0.0.1)")
-    for line in cc3m.summary_lines(stats):
+    for line in webcrawl.summary_lines(stats):
         say("  " + line)
     out = layout.out(cc3m.NAME)
     return [out / "train.index.json", out / "stats.json", layout.manifests() / "cc3m-train-16.tsv.gz"]
