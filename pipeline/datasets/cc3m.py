@@ -1,19 +1,28 @@
 """Conceptual Captions 3M → WebDataset shards of the first N rows whose image could be fetched.
 
-The recipe: Google's TSV (caption⇥url, no header) and its published URL; the kept rows are the first
-N reachable ones in index order. The crawl (windows sized from the success rate, img2dataset, the
-attempt ledger, ordered shards) is done by ``engines/webcrawl.py``.
+The recipe: Google's TSV (caption⇥url, no header, read by :mod:`..records.cc3m`) and its published
+URL; the kept rows are the first N reachable ones in index order. The crawl (windows sized from the
+success rate, img2dataset, the attempt ledger, ordered shards) is done by ``engines/webcrawl.py``,
+given the TSV as a :class:`~vlprep.pipeline.engines.webcrawl.UrlList` by :func:`url_list`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..errors import VlprepError
+from ..layout import Layout
+from ..records import cc3m as records
 from . import shards
 from .recipe import FETCH_COMMON, Limit, Manifest, Recipe, Run, Stage, option
 
+if TYPE_CHECKING:
+    from ..engines.webcrawl import UrlList
+
 NAME = "cc3m"
 SPLIT = "train"
+TSV_URL = "https://storage.googleapis.com/gcc-data/Train/GCC-training.tsv"
 DISTRIBUTORS = ("multiprocessing", "pyspark", "ray")
 RETRY_POLICIES = ("transient", "all", "none")
 
@@ -46,6 +55,26 @@ class PreviewOptions(shards.PreviewOptions):
     split: str | None = option(None, "CC3M has one split, train.", choices=(SPLIT,))
 
 
+def fetch_tsv(layout: Layout, tsv: Path | None, mirror: str | None) -> Path:
+    """Where the TSV is: ``--tsv``, else fetched from ``--mirror`` or the published URL into raw/."""
+    if tsv is not None:
+        if not Path(tsv).is_file():
+            raise VlprepError(f"{tsv} is not a file", fix=f"pass the path of {records.TSV_NAME} with --tsv")
+        return Path(tsv)
+    from ..engines.fetch import fetch_files
+
+    fetch_files(layout.raw(NAME), {records.TSV_NAME: TSV_URL}, mirror)
+    return layout.raw(NAME) / records.TSV_NAME
+
+
+def url_list(tsv: Path) -> UrlList:
+    """The TSV at ``tsv`` as the list the web crawl reads."""
+    from ..engines.webcrawl import UrlList
+
+    return UrlList(name=NAME, path=Path(tsv), reader=records.READER, raw_name=records.TSV_NAME,
+                   command=RECIPE.command("fetch"), split=SPLIT)
+
+
 def fetch(run: Run, options: FetchOptions) -> None:
     from ..engines import webcrawl
     from ..engines.fetch import check_line
@@ -56,13 +85,14 @@ def fetch(run: Run, options: FetchOptions) -> None:
         window_timeout=options.window_timeout, shard_samples=options.shard_samples,
         retry_failed=options.retry_failed, max_attempts=options.max_attempts)
     webcrawl.check_distributor(config.distributor)
-    tsv_path = webcrawl.fetch_tsv(run.layout, options.tsv, run.common.mirror)
+    tsv_path = fetch_tsv(run.layout, options.tsv, run.common.mirror)
     if options.tsv is None:
         run.say(check_line(run.layout.raw(NAME), tsv_path.name))
+    urls = url_list(tsv_path)
     if options.from_manifest is not None:
-        stats = webcrawl.rebuild(run.layout, tsv_path, options.from_manifest, config, run.common.tokenizer)
+        stats = webcrawl.rebuild(run.layout, urls, options.from_manifest, config, run.common.tokenizer)
     else:
-        stats = webcrawl.fetch_first(run.layout, tsv_path, run.common.limit, config, run.common.tokenizer)
+        stats = webcrawl.fetch_first(run.layout, urls, run.common.limit, config, run.common.tokenizer)
     for line in webcrawl.summary_lines(stats):
         run.say(line)
     run.say(f"written: {run.layout.out(NAME)}/")

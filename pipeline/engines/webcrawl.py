@@ -1,10 +1,14 @@
-"""Conceptual Captions 3M: the first N rows, in index order, whose image downloads and decodes.
+"""The web crawl of a caption/URL list: the first N rows, in index order, whose image downloads and decodes.
+
+The list is described by a :class:`UrlList` (the dataset's name and split, the list file, how its
+rows are read, the command that builds the output); the recipe that owns the list builds one and
+calls :func:`fetch_first` or :func:`rebuild`. A row's identity is its 0-based index in the list.
 
 Rows are tried in windows of consecutive rows, each sized from the success rate seen so far so
 that it is expected to bring exactly the successes still missing (a first guess of 70 %, never
 more than ``max_window`` rows): the run stops at the first window that completes the count and so
 never tries more rows than needed beyond that window. Each window is one img2dataset run in a
-child process (see :mod:`.webdownload`) writing parquet into ``work/cc3m/<key>/windows/<n>/``.
+child process (see :mod:`.webdownload`) writing parquet into ``work/<name>/<key>/windows/<n>/``.
 The window list is written before a window starts, img2dataset's own shards inside a window are
 kept as they finish (its incremental mode), and a window's summary is written when all its rows
 are accounted for; so a run killed at any moment continues where it stood and ends with the same
@@ -18,8 +22,8 @@ recomputed from the ledgers, so a host that was down for a minute does not chang
 Only http(s) URLs with a host are fetched; any other row is an ``invalid_url`` before img2dataset
 sees it.
 
-The kept rows are then written in index order as WebDataset shards ``out/cc3m/train-*.tar``, with
-``train.index.json``, ``stats.json`` and the manifest ``manifests/cc3m-train-<N>.tsv.gz``.
+The kept rows are then written in index order as WebDataset shards ``out/<name>/<split>-*.tar``,
+with ``<split>.index.json``, ``stats.json`` and the manifest ``manifests/<name>-<split>-<N>.tsv.gz``.
 """
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Protocol
 
 from tqdm import tqdm
 
@@ -48,7 +52,7 @@ from .. import __version__
 from ..errors import VlprepError
 from ..fileio import atomic_path, ensure_dir, read_json, sha256_file, write_json
 from ..layout import Layout
-from ..records import cc3m as records
+from ..records.urllist import Row, caption_hash
 from ..sinks import manifests as manifest_sink
 from ..sinks import shards as shard_sink
 from ..sinks import splits as split_sink
@@ -56,13 +60,9 @@ from ..sources.webimage import CAUSES, TRANSIENT, classify, url_problem
 from ..transforms.captions import MAX_BPE
 from ..transforms.text import clean_caption
 from . import imagetext
-from .fetch import fetch_files
 from .inputs import input_name
 from .webdownload import MODULE as ENGINE
 
-NAME = "cc3m"
-SPLIT = "train"
-TSV_URL = "https://storage.googleapis.com/gcc-data/Train/GCC-training.tsv"
 PRIOR_SUCCESS_RATE = 0.7
 MIN_RATE = 0.02
 WINDOW_MARGIN = 1.02
@@ -76,10 +76,43 @@ RETRY_POLICIES = ("transient", "all", "none")
 """Which failed rows a rerun tries again: those with a transient cause (the default), every failed
 row, or none."""
 NOT_RETRIED = frozenset({"invalid_url", "empty_caption"})
-"""Causes that come from the TSV itself: no fetch can change them, whatever ``--retry-failed`` says."""
+"""Causes that come from the list itself: no fetch can change them, whatever ``--retry-failed`` says."""
 LEDGER_HEADER = ("row", "status", "cause", "kind", "attempts", "last_attempt", "pass")
-MISSING_NAME = f"{SPLIT}.missing.tsv"
-"""Beside a rebuild's shards: the manifest rows the output does not hold, with their cause."""
+
+
+class RowReader(Protocol):
+    """Reads the rows of a list file, each a :class:`~vlprep.pipeline.records.urllist.Row` (its index,
+    caption and URL), in index order; :class:`~vlprep.pipeline.records.urllist.TsvList` is one."""
+
+    def iter_rows(self, path: Path, start: int = 0, stop: int | None = None) -> Iterator[Row]: ...
+
+    def select_rows(self, path: Path, wanted: Iterable[int]) -> Iterator[Row]: ...
+
+    def count_rows(self, path: Path) -> int: ...
+
+
+@dataclass(frozen=True)
+class UrlList:
+    """The list a crawl reads, and the names of what it writes; built by the recipe that owns the list."""
+
+    name: str
+    """The dataset: ``out/<name>/``, ``work/<name>/``, ``manifests/<name>-<split>-<N>.tsv.gz``, the
+    ``dataset`` of stats.json and of every sample, and the first word of the messages."""
+    path: Path
+    """The list file."""
+    reader: RowReader
+    """How its rows are read."""
+    raw_name: str
+    """The list's file name under ``raw/<name>/`` where the recipe's fetch puts it: a list found there
+    is named ``<name>/<raw_name>`` in the shards' ``inputs``, any other by its absolute path."""
+    command: str
+    """The command that builds the output from this list (``vlprep fetch <name>``), named in fixes."""
+    split: str = "train"
+
+
+def missing_name(split: str) -> str:
+    """Beside a rebuild's shards: the manifest rows the output does not hold, with their cause."""
+    return f"{split}.missing.tsv"
 
 
 @dataclass(frozen=True)
@@ -204,16 +237,6 @@ def _result(entries: dict[int, Attempt]) -> WindowResult:
 # ----------------------------------------------------------------------------------------------- fetch
 
 
-def fetch_tsv(layout: Layout, tsv: Path | None, mirror: str | None) -> Path:
-    """Where the TSV is: ``--tsv``, else fetched from ``--mirror`` or the published URL into raw/."""
-    if tsv is not None:
-        if not Path(tsv).is_file():
-            raise VlprepError(f"{tsv} is not a file", fix="pass the path of Train_GCC-training.tsv with --tsv")
-        return Path(tsv)
-    fetch_files(layout.raw(NAME), {records.TSV_NAME: TSV_URL}, mirror)
-    return layout.raw(NAME) / records.TSV_NAME
-
-
 def check_distributor(name: str) -> None:
     """img2dataset's ray distributor silently does nothing without ray; refuse before that happens."""
     import importlib.util
@@ -226,32 +249,32 @@ def check_distributor(name: str) -> None:
                           fix=f"pip install {module}  (or use --distributor multiprocessing)")
 
 
-def _tsv_identity(tsv: Path) -> str:
-    """The TSV's sha256: any edited row (a caption, a URL) gives another crawl, never stale captions."""
-    stat = Path(tsv).stat()
-    return _sha256_of(str(Path(tsv).resolve()), stat.st_size, stat.st_mtime_ns)
+def _list_identity(path: Path) -> str:
+    """The list's sha256: any edited row (a caption, a URL) gives another crawl, never stale captions."""
+    stat = Path(path).stat()
+    return _sha256_of(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=4)
 def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of a file, once per process while its size and mtime stay (the TSV is read for the key and stats)."""
+    """sha256 of a file, once per process while its size and mtime stay (the list is read for the key and stats)."""
     return sha256_file(Path(path))
 
 
-def _tsv_inputs(layout: Layout, tsv: Path) -> dict[str, str]:
-    """``inputs`` of the shards: the TSV, named under raw/ when fetch put it there, else by its path."""
-    fetched = layout.raw(NAME) / records.TSV_NAME
-    if fetched.exists() and Path(tsv).resolve() == fetched.resolve():
-        return {input_name(NAME, records.TSV_NAME): _tsv_identity(tsv)}
-    return {str(Path(tsv).resolve()): _tsv_identity(tsv)}
+def _list_inputs(layout: Layout, urls: UrlList) -> dict[str, str]:
+    """``inputs`` of the shards: the list, named under raw/ when fetch put it there, else by its path."""
+    fetched = layout.raw(urls.name) / urls.raw_name
+    if fetched.exists() and Path(urls.path).resolve() == fetched.resolve():
+        return {input_name(urls.name, urls.raw_name): _list_identity(urls.path)}
+    return {str(Path(urls.path).resolve()): _list_identity(urls.path)}
 
 
 class Crawl:
-    """The windows of one source (a TSV, or a TSV and a manifest) under ``work/cc3m/<key>/``."""
+    """The windows of one source (a list, or a list and a manifest) under ``work/<name>/<key>/``."""
 
-    def __init__(self, layout: Layout, tsv: Path, config: DownloadConfig, source: str) -> None:
-        self.layout, self.tsv, self.config = layout, tsv, config
-        self.root = ensure_dir(layout.work(NAME) / config.key(source))
+    def __init__(self, layout: Layout, urls: UrlList, config: DownloadConfig, source: str) -> None:
+        self.layout, self.urls, self.config = layout, urls, config
+        self.root = ensure_dir(layout.work(urls.name) / config.key(source))
         self.windows_path = self.root / "windows.json"
         self.windows: list[Window] = ([Window(**w) for w in read_json(self.windows_path)["windows"]]
                                       if self.windows_path.exists() else [])
@@ -261,7 +284,7 @@ class Crawl:
 
     def add(self, window: Window) -> Window:
         self.windows.append(window)
-        write_json(self.windows_path, {"tsv": str(self.tsv), "windows": [asdict(w) for w in self.windows]})
+        write_json(self.windows_path, {"tsv": str(self.urls.path), "windows": [asdict(w) for w in self.windows]})
         return window
 
     def ledger(self, window: Window) -> dict[int, Attempt] | None:
@@ -291,7 +314,7 @@ class Crawl:
         found = self.result(window)
         if found is not None:
             return found
-        label = f"cc3m window {window.index} (rows {window.start:,}..{window.stop - 1:,})"
+        label = f"{self.urls.name} window {window.index} (rows {window.start:,}..{window.stop - 1:,})"
         entries = self._run_pass(ensure_dir(self.window_dir(window)), list(self._rows(window)), 0, verify_hash,
                                  bar, label)
         self._save(window, entries)
@@ -320,8 +343,8 @@ class Crawl:
                           and e.retried_by(self.config.retry_failed, self.config.max_attempts))
         if not rows:
             return 0, 0
-        label = f"cc3m window {window.index} retry pass {pass_no} ({len(rows):,} rows)"
-        tried = self._run_pass(ensure_dir(folder), list(records.select_rows(self.tsv, rows)), pass_no,
+        label = f"{self.urls.name} window {window.index} retry pass {pass_no} ({len(rows):,} rows)"
+        tried = self._run_pass(ensure_dir(folder), list(self.urls.reader.select_rows(self.urls.path, rows)), pass_no,
                                verify_hash, bar, label)
         for row, entry in tried.items():
             entry.attempts = entries[row].attempts + 1
@@ -329,7 +352,7 @@ class Crawl:
         self._save(window, entries)
         return len(tried), sum(e.ok for e in tried.values())
 
-    def _run_pass(self, folder: Path, rows: list[records.Row], pass_no: int, verify_hash: dict[int, str] | None,
+    def _run_pass(self, folder: Path, rows: list[Row], pass_no: int, verify_hash: dict[int, str] | None,
                   bar: tqdm | None, label: str) -> dict[int, Attempt]:
         """Fetch ``rows`` with img2dataset into ``folder/i2d``; rows that cannot be fetched never reach it."""
         rejected = {row.row: cause for row in rows if (cause := _rejected(row))}
@@ -362,10 +385,10 @@ class Crawl:
                               f"{len(fetched):,} rows it was given", fix="run the same command again")
         return entries
 
-    def _rows(self, window: Window) -> Iterator[records.Row]:
+    def _rows(self, window: Window) -> Iterator[Row]:
         if window.rows is not None:
-            return records.select_rows(self.tsv, window.rows)
-        return records.iter_rows(self.tsv, window.start, window.stop)
+            return self.urls.reader.select_rows(self.urls.path, window.rows)
+        return self.urls.reader.iter_rows(self.urls.path, window.start, window.stop)
 
     def passes(self, window: Window) -> list[tuple[int, list[Path]]]:
         """``(pass number, its img2dataset parquet files in row order)`` for the window and its retry passes."""
@@ -380,7 +403,7 @@ class Crawl:
                    for window in self.windows for row, e in (self.ledger(window) or {}).items())
 
 
-def _rejected(row: records.Row) -> str | None:
+def _rejected(row: Row) -> str | None:
     """The cause for a row that is never fetched: a URL that is not http(s) with a host, or an empty caption."""
     if url_problem(row.url) is not None:
         return "invalid_url"
@@ -395,7 +418,7 @@ def _input_rows(path: Path) -> list[int]:
     return [int(r) for r in pq.read_table(path, columns=["row"]).column("row").to_pylist()]
 
 
-def _write_window_input(path: Path, rows: Iterable[records.Row], verify_hash: dict[int, str] | None) -> None:
+def _write_window_input(path: Path, rows: Iterable[Row], verify_hash: dict[int, str] | None) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -496,18 +519,18 @@ def _pass_entries(output: Path, pass_no: int, when: float) -> dict[int, Attempt]
 # ----------------------------------------------------------------------------------------------- first N
 
 
-def fetch_first(layout: Layout, tsv: Path, count: int, config: DownloadConfig,
+def fetch_first(layout: Layout, urls: UrlList, count: int, config: DownloadConfig,
                 tokenizer: str | None = None) -> dict:
-    """Hold the first ``count`` reachable rows in index order, then write shards, stats and manifest.
+    """Hold the first ``count`` reachable rows of the list in index order, then write shards, stats and manifest.
 
     Rows that failed in an earlier run are retried first (``config.retry_failed``, bounded by
     ``config.max_attempts``); the kept rows are then the first ``count`` successes of all ledgers,
     so a row that passes on retry takes its place in index order and pushes the last one out.
     """
     check_distributor(config.distributor)
-    total_rows = records.count_rows(tsv)
-    crawl = Crawl(layout, tsv, config, f"tsv:{_tsv_identity(tsv)}")
-    with tqdm(desc="cc3m rows tried", unit="row", disable=None) as bar:
+    total_rows = urls.reader.count_rows(urls.path)
+    crawl = Crawl(layout, urls, config, f"tsv:{_list_identity(urls.path)}")  # "tsv:", so earlier crawls resume
+    with tqdm(desc=f"{urls.name} rows tried", unit="row", disable=None) as bar:
         retried, recovered = _retry_windows(crawl, bar, below=_nth_success(crawl, count))
         results = [crawl.run(window, bar) for window in crawl.windows]  # finish what an earlier run planned
         successes, tried, failures = _tally(results)
@@ -532,9 +555,9 @@ def fetch_first(layout: Layout, tsv: Path, count: int, config: DownloadConfig,
         "failed": sum(failures.values()), "last_row_kept": kept[-1] if kept else None,
         "retried": retried, "recovered": recovered, "retry_pending": pending,
         "windows": [{"start": w.start, "stop": w.stop} for w in crawl.windows]})
-    write_manifest(layout, manifest_rows, count)
+    write_manifest(layout, urls, manifest_rows, count)
     if len(kept) < count:
-        raise VlprepError(f"cc3m: only {len(kept):,} of the {total_rows:,} rows could be fetched, fewer than "
+        raise VlprepError(f"{urls.name}: only {len(kept):,} of the {total_rows:,} rows could be fetched, fewer than "
                           f"--limit {count:,}; the shards hold those {len(kept):,}", fix=_advice(config, pending))
     return stats
 
@@ -591,32 +614,32 @@ def _success_passes(crawl: Crawl, rows: set[int]) -> dict[int, int]:
 # ----------------------------------------------------------------------------------------------- manifest
 
 
-def rebuild(layout: Layout, tsv: Path, manifest: Path, config: DownloadConfig,
+def rebuild(layout: Layout, urls: UrlList, manifest: Path, config: DownloadConfig,
             tokenizer: str | None = None) -> dict:
-    """Fetch exactly a manifest's rows, check every sha256, report what is gone or changed.
+    """Fetch exactly a manifest's rows of the list, check every sha256, report what is gone or changed.
 
     Shard ``i`` holds the rebuilt rows among the manifest's rows ``i * shard_samples ..``, so a gone
     row never shifts later shards; an existing shard that holds more of its rows (with the same
     sha256) than this rebuild fetched is kept, so a rebuild never makes the output less complete.
     """
     check_distributor(config.distributor)
-    listed = _read_manifest(manifest)
+    listed = _read_manifest(manifest, _manifest_fix(urls))
     wanted = {r[0]: r for r in listed}
-    tsv_rows = {row.row: row for row in records.select_rows(tsv, wanted)}
+    rows = {row.row: row for row in urls.reader.select_rows(urls.path, wanted)}
     mismatched = sorted(r for r, (_, url, _, caption_sha) in wanted.items()
-                        if r not in tsv_rows or tsv_rows[r].url != url or tsv_rows[r].caption_hash != caption_sha)
+                        if r not in rows or rows[r].url != url or rows[r].caption_hash != caption_sha)
     if mismatched:
-        raise VlprepError(f"{manifest}: {len(mismatched):,} rows differ from {tsv} (url or caption), first rows "
-                          f"{mismatched[:5]}", fix="pass the Train_GCC-training.tsv the manifest was made from")
+        raise VlprepError(f"{manifest}: {len(mismatched):,} rows differ from {urls.path} (url or caption), first "
+                          f"rows {mismatched[:5]}", fix=f"pass the {urls.raw_name} the manifest was made from")
     manifest_sha = _file_sha256(manifest)
-    crawl = Crawl(layout, tsv, config, f"manifest:{manifest_sha}:tsv:{_tsv_identity(tsv)}")
+    crawl = Crawl(layout, urls, config, f"manifest:{manifest_sha}:tsv:{_list_identity(urls.path)}")
     ordered = sorted(wanted)
     hashes = {r: wanted[r][2] for r in ordered}
     if not crawl.windows:
         for start in range(0, len(ordered), config.max_window):
             part = ordered[start:start + config.max_window]
             crawl.add(Window(len(crawl.windows), part[0], part[-1] + 1, part))
-    with tqdm(total=len(ordered), desc="cc3m rows from manifest", unit="row", disable=None) as bar:
+    with tqdm(total=len(ordered), desc=f"{urls.name} rows from manifest", unit="row", disable=None) as bar:
         retried, recovered = _retry_windows(crawl, bar, hashes)
         results = [crawl.run(window, bar, verify_hash={r: hashes[r] for r in window.rows or []})
                    for window in crawl.windows]
@@ -641,10 +664,11 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-MANIFEST_FIX = "pass a cc3m-train-<N>.tsv.gz written by vlprep fetch cc3m (or fetch it again)"
+def _manifest_fix(urls: UrlList) -> str:
+    return f"pass a {urls.name}-{urls.split}-<N>.tsv.gz written by {urls.command} (or fetch it again)"
 
 
-def _read_manifest(path: Path) -> list[tuple[int, str, str, str]]:
+def _read_manifest(path: Path, fix: str) -> list[tuple[int, str, str, str]]:
     """The rows of a manifest, checked line by line: an error names the file, the line and the fix."""
     path = Path(path)
     rows: list[tuple[int, str, str, str]] = []
@@ -656,43 +680,45 @@ def _read_manifest(path: Path) -> list[tuple[int, str, str, str]]:
                 if number == 1:
                     if tuple(fields) != MANIFEST_HEADER:
                         raise VlprepError(f"{path}, line 1: header {' '.join(fields)[:80]!r}, expected columns "
-                                          f"{' '.join(MANIFEST_HEADER)}", fix=MANIFEST_FIX)
+                                          f"{' '.join(MANIFEST_HEADER)}", fix=fix)
                     continue
-                rows.append(_manifest_row(path, number, fields, rows[-1][0] if rows else -1))
+                rows.append(_manifest_row(path, number, fields, rows[-1][0] if rows else -1, fix))
     except VlprepError:
         raise
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
         where = f"after line {number}" if number else "at its start"
         raise VlprepError(f"{path}: not a readable gzip manifest {where} ({type(exc).__name__}: {exc})",
-                          fix=MANIFEST_FIX) from None
+                          fix=fix) from None
     if number == 0:
-        raise VlprepError(f"{path}: empty manifest (no header line)", fix=MANIFEST_FIX)
+        raise VlprepError(f"{path}: empty manifest (no header line)", fix=fix)
     if not rows:
         raise VlprepError(f"{path}: the manifest lists no rows (header only); nothing would be rebuilt and the "
-                          "existing output is left as it is", fix=MANIFEST_FIX)
+                          "existing output is left as it is", fix=fix)
     return rows
 
 
-def _manifest_row(path: Path, number: int, fields: list[str], previous: int) -> tuple[int, str, str, str]:
+def _manifest_row(path: Path, number: int, fields: list[str], previous: int,
+                  fix: str) -> tuple[int, str, str, str]:
     if len(fields) != len(MANIFEST_HEADER):
         raise VlprepError(f"{path}, line {number}: {len(fields)} columns, expected {len(MANIFEST_HEADER)} "
-                          f"({' '.join(MANIFEST_HEADER)})", fix=MANIFEST_FIX)
+                          f"({' '.join(MANIFEST_HEADER)})", fix=fix)
     row, url, sha256, caption_sha = fields
     if not (row.isascii() and row.isdigit()):
-        raise VlprepError(f"{path}, line {number}: row {row[:40]!r} is not a non-negative integer", fix=MANIFEST_FIX)
+        raise VlprepError(f"{path}, line {number}: row {row[:40]!r} is not a non-negative integer", fix=fix)
     if int(row) <= previous:
         raise VlprepError(f"{path}, line {number}: row {row} is not after row {previous} (rows are listed once, in "
-                          "ascending order)", fix=MANIFEST_FIX)
+                          "ascending order)", fix=fix)
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-        raise VlprepError(f"{path}, line {number}: sha256 {sha256[:70]!r} is not 64 hex digits", fix=MANIFEST_FIX)
+        raise VlprepError(f"{path}, line {number}: sha256 {sha256[:70]!r} is not 64 hex digits", fix=fix)
     return int(row), url, sha256, caption_sha
 
 
 def _write_missing(out: Path, crawl: Crawl, listed: Iterable[int], held: set[int]) -> list[int]:
-    """``train.missing.tsv``: every manifest row the output does not hold, with the cause of its last failure."""
+    """``<split>.missing.tsv``: every manifest row the output does not hold, with the cause of its last failure."""
     causes = {row: e.cause for window in crawl.windows for row, e in (crawl.ledger(window) or {}).items()}
     missing = [row for row in listed if row not in held]
-    with atomic_path(out / MISSING_NAME) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+    path = out / missing_name(crawl.urls.split)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
         handle.write("row\tcause\n")
         handle.writelines(f"{row}\t{causes.get(row) or 'other'}\n" for row in missing)
     return missing
@@ -732,13 +758,13 @@ def _kept_samples(crawl: Crawl, kept: dict[int, int], tokenizer: str | None, cou
             texts = [clean_caption(c) for c in captions]
             for (row, values), caption, text, token in zip(batch, captions, texts, encoder.encode(texts)):
                 data = values["jpg"]
-                meta = {"dataset": NAME, "row": row, "url": values["url"], "caption": text,
+                meta = {"dataset": crawl.urls.name, "row": row, "url": values["url"], "caption": text,
                         "sha256": values["sha256"], "width": values["width"], "height": values["height"],
                         "texts": [text], "tokens": [token.ids], "lengths": [token.length]}
                 if hashlib.sha256(data).hexdigest() != meta["sha256"]:
                     meta["stored"] = "re-encoded as JPEG" if crawl.config.resize is None else "resized"
                 _count_lengths(counts, token.length)
-                manifest_rows.append((row, meta["url"], meta["sha256"], records.caption_hash(caption)))  # in row order
+                manifest_rows.append((row, meta["url"], meta["sha256"], caption_hash(caption)))  # in row order
                 yield row, f"{row:09d}", {"jpg": data, "json": shard_sink.json_bytes(meta)}
 
 
@@ -756,23 +782,24 @@ def _write_output(layout: Layout, crawl: Crawl, kept: dict[int, int], positions:
     sha256), an existing shard that holds more of its position's rows with those sha256 than the new
     one would is kept instead: a rebuild with hosts down never replaces a fuller shard.
     """
-    out = ensure_dir(layout.out(NAME))
+    urls = crawl.urls
+    out = ensure_dir(layout.out(urls.name))
     staged = split_sink.staged_dir(crawl.root)  # new shards wait here until every one is written
     for leftover in staged.glob("*.tar"):  # of a run killed before its swap: rewritten below
         leftover.unlink()
-    previous = _previous_config(out)
+    previous = _previous_config(out, urls.split)
     counts: Counter = Counter()
     manifest_rows: list[tuple] = []
     samples = _kept_samples(crawl, kept, tokenizer, counts, manifest_rows)
     pending = next(samples, None)
     shards, held, kept_previous = [], [], 0
-    with tqdm(total=len(kept), desc="cc3m shards", unit="img", disable=None) as bar:
+    with tqdm(total=len(kept), desc=f"{urls.name} shards", unit="img", disable=None) as bar:
         for index, targets in enumerate(positions):
             batch = []
             while pending is not None and pending[0] <= targets[-1]:
                 batch.append(pending)
                 pending = next(samples, None)
-            path = out / shard_sink.shard_name(SPLIT, index)
+            path = out / shard_sink.shard_name(urls.split, index)
             fuller = (_fuller_shard(path, targets, expected, len(batch))
                       if expected is not None and previous.get("resize", -1) == crawl.config.resize else None)
             if fuller is not None:
@@ -787,8 +814,8 @@ def _write_output(layout: Layout, crawl: Crawl, kept: dict[int, int], positions:
                                                      ((key, sample) for _, key, sample in batch)))
                 held += [row for row, _, _ in batch]
             bar.update(len(batch))
-    _swap_in(staged, out, {shard.url for shard in shards})
-    shard_sink.write_wids_index(out / f"{SPLIT}.index.json", SPLIT, shards)
+    _swap_in(staged, out, {shard.url for shard in shards}, urls.split)
+    shard_sink.write_wids_index(out / f"{urls.split}.index.json", urls.split, shards)
     lengths = {int(k.split(":")[1]): v for k, v in counts.items() if k.startswith("length:")}
     images = sum(s.nsamples for s in shards)
     split_stats = {
@@ -797,19 +824,19 @@ def _write_output(layout: Layout, crawl: Crawl, kept: dict[int, int], positions:
         "truncated_texts": counts["truncated"], "shards": len(shards), "bytes": sum(s.filesize for s in shards),
         "text_length_histogram": {str(k): lengths[k] for k in sorted(lengths)},
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(crawl.config).items()},
-        "inputs": _tsv_inputs(layout, crawl.tsv), **extra,
+        "inputs": _list_inputs(layout, urls), **extra,
     }
     if expected is not None:
         missing = _write_missing(out, crawl, expected, set(held))
         split_stats.update(kept_previous_shards=kept_previous, missing=len(missing), missing_first_rows=missing[:20])
     else:
-        (out / MISSING_NAME).unlink(missing_ok=True)
-    stats = {"dataset": NAME, "vlprep_version": __version__, "splits": {SPLIT: split_stats}}
+        (out / missing_name(urls.split)).unlink(missing_ok=True)
+    stats = {"dataset": urls.name, "vlprep_version": __version__, "splits": {urls.split: split_stats}}
     write_json(out / "stats.json", stats)
     return stats, manifest_rows
 
 
-def _swap_in(staged: Path, out: Path, names: set[str]) -> None:
+def _swap_in(staged: Path, out: Path, names: set[str], split: str) -> None:
     """Move the staged shards into ``out`` and drop the shards no longer in the set.
 
     Until this point a failure or a kill leaves the published shards and their index as they were;
@@ -818,15 +845,15 @@ def _swap_in(staged: Path, out: Path, names: set[str]) -> None:
     """
     for shard in sorted(staged.glob("*.tar")):
         os.replace(shard, out / shard.name)
-    for stale in out.glob(f"{SPLIT}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
+    for stale in out.glob(f"{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
         if stale.name not in names:
             stale.unlink()
 
 
-def _previous_config(out: Path) -> dict:
+def _previous_config(out: Path, split: str) -> dict:
     """The download config of the output now in ``out`` (empty if none or unreadable)."""
     try:
-        return read_json(out / "stats.json")["splits"][SPLIT]["config"]
+        return read_json(out / "stats.json")["splits"][split]["config"]
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 
@@ -870,25 +897,29 @@ def _take(iterator: Iterator, n: int) -> list:
     return batch
 
 
-def write_manifest(layout: Layout, rows: list[tuple], count: int) -> Path:
-    """``manifests/cc3m-train-<N>.tsv.gz``: row, url, sha256 of the bytes, caption hash (16 hex digits)."""
-    path = layout.manifests() / f"{NAME}-{SPLIT}-{count}.tsv.gz"
+def write_manifest(layout: Layout, urls: UrlList, rows: list[tuple], count: int) -> Path:
+    """``manifests/<name>-<split>-<N>.tsv.gz``: row, url, sha256 of the bytes, caption hash (16 hex digits)."""
+    path = layout.manifests() / f"{urls.name}-{urls.split}-{count}.tsv.gz"
     return manifest_sink.write_tsv_gz(path, MANIFEST_HEADER, rows)
 
 
 def summary_lines(stats: dict) -> list[str]:
-    s = stats["splits"][SPLIT]
+    """The summary of a crawl's ``stats.json``, one block per split, each line naming the dataset."""
+    return [line for split, s in stats["splits"].items() for line in _split_lines(stats["dataset"], split, s)]
+
+
+def _split_lines(name: str, split: str, s: dict) -> list[str]:
     if s["mode"] == "from-manifest":
-        lines = [f"cc3m from manifest: {s['manifest_rows']:,} rows listed, {s['rebuilt']:,} rebuilt, "
+        lines = [f"{name} from manifest: {s['manifest_rows']:,} rows listed, {s['rebuilt']:,} rebuilt, "
                  f"{s['changed']:,} changed (sha256 differs), {s['gone']:,} gone"]
         lines += [f"  gone, {cause}: {n:,}" for cause, n in s["gone_by_cause"].items()]
         if s["kept_previous_shards"]:
             lines.append(f"  {s['kept_previous_shards']} existing shards held more of their rows and were kept")
         if s["missing"]:
             lines.append(f"  {s['missing']:,} listed rows are not in the output (first: "
-                         f"{', '.join(map(str, s['missing_first_rows'][:5]))}); all in {MISSING_NAME}")
+                         f"{', '.join(map(str, s['missing_first_rows'][:5]))}); all in {missing_name(split)}")
     else:
-        lines = [f"cc3m: first {s['images']:,} reachable rows (of {s['count']:,} wanted) up to row "
+        lines = [f"{name}: first {s['images']:,} reachable rows (of {s['count']:,} wanted) up to row "
                  f"{s['last_row_kept']}; {s['rows_tried']:,} rows tried, {s['successes']:,} succeeded, "
                  f"{s['failed']:,} failed"]
         lines += [f"  failed, {cause}: {n:,}" for cause, n in s["failures"].items()]

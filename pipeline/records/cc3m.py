@@ -1,78 +1,22 @@
 """Conceptual Captions 3M: Google's ``Train_GCC-training.tsv`` (caption⇥url, no header).
 
-The 0-based line number is a pair's identity (its *row*). Lines are split on ``\\n`` only, so a
-stray ``\\r`` inside a caption does not shift every later row; a line without a tab or without a
-URL keeps its row and fails as an invalid URL when it is tried, so nothing is silently dropped.
+The 0-based line number is a pair's identity (its *row*); the lines are read as any caption/URL
+list is (:mod:`.urllist`): a stray ``\\r`` inside a caption does not shift later rows, and a line
+without a tab or without a URL keeps its row and fails as an invalid URL when it is tried.
 """
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable, Iterator
+from .urllist import Row, TsvList, caption_hash
+
+__all__ = ["ROWS", "READER", "Row", "TSV_NAME", "caption_hash", "count_rows", "iter_rows", "parse_line",
+           "select_rows"]
 
 TSV_NAME = "Train_GCC-training.tsv"
 ROWS = 3_318_333
+READER = TsvList(url_first=False)
+"""The TSV's rows: caption first, then the URL."""
 
-
-@dataclass(frozen=True)
-class Row:
-    row: int
-    caption: str
-    url: str
-
-    @property
-    def caption_hash(self) -> str:
-        return caption_hash(self.caption)
-
-
-def caption_hash(caption: str) -> str:
-    """The first 16 hex digits of the sha256 of the caption as published (UTF-8).
-
-    64 bits tell whether a TSV row is the one a manifest was made from; the full 256 would add
-    12 MB to a 500,000-row manifest that must stay small enough for git.
-    """
-    return hashlib.sha256(caption.encode("utf-8")).hexdigest()[:16]
-
-
-def parse_line(row: int, line: bytes) -> Row:
-    text = line.rstrip(b"\n").decode("utf-8", errors="replace")
-    if text.endswith("\r"):
-        text = text[:-1]
-    caption, _, url = text.partition("\t")
-    return Row(row, caption, url.strip())
-
-
-def iter_rows(path: Path, start: int = 0, stop: int | None = None) -> Iterator[Row]:
-    """Rows ``start <= row < stop`` in order."""
-    with open(path, "rb") as handle:
-        for row, line in enumerate(handle):
-            if stop is not None and row >= stop:
-                return
-            if row >= start:
-                yield parse_line(row, line)
-
-
-def select_rows(path: Path, wanted: Iterable[int]) -> Iterator[Row]:
-    """The rows whose numbers are in ``wanted`` (sorted ascending), in order."""
-    targets = iter(sorted(wanted))
-    target = next(targets, None)
-    if target is None:
-        return
-    with open(path, "rb") as handle:
-        for row, line in enumerate(handle):
-            if row == target:
-                yield parse_line(row, line)
-                target = next(targets, None)
-                if target is None:
-                    return
-
-
-def count_rows(path: Path) -> int:
-    """Lines, counting a last line without its newline."""
-    rows, last = 0, b"\n"
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            rows += chunk.count(b"\n")
-            last = chunk[-1:]
-    return rows + (last != b"\n")
+parse_line = READER.parse_line
+iter_rows = READER.iter_rows
+select_rows = READER.select_rows
+count_rows = READER.count_rows
