@@ -184,4 +184,5 @@ RECIPE = Recipe(
     splits=records.SPLITS,
     default_split=DEFAULT_SPLIT,
     pretraining_split=DEFAULT_SPLIT,
+    method_row=(82_783, 5.0, 11.0, 566_747),  # train2014's images with Karpathy train's pairs (docs/image-text.md)
 )

@@ -167,6 +167,9 @@ class Recipe:
     default_split: str | None = None
     pretraining_split: str | None = None
     """The split a pretraining run reads, counted once in the Table 1 total."""
+    method_row: tuple[int, float, float, int] | None = None
+    """The method's published Table 1 row (images, texts per image, tokens per text, pairs), printed
+    beneath the built rows for comparison."""
     variants: tuple[str, ...] = ()
     """Other forms of the pretraining split (VG ``concat``); the split ``train`` of variant ``concat``
     is stored as ``train-concat``."""

@@ -245,4 +245,5 @@ RECIPE = Recipe(
     default_split=SPLIT,
     pretraining_split=SPLIT,
     variants=VARIANTS,
+    method_row=(108_249, 50.0, 4.7, 5_408_689),
 )

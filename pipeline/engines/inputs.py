@@ -9,10 +9,10 @@ the outputs are rebuilt from it, never served from the old one. Each output reco
 
 Example::
 
-    inputs = raw_inputs(layout, "coco", ["caption_datasets.zip", "zips/train2014.zip"])
-    key = work_key({"split": "karpathy-train", "seed": 0}, "imagetext-1", inputs)
+    inputs = raw_inputs(layout, dataset, ["annotations.zip", "images.zip"])
+    key = work_key({"split": split, "seed": 0}, "imagetext-1", inputs)
     ...
-    warnings = check_inputs(layout, inputs, fix="run: vlprep shard coco again")
+    warnings = check_inputs(layout, inputs, fix=f"run: vlprep shard {dataset} again")
 """
 from __future__ import annotations
 

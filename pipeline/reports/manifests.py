@@ -1,8 +1,8 @@
 """``vlprep manifest build|publish``: the used-ID manifests of every built dataset, indexed and published.
 
-The shard and fetch stages write their manifests as they finish (``coco-<split>``, ``vg-<variant>``,
-``cc3m-train-<N>``); OpenWebText's (``owt-subsets``: each subset file with its sha256, source and
-document counts) is written here from ``out/owt/stats.json``. ``build`` gathers them into the
+The stage that builds a dataset writes its manifest as it finishes (``<dataset>-<split>...``); a
+recipe whose manifest is made from its ``stats.json`` instead gives a writer (``Manifest.build``),
+which runs here. ``build`` gathers them into the
 manifest folder with a ``README.md`` index generated from the files themselves, so an unchanged
 set of manifests gives unchanged bytes and ``publish`` can refuse to push nothing.
 """

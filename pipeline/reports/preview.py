@@ -2,7 +2,8 @@
 
 Reads the first N samples of the split in index order. Pair datasets show the image's captions
 decoded back from the stored token ids (so what is shown is what a model reads, cap included, and a
-truncated caption is marked in red with its full length); ImageNet shows the class index and name.
+truncated caption is marked in red with its full length); a dataset of kind ``labels`` shows the
+class index and name.
 ``--augmented`` adds, beside each image, the training view of epoch 0 drawn exactly as
 ``pair_dataset`` / ``image_dataset`` draw it (same seed, crop, flip and chosen caption).
 """

@@ -44,10 +44,11 @@ def build_table(layout: Layout, datasets: tuple[str, ...]) -> TableReport:
     out = layout.out_root()
     out.mkdir(parents=True, exist_ok=True)
     stats_sink.histogram_png(out / HISTOGRAM_PNG, histograms, MAX_BPE)
-    write_json(out / STATS_JSON, {**stats_sink.as_json(rows), "histogram_png": HISTOGRAM_PNG,
+    method = method_rows()
+    write_json(out / STATS_JSON, {**stats_sink.as_json(rows, method), "histogram_png": HISTOGRAM_PNG,
                                   "text_length_histograms": {k: {str(n): c for n, c in sorted(v.items())}
                                                              for k, v in histograms.items()}})
-    stats_sink.write_text(out / STATS_MD, stats_sink.markdown(rows, HISTOGRAM_PNG))
+    stats_sink.write_text(out / STATS_MD, stats_sink.markdown(rows, method, HISTOGRAM_PNG))
     return TableReport(rows, [out / STATS_JSON, out / STATS_MD, out / HISTOGRAM_PNG])
 
 
@@ -57,4 +58,9 @@ def built_pairs(layout: Layout) -> tuple[str, ...]:
 
 
 def summary_lines(report: TableReport) -> list[str]:
-    return stats_sink.text_lines(report.rows)
+    return stats_sink.text_lines(report.rows, method_rows())
+
+
+def method_rows() -> list[stats_sink.TableRow]:
+    """The method's published Table 1 rows, from the recipes that state one, in registry order."""
+    return [stats_sink.TableRow(r.name, "(method)", *r.method_row) for r in of_kind("pairs") if r.method_row]

@@ -31,12 +31,6 @@ class TableRow:
         return f"{self.dataset} {self.split}"
 
 
-METHOD_TABLE = {
-    "coco": TableRow("coco", "(method)", 82_783, 5.0, 11.0, 566_747),
-    "vg": TableRow("vg", "(method)", 108_249, 50.0, 4.7, 5_408_689),
-}
-"""The method's published rows (its COCO row mixes train2014's image count with Karpathy train's
-pair count; see docs/image-text.md)."""
 
 
 def row_from_split(dataset: str, split: str, stats: dict, in_total: bool) -> TableRow:
@@ -54,20 +48,20 @@ def total_row(rows: list[TableRow], label: str = "total") -> TableRow:
                     round(tokens / pairs, 3) if pairs else 0.0, pairs)
 
 
-def as_json(rows: list[TableRow]) -> dict:
-    method = list(METHOD_TABLE.values())
+def as_json(rows: list[TableRow], method: list[TableRow]) -> dict:
+    """``method``: the method's published rows (each recipe's ``method_row``), beneath ours."""
     return {"rows": [asdict(r) for r in rows], "total": asdict(total_row(rows)),
             "method": {"rows": [asdict(r) for r in method], "total": asdict(total_row(method))}}
 
 
-def text_lines(rows: list[TableRow]) -> list[str]:
+def text_lines(rows: list[TableRow], method: list[TableRow]) -> list[str]:
     """The table as printed on the terminal, the method's rows beneath for comparison."""
     out = [f"{'dataset':30} {'images':>10} {'texts/img':>9} {'tokens/text':>11} {'pairs':>11}"]
     for row in rows + [total_row(rows)]:
         mark = "" if row.in_total else " *"
         out.append(f"{row.label + mark:30} {row.images:>10,} {row.texts_per_image:>9.2f} "
                    f"{row.tokens_per_text:>11.2f} {row.pairs:>11,}")
-    method = [r for r in METHOD_TABLE.values() if r.dataset in {row.dataset for row in rows}]
+    method = [r for r in method if r.dataset in {row.dataset for row in rows}]
     if method:
         out.append("method's Table 1:")
         for row in method + [total_row(method, "total (method)")]:
@@ -78,7 +72,7 @@ def text_lines(rows: list[TableRow]) -> list[str]:
     return out
 
 
-def markdown(rows: list[TableRow], histogram_png: str | None = None) -> str:
+def markdown(rows: list[TableRow], method: list[TableRow], histogram_png: str | None = None) -> str:
     """``stats.md``: the built rows with the total, then the method's table, then the picture."""
     def table(body: list[TableRow]) -> list[str]:
         lines = ["| dataset | split | images | avg. texts per image | avg. text length (tokens) | pairs |",
@@ -90,7 +84,7 @@ def markdown(rows: list[TableRow], histogram_png: str | None = None) -> str:
 
     built = [TableRow(r.dataset, r.split + ("" if r.in_total else " (not in total)"), r.images,
                       r.texts_per_image, r.tokens_per_text, r.pairs) for r in rows]
-    method = [r for r in METHOD_TABLE.values() if r.dataset in {row.dataset for row in rows}]
+    method = [r for r in method if r.dataset in {row.dataset for row in rows}]
     parts = ["# Image–text statistics (Table 1)", "",
              "Text length is in GPT-2 BPE tokens before the 64-token cap, without `<s>`/`</s>`; "
              "pairs are image–text pairs (one per text). The total counts each dataset's "
