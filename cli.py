@@ -350,9 +350,7 @@ def main(ctx: click.Context) -> None:
     Start here (offline, about half a minute; every dataset on a small sample):
       vlprep demo
     Then, for real data:
-      vlprep fetch owt
-      vlprep binarize owt --workers 8
-      vlprep verify owt
+      {first_steps}
     """
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
@@ -360,6 +358,20 @@ def main(ctx: click.Context) -> None:
 
 for _stage in registry.STAGE_ORDER:
     main.add_command(StageGroup(_stage))
+
+
+def _registry_examples() -> dict[str, str]:
+    """Dataset names for the examples of the commands over several datasets, taken from the registry."""
+    first = registry.RECIPES[0]
+    steps = [first.stages[s].examples[0] for s in ("fetch", first.builder, "verify") if s in first.stages]
+    rebuilt = [r.name for r in registry.RECIPES if r.manifest.rebuild] or [first.name]
+    return {"first_steps": "\n      ".join(dict.fromkeys(steps)),
+            "pairs": " ".join(r.name for r in registry.of_kind("pairs")[:2]),
+            "text": registry.of_kind("text")[0].name, "rebuilt": rebuilt[0]}
+
+
+def _fill_examples(command: click.Command) -> None:
+    command.help = (command.help or "").format(**_registry_examples())
 
 
 @main.command(context_settings=CONTEXT)
@@ -421,8 +433,8 @@ def stats(ctx: click.Context, datasets: tuple[str, ...], data_dir: Path, as_json
 
     \b
     Examples:
-      vlprep stats coco vg
-      vlprep stats owt --json
+      vlprep stats {pairs}
+      vlprep stats {text} --json
       vlprep stats all
     """
     _remember_data_dir(ctx, data_dir)
@@ -435,6 +447,8 @@ def stats(ctx: click.Context, datasets: tuple[str, ...], data_dir: Path, as_json
 
 
 main.commands["stats"].params.insert(-1, wait_lock_option())
+_fill_examples(main)
+_fill_examples(main.commands["stats"])
 
 
 @main.group(cls=Main, context_settings=CONTEXT, invoke_without_command=True)
@@ -445,7 +459,7 @@ def manifest(ctx: click.Context) -> None:
     \b
     Examples:
       vlprep manifest build                  # every built dataset, into DATA_DIR/manifests
-      vlprep manifest build cc3m --manifest-dir ./manifests
+      vlprep manifest build {rebuilt} --manifest-dir ./manifests
       vlprep manifest publish --repo https://github.com/me/my-vlprep-manifests
     """
     if ctx.invoked_subcommand is None:
@@ -478,7 +492,7 @@ def manifest_build(ctx: click.Context, dataset: str, data_dir: Path, manifest_di
     \b
     Examples:
       vlprep manifest build
-      vlprep manifest build cc3m --manifest-dir ./manifests
+      vlprep manifest build {rebuilt} --manifest-dir ./manifests
     """
     from .pipeline.reports import manifests
 
@@ -494,6 +508,8 @@ def manifest_build(ctx: click.Context, dataset: str, data_dir: Path, manifest_di
     click.echo(f"written: {(manifest_dir or layout.manifests()) / 'README.md'}")
 
 
+_fill_examples(manifest)
+_fill_examples(manifest_build)
 manifest_build.help += "\n\n\b\nWhat each dataset's manifest lists:\n" + _manifest_help()
 manifest_build.params.insert(-1, wait_lock_option())
 

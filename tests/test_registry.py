@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import click
 import pytest
@@ -197,3 +198,15 @@ def test_run_stage_is_the_command_as_a_call(tmp_path, owt_mirror):
     assert lines[-1].replace(str(tmp_path / "api"), "") == printed.splitlines()[-1].replace(str(tmp_path / "cli"), "")
     with pytest.raises(VlprepError, match="no option variant"):
         run_stage("owt", "binarize", tmp_path / "api", variant="concat")
+
+
+def test_cli_and_engines_name_no_dataset():
+    """Everything that names a dataset is in its recipe and records: the CLI, the engines, the reports
+    and the sinks read the registry."""
+    root = Path(__file__).resolve().parent.parent
+    files = [root / "cli.py", *(root / "pipeline" / "engines").glob("*.py"), *(root / "pipeline" / "reports").glob("*.py"),
+             *(root / "pipeline" / "sinks").glob("*.py")]
+    pattern = re.compile(r"\b(" + "|".join(registry.names()) + r")\b", re.I)
+    named = {f"{path.name}:{number}": line.strip() for path in files
+             for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)}
+    assert named == {}
