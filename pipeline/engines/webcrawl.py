@@ -48,7 +48,6 @@ from typing import Iterable, Iterator, Protocol
 
 from tqdm import tqdm
 
-from .. import __version__
 from ..errors import VlprepError
 from ..fileio import atomic_path, ensure_dir, read_json, sha256_file, write_json
 from ..layout import Layout
@@ -814,8 +813,7 @@ def _write_output(layout: Layout, crawl: Crawl, kept: dict[int, int], positions:
                                                      ((key, sample) for _, key, sample in batch)))
                 held += [row for row, _, _ in batch]
             bar.update(len(batch))
-    _swap_in(staged, out, {shard.url for shard in shards}, urls.split)
-    shard_sink.write_wids_index(out / f"{urls.split}.index.json", urls.split, shards)
+    split_sink.swap_in(staged, out, urls.split, {shard.url for shard in shards})
     lengths = {int(k.split(":")[1]): v for k, v in counts.items() if k.startswith("length:")}
     images = sum(s.nsamples for s in shards)
     split_stats = {
@@ -831,23 +829,9 @@ def _write_output(layout: Layout, crawl: Crawl, kept: dict[int, int], positions:
         split_stats.update(kept_previous_shards=kept_previous, missing=len(missing), missing_first_rows=missing[:20])
     else:
         (out / missing_name(urls.split)).unlink(missing_ok=True)
-    stats = {"dataset": urls.name, "vlprep_version": __version__, "splits": {urls.split: split_stats}}
-    write_json(out / "stats.json", stats)
+    stats = split_sink.merge_split_stats(out, urls.name, urls.split, split_stats)
+    split_sink.write_index(out, urls.split, shards)  # last: the split is whole
     return stats, manifest_rows
-
-
-def _swap_in(staged: Path, out: Path, names: set[str], split: str) -> None:
-    """Move the staged shards into ``out`` and drop the shards no longer in the set.
-
-    Until this point a failure or a kill leaves the published shards and their index as they were;
-    the moves take milliseconds, and a run killed among them is repaired by the next, which writes
-    every shard of the set again and the index last.
-    """
-    for shard in sorted(staged.glob("*.tar")):
-        os.replace(shard, out / shard.name)
-    for stale in out.glob(f"{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
-        if stale.name not in names:
-            stale.unlink()
 
 
 def _previous_config(out: Path, split: str) -> dict:
