@@ -15,6 +15,7 @@ from ..errors import VlprepError
 from ..layout import Layout
 from ..records import cc3m as records
 from . import shards
+from ..sinks import manifests as manifest_sink
 from .recipe import FETCH_COMMON, Limit, Manifest, Recipe, Run, Stage, option
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ RECIPE = Recipe(
         "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),
         "preview": shards.preview_stage(NAME, PreviewOptions),
     },
-    manifest=Manifest("cc3m-*.tsv.gz", ("row", "url", "sha256", "caption_hash"),
+    manifest=Manifest("cc3m-*.tsv.gz", manifest_sink.URL_ROWS,
                       "Conceptual Captions rows kept (0-based TSV line), their URL, sha256 of the bytes, caption "
                       "hash (first 16 hex digits of its sha256)", numeric_key=True,
                       rebuild="Rebuild CC3M exactly with `vlprep fetch cc3m --tsv Train_GCC-training.tsv "

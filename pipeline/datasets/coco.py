@@ -14,6 +14,7 @@ from ..layout import Layout
 from ..records import coco as records
 from ..transforms.text import clean_caption
 from . import shards
+from ..sinks import manifests as manifest_sink
 from .recipe import FETCH_COMMON, Manifest, Recipe, Run, Stage, option
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ RECIPE = Recipe(
         "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),
         "preview": shards.preview_stage(NAME, PreviewOptions, ("vlprep preview coco --split karpathy-test --augmented",)),
     },
-    manifest=Manifest("coco-*.tsv.gz", ("key", "status"),
+    manifest=Manifest("coco-*.tsv.gz", manifest_sink.IMAGE_IDS,
                       "COCO image ids (cocoid, 12 digits) considered for the split: used, or skipped and why"),
     demo="vlprep.pipeline.samples.demo:coco",
     summary=summary,

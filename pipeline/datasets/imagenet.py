@@ -13,6 +13,7 @@ from ..caps import DEFAULT_CAPS
 from ..layout import Layout
 from ..records import imagenet as records
 from . import shards
+from ..sinks import manifests as manifest_sink
 from .recipe import FETCH_COMMON, Manifest, Recipe, Run, Stage, option
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ RECIPE = Recipe(
         "verify": shards.verify_stage(NAME, "class indices in 0..999 and equal to their json"),
         "preview": shards.preview_stage(NAME, PreviewOptions, ("vlprep preview imagenet --split val",)),
     },
-    manifest=Manifest("imagenet-*.tsv.gz", ("file", "label", "status"),
+    manifest=Manifest("imagenet-*.tsv.gz", manifest_sink.LABELLED_FILES,
                       "ImageNet file names of the split with their class index (0-999, classes.py order), or "
                       "skipped and why"),
     demo="vlprep.pipeline.samples.demo:imagenet",

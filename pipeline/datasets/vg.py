@@ -18,6 +18,7 @@ from ..records import vg as records
 from ..transforms.text import clean_caption
 from . import shards
 from .coco import NAME as COCO
+from ..sinks import manifests as manifest_sink
 from .recipe import FETCH_COMMON, Manifest, Recipe, Run, Stage, option
 
 if TYPE_CHECKING:
@@ -237,7 +238,7 @@ RECIPE = Recipe(
         "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),
         "preview": shards.preview_stage(NAME, PreviewOptions, ("vlprep preview vg --variant concat --limit 8 --augmented",)),
     },
-    manifest=Manifest("vg-*.tsv.gz", ("key", "status"),
+    manifest=Manifest("vg-*.tsv.gz", manifest_sink.IMAGE_IDS,
                       "Visual Genome image ids considered: used, leak-guarded (coco_id in Karpathy val/test), or skipped"),
     demo="vlprep.pipeline.samples.demo:vg",
     summary=summary,

@@ -96,7 +96,6 @@ def train_buckets(expected_images: int, limit: int | None, shard_samples: int) -
     return max(1, min(MAX_BUCKETS, BUCKETS_PER_SHARD * -(-images // shard_samples)))
 
 
-MANIFEST_HEADER = ("file", "label", "status")
 
 
 @dataclass(frozen=True)
@@ -475,7 +474,7 @@ def _finish(layout: Layout, source: TarballSource, writer: split_sink.SplitWrite
     stats = writer.write_stats(split_stats)
     rows = [(name, str(label), "used") for r in results for name, label in r["kept"]]
     rows += [(e["file"], "", "skipped: " + e["error"].split(":")[0]) for e in errors]
-    manifest_sink.write_tsv_gz(layout.manifests() / f"{source.name}-{split}.tsv.gz", MANIFEST_HEADER, sorted(rows))
+    manifest_sink.write_tsv_gz(layout.manifests() / f"{source.name}-{split}.tsv.gz", manifest_sink.LABELLED_FILES, sorted(rows))
     writer.write_index(shards)  # last: the split is whole
     return stats
 

@@ -455,4 +455,4 @@ def _write_manifest(layout: Layout, config: ShardConfig, plan: dict, errors: lis
             for loc in plan["locators"]]
     rows += [(f"{k:09d}", "leak-guarded") for k in plan.get("extra", {}).get("leak_guarded_ids", [])]
     path = layout.manifests() / f"{config.dataset}-{config.manifest_name or config.split}.tsv.gz"
-    manifest_sink.write_tsv_gz(path, ("key", "status"), sorted(rows))
+    manifest_sink.write_tsv_gz(path, manifest_sink.IMAGE_IDS, sorted(rows))

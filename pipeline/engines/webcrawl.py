@@ -70,7 +70,7 @@ extra img2dataset start (seconds); 2 % covers about four standard deviations of 
 SUB_SHARD = 1000
 """Rows per img2dataset shard inside a window: the unit of parallelism and of resume."""
 DISTRIBUTORS = ("multiprocessing", "pyspark", "ray")
-MANIFEST_HEADER = ("row", "url", "sha256", "caption_hash")
+MANIFEST_HEADER = manifest_sink.URL_ROWS
 RETRY_POLICIES = ("transient", "all", "none")
 """Which failed rows a rerun tries again: those with a transient cause (the default), every failed
 row, or none."""

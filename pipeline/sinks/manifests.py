@@ -11,6 +11,13 @@ from typing import Iterable, Sequence
 
 from ..fileio import atomic_path
 
+IMAGE_IDS = ("key", "status")
+"""Every image id a split considered and what became of it (``ok`` or why it was skipped)."""
+LABELLED_FILES = ("file", "label", "status")
+"""Every file of a labelled split with its class index, or why it was skipped."""
+URL_ROWS = ("row", "url", "sha256", "caption_hash")
+"""The rows of a URL list kept: 0-based line, URL (redacted), sha256 of the bytes, caption hash."""
+
 
 def write_tsv_gz(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Path:
     """Write ``header`` and ``rows`` (already in their final order) as a deterministic ``.tsv.gz``."""
