@@ -1,27 +1,18 @@
-"""Shared fixtures: a small OpenWebText-format mirror, served over real HTTP on 127.0.0.1."""
+"""Shared fixtures: a small OpenWebText-format mirror (also served over real HTTP on 127.0.0.1), the
+demo's data dir, and small COCO and Visual Genome mirrors. Shared helpers live in ``helpers.py``."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from vlprep.pipeline.samples.images import build_coco_mirror, build_vg_mirror
 from vlprep.pipeline.samples.serve import serve_directory
 from vlprep.pipeline.samples.text import build_owt_mirror
 
+from .helpers import run_cli
+
 SUBSETS = (0, 1, 2, 3, 4, 5)
-
-
-def run_cli(*args: str, env: dict | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``vlprep`` in a real subprocess, as a user would."""
-    full_env = {**os.environ, "VLPREP_HTTP_BACKOFF": "0.01", **(env or {})}
-    result = subprocess.run([sys.executable, "-m", "vlprep.cli", *args], capture_output=True, text=True,
-                            env=full_env, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"vlprep {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +43,13 @@ def demo_data(tmp_path_factory) -> Path:
     data = tmp_path_factory.mktemp("demo") / "vlprep-demo"  # the name docs/loader.md's example expects
     run_cli("demo", "--data-dir", str(data), timeout=600)
     return data
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> tuple[Path, dict]:
+    """Sample COCO and VG mirrors under ``root/coco`` and ``root/vg``, and COCO's splits: ``(root, splits)``,
+    built once per module (``helpers.copy_mirror`` gives a test its own copy to change)."""
+    root = tmp_path_factory.mktemp("trust-base")
+    splits = build_coco_mirror(root / "coco", n_train=12, n_val=8)
+    build_vg_mirror(root / "vg", splits, n_images=12)
+    return root, splits

@@ -13,13 +13,14 @@ import webdataset as wds
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from tests.conftest import run_cli
 from vlprep.pipeline.errors import VlprepError
 from vlprep.pipeline.loader import (IMAGE_SCALE, IMAGENET_MEAN, IMAGENET_STD, PAIR_SCALE, RATIO, ViewConfig,
                                     crop_params, glue_dataset, image_dataset, pair_dataset, text_dataset)
 from vlprep.pipeline.loader.augment import draw_view, flip_draw, sample_generator
 from vlprep.pipeline.loader.decode import dct_divisor, make_view
 from vlprep.pipeline.loader.shards import epoch_order, resolve_shards
+
+from ..helpers import run_cli
 
 
 def photo(width: int, height: int, seed: int = 0, noise: float = 6.0) -> np.ndarray:
@@ -293,7 +294,7 @@ def test_the_documented_example_runs(demo_data, tmp_path):
     import subprocess
     import sys
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "loader.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "loader.md").read_text()
     script = tmp_path / "example.py"
     script.write_text(re.search(r"```python\n(.*?)```", text, re.S).group(1))
     result = subprocess.run([sys.executable, str(script)], cwd=demo_data.parent, capture_output=True, text=True,

@@ -9,10 +9,7 @@ report their peak RSS.
 from __future__ import annotations
 
 import gzip
-import hashlib
-import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,58 +17,18 @@ import tarfile
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from vlprep.pipeline.samples.images import build_imagenet_mirror, jpeg
+from vlprep.pipeline.samples.images import jpeg
 from vlprep.pipeline.samples.text import build_glue_mirror
-from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums
 
-from .conftest import run_cli
+from ..helpers import assert_clean_failure, fetched_imagenet, glue_data, imagenet_mirror, rte, run_cli, zeros_gz
+from ..helpers import run_capped_printing_peak as run_capped
 
 GIB = 1 << 30
 TRIAL = ("--limit", "100000")
-ADDRESS_SPACE = 2 * GIB
 RSS_BUDGET = 1_000_000_000
-
-CAPPED_RUNNER = """
-import json, resource, subprocess, sys
-resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
-done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-print(json.dumps({{"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr, "peak": peak}}))
-"""
-
-
-def run_capped(*args: str) -> tuple[subprocess.CompletedProcess, int]:
-    """``vlprep ARGS`` under a 2 GiB address-space limit; the result and the peak RSS (bytes) of the
-    command and all its workers, from ``getrusage(RUSAGE_CHILDREN)`` of a runner that did nothing else."""
-    runner = [sys.executable, "-c", CAPPED_RUNNER.format(limit=ADDRESS_SPACE), sys.executable, "-m", "vlprep.cli",
-              *args]
-    outer = subprocess.run(runner, capture_output=True, text=True, timeout=600,
-                           env={**os.environ, "VLPREP_HTTP_BACKOFF": "0.01"})
-    assert outer.returncode == 0, outer.stderr
-    report = json.loads(outer.stdout)
-    done = subprocess.CompletedProcess(args, report["rc"], report["stdout"], report["stderr"])
-    print(f"vlprep {' '.join(args[:2])}: peak RSS {report['peak'] / 1e6:.0f} MB under RLIMIT_AS 2 GiB")
-    return done, report["peak"]
-
-
-def assert_clean_failure(result: subprocess.CompletedProcess, *words: str) -> None:
-    """Exit 1, one ``error:`` line (and its ``fix:``), no traceback, and every word in the message."""
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines[0].startswith("error: ") and len(lines) <= 2, result.stderr
-    for word in words:
-        assert word in result.stderr, (word, result.stderr)
-
-
-def write_sums(root: Path) -> None:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != SUMS_NAME)
-    sums = {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-    (root / SUMS_NAME).write_text(format_sha256sums(sums))
 
 
 # ------------------------------------------------------------------------------------------ ImageNet
@@ -81,38 +38,6 @@ def tar_member(name: str, data: bytes, encoding: str = "utf-8") -> bytes:
     info = tarfile.TarInfo(name)
     info.size, info.mtime = len(data), 1_300_000_000
     return info.tobuf(tarfile.GNU_FORMAT, encoding, "surrogateescape") + data + b"\0" * (-len(data) % 512)
-
-
-def members_of(path: Path) -> bytes:
-    """The members of a generated ``.tar.gz``, without its end-of-archive blocks."""
-    raw = gzip.decompress(path.read_bytes())
-    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-        end = max(m.offset_data + -(-m.size // 512) * 512 for m in tar.getmembers())
-    return raw[:end]
-
-
-def zeros_gz(size: int) -> bytes:
-    """``size`` zero bytes as concatenated gzip members: a GiB costs a MB on disk and no time to build."""
-    piece = gzip.compress(b"\0" * (1 << 20), compresslevel=1)
-    whole, rest = divmod(size, 1 << 20)
-    return piece * whole + (gzip.compress(b"\0" * rest) if rest else b"")
-
-
-def imagenet_mirror(tmp_path: Path, extra: dict[int, list[bytes]]) -> Path:
-    """The sample ImageNet mirror with gzip-ready pieces appended to train tarballs (by index)."""
-    root = tmp_path / "mirror"
-    build_imagenet_mirror(root)
-    for index, pieces in extra.items():
-        path = root / "data" / f"train_images_{index}.tar.gz"
-        path.write_bytes(gzip.compress(members_of(path)) + b"".join(pieces) + gzip.compress(b"\0" * 1024))
-    write_sums(root)
-    return root
-
-
-def fetched_imagenet(tmp_path: Path, mirror: Path) -> Path:
-    data = tmp_path / "data"
-    run_cli("fetch", "imagenet", "--data-dir", str(data), "--mirror", str(mirror))
-    return data
 
 
 def huge_member(name: str, size: int) -> list[bytes]:
@@ -190,25 +115,6 @@ def test_a_member_name_too_long_or_not_utf8_is_one_clear_error(tmp_path, name, e
 
 
 # ---------------------------------------------------------------------------------------------- GLUE
-
-def glue_data(tmp_path: Path, task: str, hub_split: str, table: pa.Table, **write) -> Path:
-    """A data dir whose GLUE ``task`` was fetched from a mirror holding ``table`` as ``hub_split``."""
-    from vlprep.pipeline.records.glue import task_named
-
-    root = tmp_path / "mirror"
-    build_glue_mirror(root)
-    pq.write_table(table, root / task_named(task).relpath(hub_split), **write)
-    write_sums(root)
-    data = tmp_path / "data"
-    run_cli("fetch", "glue", "--data-dir", str(data), "--mirror", str(root), "--task", task)
-    return data
-
-
-def rte(sentence1: list, sentence2: list | None = None, label: pa.Array | list | None = None) -> pa.Table:
-    rows = len(sentence1)
-    return pa.table({"sentence1": sentence1, "sentence2": sentence2 or ["a hypothesis"] * rows,
-                     "label": label if label is not None else [0] * rows, "idx": list(range(rows))})
-
 
 def test_a_sentence_over_the_cap_stops_with_its_file_row_and_option_and_the_option_raises_it(tmp_path):
     long = "word " * ((2 << 20) // 5)

@@ -23,7 +23,7 @@ from vlprep.pipeline.samples.images import build_coco_mirror, build_imagenet_mir
 from vlprep.pipeline.samples.text import build_glue_mirror, build_owt_mirror
 from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums, parse_sha256sums
 
-from .conftest import run_cli
+from ..helpers import run_cli
 
 TRIAL = ("--limit", "100000")  # sample data: the published-count check is for full runs
 NEW_CAPTION = "a freshly written caption about a purple giraffe number {n}"

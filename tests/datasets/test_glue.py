@@ -15,7 +15,7 @@ from vlprep.pipeline.records.glue import TASKS
 from vlprep.pipeline.samples.text import build_glue_mirror
 from vlprep.pipeline.transforms.bpe import vocabulary_files
 
-from .conftest import run_cli
+from ..helpers import run_cli
 
 TRIAL = ("--limit", "100000")
 

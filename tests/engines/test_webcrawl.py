@@ -11,7 +11,7 @@ import webdataset as wds
 from vlprep.pipeline.engines import webcrawl
 from vlprep.pipeline.layout import Layout
 from vlprep.pipeline.records.urllist import TsvList, caption_hash
-from vlprep.pipeline.sampleweb import KINDS_OK, serve_web
+from vlprep.pipeline.samples.web import KINDS_OK, serve_web
 from vlprep.pipeline.transforms.text import clean_caption
 
 KINDS = ["404", "good", "html", "png", "invalid", "empty-caption", "redirect", "bomb", "webp", "good", "403", "good"]

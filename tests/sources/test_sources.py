@@ -17,6 +17,8 @@ from vlprep.pipeline.sources.archives import iter_tar_members, list_tar, safe_me
 from vlprep.pipeline.sources.http import RetryPolicy, download
 from vlprep.pipeline.sources.mirror import Mirror
 
+from ..helpers import HubHandler
+
 FAST = RetryPolicy(attempts=4, backoff=0.01, timeout=(5.0, 5.0))
 
 
@@ -115,62 +117,6 @@ def test_local_mirror_and_missing_file(payload, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- hub
-
-class HubHandler(http.server.BaseHTTPRequestHandler):
-    """Enough of the hub's file API: HEAD/GET /datasets/<repo>/resolve/<rev>/<path>."""
-
-    files: dict[str, bytes] = {}
-    commit = "a" * 40
-    gated = False
-    repo = "Skylion007/openwebtext"
-
-    def log_message(self, *args):
-        pass
-
-    def _resolve(self):
-        parts = self.path.split("/resolve/", 1)
-        if len(parts) != 2 or not parts[0].startswith("/datasets/"):
-            return None, None
-        repo = parts[0][len("/datasets/"):]
-        rev, _, name = parts[1].partition("/")
-        return repo, name
-
-    def _headers(self, code, data, extra=None):
-        self.send_response(code)
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-
-    def do_HEAD(self):  # noqa: N802
-        self._answer(head=True)
-
-    def do_GET(self):  # noqa: N802
-        self._answer(head=False)
-
-    def _answer(self, head: bool):
-        repo, name = self._resolve()
-        if type(self).gated:
-            self._headers(403, b"", {"X-Error-Code": "GatedRepo", "X-Error-Message": "gated"})
-            return
-        if repo != type(self).repo:
-            self._headers(404, b"", {"X-Error-Code": "RepoNotFound", "X-Error-Message": "no repo"})
-            return
-        if name not in type(self).files:
-            self._headers(404, b"", {"X-Error-Code": "EntryNotFound", "X-Error-Message": "no file"})
-            return
-        data = type(self).files[name]
-        sha = hashlib.sha256(data).hexdigest()
-        extra = {"X-Repo-Commit": type(self).commit, "ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"',
-                 "X-Linked-Size": str(len(data)), "Accept-Ranges": "bytes"}
-        start = 0
-        if not head and self.headers.get("Range"):
-            start = int(self.headers["Range"].split("=")[1].split("-")[0])
-            extra["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-        self._headers(206 if start else 200, data[start:], extra)
-        if not head:
-            self.wfile.write(data[start:])
-
 
 @pytest.fixture
 def hub_server(monkeypatch):

@@ -3,9 +3,7 @@
 published files hold. Memory cases run under a 2 GiB address-space limit."""
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 import zipfile
 from pathlib import Path
 from typing import Callable, Iterable
@@ -13,42 +11,16 @@ from typing import Callable, Iterable
 import pytest
 import webdataset as wds
 
-from vlprep.pipeline.samples.images import build_coco_mirror, build_vg_mirror
-from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums
+from ..helpers import COCO_FILES, copy_mirror, one_line_error, rewrite_member, run_cli, shard, write_sums
 
-from .conftest import run_cli
-from .test_trust_owt import run_capped
-
-TRIAL = ("--limit", "100000")  # sample data: the published-count check is for full runs
-COCO_FILES = ["zips/train2014.zip", "zips/val2014.zip", "annotations/annotations_trainval2014.zip",
-              "caption_datasets.zip"]
 VG_FILES = ["images.zip", "images2.zip", "image_data.json.zip", "region_descriptions.json.zip"]
 BIG = 256 << 20
-
-
-def rewrite_member(path: Path, name: str, pieces: Iterable[bytes]) -> None:
-    """Replace one member of a zip with the concatenated ``pieces`` (written as a stream, deflated)."""
-    with zipfile.ZipFile(path) as archive:
-        others = [(info, archive.read(info)) for info in archive.infolist() if info.filename != name]
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for info, data in others:
-            archive.writestr(info, data)
-        info = zipfile.ZipInfo(name, (2014, 1, 1, 0, 0, 0))
-        info.compress_type = zipfile.ZIP_DEFLATED
-        with archive.open(info, "w", force_zip64=True) as stream:
-            for piece in pieces:
-                stream.write(piece)
 
 
 def edit_json(path: Path, name: str, change: Callable[[object], object]) -> None:
     with zipfile.ZipFile(path) as archive:
         data = json.loads(archive.read(name))
     rewrite_member(path, name, [json.dumps(change(data)).encode()])
-
-
-def write_sums(root: Path, relpaths: list[str]) -> None:
-    sums = {rel: hashlib.sha256((root / rel).read_bytes()).hexdigest() for rel in relpaths}
-    (root / SUMS_NAME).write_text(format_sha256sums(sums))
 
 
 def huge_text(size: int) -> Iterable[bytes]:
@@ -59,47 +31,9 @@ def huge_text(size: int) -> Iterable[bytes]:
         left -= min(left, len(piece))
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("trust-base")
-    splits = build_coco_mirror(root / "coco", n_train=12, n_val=8)
-    build_vg_mirror(root / "vg", splits, n_images=12)
-    return root, splits
-
-
-def copy_mirror(base: tuple[Path, dict], tmp_path: Path, name: str) -> Path:
-    target = tmp_path / f"mirror-{name}"
-    shutil.copytree(base[0] / name, target)
-    return target
-
-
-def shard(dataset: str, mirror: Path, tmp_path: Path, *args: str, capped: bool = False):
-    data = tmp_path / "data"
-    sample = ("--allow-unpublished",) if dataset == "coco" else ()  # generated zips, not the published ones
-    run_cli("fetch", dataset, "--data-dir", str(data), "--mirror", str(mirror), *sample)
-    command = ("shard", dataset, "--data-dir", str(data), *TRIAL, *args)
-    if capped:
-        result, peak = run_capped(*command)
-        print(f"shard {dataset}: peak RSS {peak / 1e6:.0f} MB")
-        assert peak < 1e9
-    else:
-        result = run_cli(*command, check=False)
-    assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr, result.stderr
-    return result, data
-
-
 def karpathy_rows(mirror: Path) -> list[dict]:
     with zipfile.ZipFile(mirror / "caption_datasets.zip") as archive:
         return json.loads(archive.read("dataset_coco.json"))["images"]
-
-
-def one_line_error(result, *words: str) -> None:
-    """A failure printed as one error line plus its fix, naming everything in ``words``."""
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert lines[0].startswith("error: ") and len(lines) == 2 and lines[1].strip().startswith("fix: "), result.stderr
-    for word in words:
-        assert word in result.stderr, (word, result.stderr)
 
 
 def samples(out: Path, split: str) -> dict[str, dict]:

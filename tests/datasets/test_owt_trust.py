@@ -3,13 +3,8 @@ real CLI in a subprocess limited to 2 GiB of address space."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import lzma
-import os
-import resource
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -19,25 +14,9 @@ from vlprep.pipeline.records.owt import subset_relpath
 from vlprep.pipeline.samples.text import build_owt_mirror
 from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums
 
-from .conftest import run_cli
+from ..helpers import add_member, run_capped, run_cli
 
-ADDRESS_SPACE = 2 << 30
 BIG = 1 << 30
-
-
-def run_capped(*args: str, limit: int = ADDRESS_SPACE) -> tuple[subprocess.CompletedProcess, int]:
-    """Run ``vlprep`` under an address-space limit; return the result and the peak RSS in bytes of
-    the CLI and its workers (a wrapper process measures its own children only)."""
-    wrapper = (
-        "import json, resource, subprocess, sys\n"
-        f"resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))\n"
-        "done = subprocess.run([sys.executable, '-m', 'vlprep.cli', *sys.argv[1:]], capture_output=True, text=True)\n"
-        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
-        "print(json.dumps({'rc': done.returncode, 'out': done.stdout, 'err': done.stderr, 'peak': peak}))\n")
-    result = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "VLPREP_HTTP_BACKOFF": "0.01"})
-    report = json.loads(result.stdout)
-    return subprocess.CompletedProcess(args, report["rc"], report["out"], report["err"]), report["peak"]
 
 
 def xz_chunk_with_a_huge_document(size: int) -> bytes:
@@ -70,18 +49,6 @@ def xz_chunk_with_a_huge_document(size: int) -> bytes:
     parts.append(compressor.compress(b"\0" * 1024))
     parts.append(compressor.flush())
     return b"".join(parts)
-
-
-def add_member(subset_tar: Path, name: str, data: bytes) -> None:
-    """Append one member to a subset tar (rewritten whole: it is small)."""
-    with tarfile.open(subset_tar) as archive:
-        members = [(info, archive.extractfile(info).read()) for info in archive.getmembers()]
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    members.append((info, data))
-    with tarfile.open(subset_tar, "w", format=tarfile.USTAR_FORMAT) as archive:
-        for info, body in members:
-            archive.addfile(info, io.BytesIO(body))
 
 
 @pytest.fixture(scope="module")

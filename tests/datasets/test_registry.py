@@ -23,7 +23,7 @@ from vlprep.cli import main
 from vlprep.pipeline.datasets import registry
 from vlprep.pipeline.datasets.recipe import COMMON_FIELDS, flag_of
 
-from .conftest import run_cli
+from ..helpers import run_cli
 
 STAGES = [(r.name, s) for r in registry.RECIPES for s in r.stages]
 
@@ -203,7 +203,7 @@ def test_run_stage_is_the_command_as_a_call(tmp_path, owt_mirror):
 def test_cli_and_engines_name_no_dataset():
     """Everything that names a dataset is in its recipe and records: the CLI, the engines, the reports
     and the sinks read the registry."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     files = [root / "cli.py", *(root / "pipeline" / "engines").glob("*.py"), *(root / "pipeline" / "reports").glob("*.py"),
              *(root / "pipeline" / "sinks").glob("*.py")]
     pattern = re.compile(r"\b(" + "|".join(registry.names()) + r")\b", re.I)

@@ -24,7 +24,7 @@ from vlprep.pipeline.records.cc3m import caption_hash
 from vlprep.pipeline.samples.web import SampleWeb, image_bytes, send, serve_web, write_tsv
 from vlprep.pipeline.sources.webimage import WebImageError, fetch
 
-from .conftest import run_cli
+from ..helpers import run_cli
 
 FAST = ("--timeout", "3", "--retries", "0", "--workers", "1", "--threads", "8")
 EXTRA_KINDS = ("down", "429", "to-ftp")

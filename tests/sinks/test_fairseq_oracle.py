@@ -13,7 +13,7 @@ from vlprep.pipeline.samples.text import build_owt_mirror
 from vlprep.pipeline.transforms.bpe import vocabulary_files
 from vlprep.pipeline.transforms.text import clean_document
 
-from .conftest import run_cli
+from ..helpers import run_cli
 
 fairseq = pytest.importorskip("fairseq")
 

@@ -21,8 +21,7 @@ from vlprep.pipeline.layout import Layout
 from vlprep.pipeline.redact import redact_url, scrub
 from vlprep.pipeline.sources.http import RetryPolicy, download
 
-from .conftest import run_cli
-from .test_trust_publish import _bare, _manifests, _shim
+from ..helpers import _bare, _manifests, _shim, run_cli
 
 URL_TOKEN = "tokInUrl-9f8e7d6c5b4a"
 CLEAN_URL = "https://github.com/me/manifests.git"

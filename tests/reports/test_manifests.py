@@ -10,7 +10,7 @@ import pytest
 
 from vlprep.pipeline.sinks.publish import _auth_env
 
-from .conftest import run_cli
+from ..helpers import run_cli
 
 
 def git(*args: str, cwd: Path | None = None) -> str:

@@ -12,8 +12,7 @@ import webdataset as wds
 
 from vlprep.pipeline.samples.images import IMAGENET_SAMPLE_CLASSES, build_imagenet_mirror
 
-from .conftest import run_cli
-from .test_sources import HubHandler
+from ..helpers import HubHandler, run_cli
 
 TRIAL = ("--limit", "100000")
 

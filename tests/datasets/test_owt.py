@@ -16,7 +16,7 @@ import pytest
 from vlprep.pipeline.samples.text import build_owt_mirror
 from vlprep.pipeline.sinks.fairseq import read_index
 
-from .conftest import run_cli
+from ..helpers import run_cli
 
 OUT_FILES = ("dict.txt", "train.bin", "train.idx", "valid.bin", "valid.idx")
 
@@ -220,7 +220,7 @@ def test_malformed_dictionary_names_file_and_line(fetched, tmp_path):
 
 def test_own_dictionary_gives_its_own_indices(fetched, tmp_path):
     reordered = tmp_path / "dict.txt"
-    shipped = (Path(__file__).parents[1] / "pipeline" / "transforms" / "data" / "gpt2-dict.txt").read_text()
+    shipped = (Path(__file__).parents[2] / "pipeline" / "transforms" / "data" / "gpt2-dict.txt").read_text()
     lines = shipped.splitlines()
     reordered.write_text("\n".join([lines[1], lines[0], *lines[2:]]) + "\n")
     run_cli("binarize", "owt", "--data-dir", str(fetched), "--dict", str(reordered))
@@ -258,7 +258,7 @@ def test_fetch_from_hub_records_the_resolved_commit(tmp_path, owt_mirror):
     import http.server
     import threading
 
-    from .test_sources import HubHandler
+    from ..helpers import HubHandler
 
     HubHandler.files = {f"subsets/urlsf_subset{s:02d}.tar": (owt_mirror / "subsets" / f"urlsf_subset{s:02d}.tar").read_bytes()
                         for s in (0, 5)}

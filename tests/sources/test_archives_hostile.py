@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_trust_coco_vg import COCO_FILES, base, copy_mirror, one_line_error, shard, write_sums  # noqa: F401
-from .conftest import run_cli
+from ..helpers import COCO_FILES, copy_mirror, one_line_error, run_cli, shard, write_sums
 
 ENCRYPTED = 0x1
 DEFLATE64 = 9
@@ -121,7 +120,7 @@ def binarize_owt_mirror(root: Path, data: Path):
     from vlprep.pipeline.records.owt import subset_relpath
     from vlprep.pipeline.sources.checksums import SUMS_NAME, format_sha256sums
 
-    from .test_trust_owt import run_capped
+    from ..helpers import run_capped
 
     sums = {subset_relpath(s): sha256_file(root / subset_relpath(s)) for s in (0, 5)}
     (root / SUMS_NAME).write_text(format_sha256sums(sums))
@@ -132,7 +131,8 @@ def binarize_owt_mirror(root: Path, data: Path):
 
 @pytest.mark.parametrize("form", [0, 1], ids=["pax", "gnu-base-256"])
 def test_an_imagenet_member_of_negative_size_before_a_gzip_bomb_is_one_line(tmp_path, form):
-    from .test_trust_imagenet_glue import assert_clean_failure, fetched_imagenet, imagenet_mirror, run_capped, zeros_gz
+    from ..helpers import assert_clean_failure, fetched_imagenet, imagenet_mirror, zeros_gz
+    from ..helpers import run_capped_printing_peak as run_capped
 
     header = negative_size_headers("n01440764_9999_n01440764.JPEG")[form]
     mirror = imagenet_mirror(tmp_path, {0: [gzip.compress(header), zeros_gz(3 << 30)]})
@@ -153,7 +153,7 @@ def test_an_owt_document_of_negative_size_before_an_xz_bomb_is_one_line(tmp_path
     from vlprep.pipeline.records.owt import subset_relpath
     from vlprep.pipeline.samples.text import build_owt_mirror
 
-    from .test_trust_owt import add_member
+    from ..helpers import add_member
 
     root = tmp_path / "mirror"
     build_owt_mirror(root, (0, 5), chunks=1, docs_per_chunk=3, seed=5)
@@ -169,7 +169,7 @@ def test_an_owt_document_of_negative_size_before_an_xz_bomb_is_one_line(tmp_path
 
 def test_a_64_mb_number_in_an_ignored_field_stops_with_one_line(tmp_path, base):
     """The parser builds a number whole and in quadratic time (64 MB: ~25 s; 500 MB: ~25 min)."""
-    from .test_trust_coco_vg import rewrite_member
+    from ..helpers import rewrite_member
 
     mirror = copy_mirror(base, tmp_path, "coco")
     with zipfile.ZipFile(mirror / "caption_datasets.zip") as archive:
@@ -204,8 +204,8 @@ def test_a_glue_footer_understating_a_256_mb_sentence_is_refused_in_bounded_memo
 
     from vlprep.pipeline.records.glue import task_named
 
-    from .test_trust_imagenet_glue import assert_clean_failure, glue_data, rte, run_capped
-    from .test_trust_imagenet_glue import write_sums as write_all_sums
+    from ..helpers import assert_clean_failure, glue_data, rte, write_all_sums
+    from ..helpers import run_capped_printing_peak as run_capped
 
     glue_data(tmp_path, "RTE", "train", rte(["short"] * 3 + ["x" * (256 << 20)] + ["short"] * 8), compression="zstd")
     mirror = tmp_path / "mirror"
@@ -253,7 +253,7 @@ def test_page_headers_are_walked_to_the_end_of_every_chunk_whatever_the_writer_o
 def test_a_glue_split_of_zero_rows_is_read(tmp_path):
     import pyarrow as pa
 
-    from .test_trust_imagenet_glue import glue_data
+    from ..helpers import glue_data
 
     empty = pa.table({"sentence1": pa.array([], pa.string()), "sentence2": pa.array([], pa.string()),
                       "label": pa.array([], pa.int64()), "idx": pa.array([], pa.int32())})
@@ -276,8 +276,8 @@ def test_a_glue_split_of_zero_rows_is_read(tmp_path):
 def test_a_hostile_classes_py_is_one_line_in_bounded_memory(tmp_path, source, words):
     from vlprep.pipeline.samples.images import build_imagenet_mirror
 
-    from .test_trust_imagenet_glue import assert_clean_failure, fetched_imagenet, run_capped
-    from .test_trust_imagenet_glue import write_sums as write_all_sums
+    from ..helpers import assert_clean_failure, fetched_imagenet, write_all_sums
+    from ..helpers import run_capped_printing_peak as run_capped
 
     mirror = tmp_path / "mirror"
     build_imagenet_mirror(mirror)
@@ -311,7 +311,7 @@ def test_an_owt_chunk_stating_a_4_gib_dictionary_is_one_line_not_a_memory_error(
     from vlprep.pipeline.records.owt import subset_relpath
     from vlprep.pipeline.samples.text import build_owt_mirror
 
-    from .test_trust_owt import add_member
+    from ..helpers import add_member
 
     root = tmp_path / "mirror"
     build_owt_mirror(root, (0, 5), chunks=1, docs_per_chunk=3, seed=5)

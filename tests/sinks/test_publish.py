@@ -5,54 +5,14 @@ from __future__ import annotations
 
 import base64
 import os
-import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from vlprep.pipeline.reports.manifests import index_markdown, schema, validate
-from vlprep.pipeline.sinks import manifests as manifest_sink
-
-from .conftest import run_cli
+from ..helpers import _bare, _manifests, _shim, git, run_cli
 
 TOKEN = "ghp_vlprepTestToken0123456789abcdefXYZ"
 GITHUB_URL = "https://github.com/me/manifests.git"
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def _manifests(folder: Path) -> Path:
-    """A valid manifest folder (one GLUE manifest and its README index), without building a dataset."""
-    manifest_sink.write_tsv_gz(folder / "glue-files.tsv.gz", schema("glue").header,
-                               [("rte/train-00000-of-00001.parquet", "RTE", "train", 3, "ab" * 32)])
-    (folder / "README.md").write_text(index_markdown(validate(folder)))
-    return folder
-
-
-def _bare(tmp_path: Path) -> Path:
-    bare = tmp_path / "remote.git"
-    git("init", "--quiet", "--bare", "-b", "main", str(bare))
-    return bare
-
-
-def _shim(tmp_path: Path) -> tuple[Path, Path]:
-    """A ``git`` earlier on PATH that logs each argv (NUL-separated) and which GIT_CONFIG keys it got."""
-    real = subprocess.run(["which", "git"], capture_output=True, text=True, check=True).stdout.strip()
-    folder = tmp_path / "shim"
-    folder.mkdir()
-    log = tmp_path / "argv.log"
-    script = folder / "git"
-    script.write_text(
-        "#!/bin/sh\n"
-        f"printf '%s\\0' \"$@\" >> '{log}'\n"
-        f"printf '\\n' >> '{log}'\n"
-        f"env | grep '^GIT_CONFIG_KEY_' | sed 's/^/ENV /' >> '{log}' || true\n"
-        f"exec '{real}' \"$@\"\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return folder, log
 
 
 def _env(tmp_path: Path, shim: Path, bare: Path) -> dict:

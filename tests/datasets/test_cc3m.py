@@ -23,7 +23,7 @@ from vlprep.pipeline.transforms.bpe import REFERENCE, get_backend
 from vlprep.pipeline.transforms.dictionary import load_dictionary
 from vlprep.pipeline.transforms.text import clean_caption
 
-from .conftest import run_cli
+from ..helpers import run_cli
 
 ROUND = ["good", "404", "png", "slow", "flaky", "html", "redirect", "bomb", "webp", "noai", "truncated", "crlf",
          "no-tab", "empty-url", "empty-caption", "403", "500"]

@@ -23,7 +23,7 @@ from vlprep.pipeline.locking import claims, holder_pids, stage_lock
 from vlprep.pipeline.samples.images import build_imagenet_mirror
 from vlprep.pipeline.samples.text import build_glue_mirror, build_owt_mirror
 
-from .conftest import run_cli
+from .helpers import run_cli
 
 GLUE_TRIAL = ("--limit", "100000")
 IMAGENET_TRIAL = ("--limit", "100000", "--shard-samples", "8")

@@ -18,7 +18,7 @@ from vlprep.pipeline.transforms.bpe import REFERENCE, get_backend
 from vlprep.pipeline.transforms.dictionary import load_dictionary
 from vlprep.pipeline.transforms.text import clean_caption
 
-from .conftest import run_cli
+from ..helpers import run_cli
 
 TRIAL = ("--limit", "100000")  # sample data: the published-count check is for full runs
 

@@ -29,7 +29,7 @@ from vlprep.pipeline.sources.checksums import PublishedFile
 from vlprep.pipeline.sources.http import RetryPolicy, download
 from vlprep.pipeline.sources.mirror import Mirror
 
-from .conftest import run_cli
+from ..helpers import run_cli
 
 QUICK = RetryPolicy(attempts=6, backoff=0.01, timeout=(2.0, 2.0), budget=20.0, min_rate=1.0)
 PAYLOAD = random.Random(15).randbytes(300_000)
@@ -360,7 +360,7 @@ def test_help_does_not_claim_every_file_is_verified():
     assert "No public source states their checksums" in " ".join(run_cli("fetch", "vg", "--help").stdout.split())
     coco = run_cli("fetch", "coco", "--help").stdout
     assert "--allow-unpublished" in coco and "--retry-budget" in coco
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert "is used to verify every file fetched" not in readme
 
 
