@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
+import json
 import os
 import re
 import shlex
@@ -74,7 +76,11 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except VlprepError as exc:
-            _fail(_repeat_options(str(exc)))
+            message = str(exc)
+            if exc.fix is not None:  # only the fix is a command to paste (the message may quote other commands)
+                head, _, fix = message.rpartition("\n  fix: ")
+                message = f"{head}\n  fix: {_repeat_options(fix)}"
+            _fail(message)
         except OSError as exc:
             _fail(str(explain_os_error(exc, "I/O error")))
         except KeyboardInterrupt:
@@ -94,20 +100,39 @@ def _click_type(how: Opt, name: str) -> Any:
         return click.FloatRange(min=how.low, max=how.high) if how.low is not None or how.high is not None else float
     if how.type is Path:
         folder = name.endswith("dir")
-        return click.Path(file_okay=not folder, dir_okay=folder, exists=how.must_exist, path_type=Path)
+        return GivenPath(file_okay=not folder, dir_okay=folder, exists=how.must_exist, path_type=Path)
     return str
 
 
-def _parsed(how: Opt, flag: str) -> Callable | None:
-    """A click callback applying the field's own parser; its ValueError becomes a usage error."""
-    if how.parse is None:
-        return None
+class GivenPath(click.Path):
+    """A path option that refuses an empty value, which click would take as the current folder."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path is not allowed here; give one, or leave the option out", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def _not_empty(value: Any) -> Any:
+    """An empty text or path is a mistake (``--data-dir ""`` would mean the current folder)."""
+    if isinstance(value, (str, Path)) and not str(value).strip():
+        raise ValueError("an empty value is not allowed here; give one, or leave the option out")
+    return value
+
+
+def _parsed(how: Opt, flag: str) -> Callable:
+    """A click callback refusing empty values and applying the field's own parser; a ValueError
+    becomes a usage error (exit 2)."""
+    parse = how.parse or (lambda value: value)
+
+    def one(value: Any) -> Any:
+        return parse(_not_empty(value))
 
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         if value is None:
             return None
         try:
-            return tuple(how.parse(v) for v in value) if how.repeat else how.parse(value)
+            return tuple(one(v) for v in value) if how.repeat else one(value)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint=flag) from None
 
@@ -145,7 +170,7 @@ def make_option(field: dataclasses.Field, default: Any = dataclasses.MISSING, he
 
 
 def _common_options(stage: Stage) -> list[click.Option]:
-    options = [make_option(COMMON_FIELDS["data_dir"], default=Path(DEFAULT_DATA_DIR))]
+    options = [make_option(COMMON_FIELDS["data_dir"], default=DEFAULT_DATA_DIR)]
     for name in stage.common:
         field = COMMON_FIELDS[name]
         if name == "limit" and stage.limit is not None:
@@ -153,8 +178,6 @@ def _common_options(stage: Stage) -> list[click.Option]:
             options.append(make_option(field, default=stage.limit.default, help=stage.limit.help, how=how))
         else:
             options.append(make_option(field))
-        for alias in stage.aliases.get(name, ()):
-            options.append(make_option(field, names=(alias,), hidden=True, dest=f"alias_{name}"))
     return options
 
 
@@ -190,19 +213,38 @@ def _remember_data_dir(ctx: click.Context, data_dir: Path) -> None:
 
 
 def _common_values(ctx: click.Context, stage: Stage, values: dict[str, Any]) -> Common:
-    """The common options of one command, with aliases folded into their option."""
+    """The common options of one command."""
     chosen: dict[str, Any] = {"data_dir": values.pop("data_dir")}
     for name in stage.common:
-        value = values.pop(name)
-        alias = values.pop(f"alias_{name}", None)
-        if alias is not None:
-            if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
-                raise click.UsageError(f"{flag_of(COMMON_FIELDS[name])} and its older name "
-                                       f"{'/'.join(stage.aliases[name])} were both given; keep one")
-            value = alias
-        chosen[name] = value
+        chosen[name] = values.pop(name)
     _remember_data_dir(ctx, chosen["data_dir"])
     return Common(**chosen)
+
+
+class DatasetCommand(click.Command):
+    """``vlprep STAGE DATASET``. Older option names a stage still accepts (``--count`` for ``--limit``)
+    are rewritten to the current name before parsing, so the same bounds and messages apply, and they
+    stay out of --help and of click's "did you mean" suggestions."""
+
+    def __init__(self, *args: Any, aliases: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.aliases = aliases or {}
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        words, used = [], {}
+        for word in args:
+            if word == "--":
+                words += args[len(words):]
+                break
+            name, eq, value = word.partition("=")
+            if name in self.aliases:
+                used[self.aliases[name]] = name
+                word = self.aliases[name] + eq + value
+            words.append(word)
+        for new, old in used.items():
+            if any(w == new or w.startswith(new + "=") for w in args):
+                raise click.UsageError(f"{new} and its older name {old} were both given; keep {new}", ctx)
+        return super().parse_args(ctx, words)
 
 
 def _apply_fetch_settings(common: Common) -> None:
@@ -243,8 +285,9 @@ def dataset_command(stage_name: str, recipe: Recipe) -> click.Command:
         _run_stage(stage_name, recipe, common, options)
 
     params = _common_options(stage) + _stage_options(stage) + [wait_lock_option()]
-    return click.Command(recipe.name, params=params, callback=callback, help=_help_text(stage),
-                         short_help=recipe.title, context_settings=CONTEXT)
+    aliases = {old: flag_of(COMMON_FIELDS[name]) for name, olds in stage.aliases.items() for old in olds}
+    return DatasetCommand(recipe.name, params=params, callback=callback, help=_help_text(stage),
+                          short_help=recipe.title, context_settings=CONTEXT, aliases=aliases)
 
 
 def _built(layout: Layout, recipes: tuple[Recipe, ...], stage: str) -> tuple[Recipe, ...]:
@@ -272,8 +315,18 @@ def all_command(stage_name: str) -> click.Command:
         for recipe in chosen:
             stage = recipe.stages[stage_name]
             given = {n: values[n] for n in stage.common}
+            if "limit" in given and stage.limit is not None:
+                if given["limit"] is None:
+                    given["limit"] = stage.limit.default
+                elif stage.limit.high is not None and given["limit"] > stage.limit.high:
+                    raise click.BadParameter(f"{given['limit']} is over {stage.limit.high}, the most "
+                                             f"`vlprep {stage_name} {recipe.name}` takes", param_hint="--limit")
+        for recipe in chosen:
+            stage = recipe.stages[stage_name]
+            given = {n: values[n] for n in stage.common}
             if "limit" in given and given["limit"] is None and stage.limit is not None:
                 given["limit"] = stage.limit.default
+            click.secho(f"{stage_name} {recipe.name}:", bold=True)
             _run_stage(stage_name, recipe, Common(data_dir=values["data_dir"], **given), stage.options())
 
     params = [make_option(COMMON_FIELDS["data_dir"])]
@@ -294,7 +347,8 @@ class StageGroup(click.Group):
 
     def __init__(self, stage: str, **kwargs: Any) -> None:
         super().__init__(stage, help=_stage_group_help(stage), context_settings=CONTEXT,
-                         short_help=STAGE_HELP[stage], **kwargs)
+                         short_help=STAGE_HELP[stage], invoke_without_command=True,
+                         callback=click.pass_context(_help_without_command), **kwargs)
         self.stage = stage
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -322,6 +376,12 @@ class StageGroup(click.Group):
             raise click.UsageError(f"no dataset {name!r} has a {self.stage} stage; choose from: "
                                    f"{', '.join(self.list_commands(ctx))}", ctx)
         return super().resolve_command(ctx, args)
+
+
+def _help_without_command(ctx: click.Context) -> None:
+    """A group run without a command prints its help and exits 0, as ``vlprep`` alone does."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
 def _stage_group_help(stage: str) -> str:
@@ -352,8 +412,7 @@ def main(ctx: click.Context) -> None:
     Then, for real data:
       {first_steps}
     """
-    if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+    _help_without_command(ctx)
 
 
 for _stage in registry.STAGE_ORDER:
@@ -396,16 +455,21 @@ def _chosen(datasets: tuple[str, ...]) -> tuple[str, ...]:
 def _stats_command(layout: Layout, chosen: tuple[str, ...], as_json: bool) -> None:
     from .pipeline.reports import table
 
+    documents = {}
     for name in chosen:
         found = registry.recipe(name)
         path = layout.out(name) / "stats.json"
         if not path.exists():
             raise VlprepError(f"{path} is missing", fix=f"run: {found.command(found.builder)}")
         if as_json:
-            click.echo(path.read_text().rstrip())
+            documents[name] = read_json(path)
         elif found.kind != "pairs":
+            if len(chosen) > 1:
+                click.secho(f"{name}:", bold=True)
             for line in found.summary(read_json(path)):
                 click.echo(line)
+    if as_json:  # one JSON document: a dataset's stats.json as it is, or an object of them by dataset
+        click.echo(json.dumps(documents[chosen[0]] if len(chosen) == 1 else documents, indent=2, sort_keys=True))
     if any(registry.recipe(n).kind == "pairs" for n in chosen):
         report = table.build_table(layout, table.built_pairs(layout))
         if not as_json:
@@ -416,9 +480,10 @@ def _stats_command(layout: Layout, chosen: tuple[str, ...], as_json: bool) -> No
 
 @main.command(context_settings=CONTEXT)
 @click.argument("datasets", nargs=-1, required=True, type=click.Choice(registry.names() + ("all",)))
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="VLPREP_DATA",
+@click.option("--data-dir", type=GivenPath(file_okay=False, path_type=Path), envvar="VLPREP_DATA",
               default=DEFAULT_DATA_DIR, show_default=True, show_envvar=True, help="Root of raw/, work/ and out/.")
-@click.option("--json", "as_json", is_flag=True, help="Print the stats.json files instead of tables.")
+@click.option("--json", "as_json", is_flag=True, help="Print stats.json instead of tables (with several datasets, "
+              "one JSON object of them by name).")
 @click.pass_context
 @friendly_errors
 def stats(ctx: click.Context, datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:
@@ -467,7 +532,7 @@ def manifest(ctx: click.Context) -> None:
 
 
 manifest_dir_option = click.option(
-    "--manifest-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--manifest-dir", type=GivenPath(file_okay=False, path_type=Path), default=None,
     help="Where the manifests go (default: DATA_DIR/manifests). The repository's own manifests/ folder "
     "holds the method's published subsets.")
 
@@ -479,7 +544,7 @@ def _manifest_help() -> str:
 
 @manifest.command("build", context_settings=CONTEXT)
 @click.argument("dataset", type=click.Choice(registry.names() + ("all",)), default="all")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="VLPREP_DATA",
+@click.option("--data-dir", type=GivenPath(file_okay=False, path_type=Path), envvar="VLPREP_DATA",
               default=DEFAULT_DATA_DIR, show_default=True, show_envvar=True, help="Root of raw/, work/ and out/.")
 @manifest_dir_option
 @click.pass_context
@@ -510,7 +575,8 @@ def manifest_build(ctx: click.Context, dataset: str, data_dir: Path, manifest_di
 
 _fill_examples(manifest)
 _fill_examples(manifest_build)
-manifest_build.help += "\n\n\b\nWhat each dataset's manifest lists:\n" + _manifest_help()
+manifest_build.help = (inspect.cleandoc(manifest_build.help or "") + "\n\n\b\nWhat each dataset's manifest lists:\n"
+                      + _manifest_help())
 manifest_build.params.insert(-1, wait_lock_option())
 
 
@@ -521,7 +587,7 @@ manifest_build.params.insert(-1, wait_lock_option())
 @click.option("--branch", default="main", show_default=True, help="Branch to commit to (created if absent).")
 @click.option("--message", default=None, help="Commit message (default: lists the manifests and their rows).")
 @click.option("--path", "subdir", default="manifests", show_default=True, help="Folder inside the repository.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="VLPREP_DATA",
+@click.option("--data-dir", type=GivenPath(file_okay=False, path_type=Path), envvar="VLPREP_DATA",
               default=DEFAULT_DATA_DIR, show_default=True, show_envvar=True, help="Root of raw/, work/ and out/.")
 @manifest_dir_option
 @friendly_errors
@@ -549,7 +615,7 @@ def manifest_publish(repo: str, branch: str, message: str | None, subdir: str, d
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default="./vlprep-demo",
+@click.option("--data-dir", type=GivenPath(file_okay=False, path_type=Path), default="./vlprep-demo",
               show_default=True, help="Where the demo writes (kept apart from your real data).")
 @click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
               help="Worker processes. The output is identical for every value.")

@@ -31,7 +31,7 @@ RETRY_POLICIES = ("transient", "all", "none")
 @dataclass(frozen=True)
 class FetchOptions:
     tsv: Path | None = option(None, "Train_GCC-training.tsv (default: fetched from --mirror or its published URL).",
-                              type=Path)
+                              type=Path, must_exist=True)
     from_manifest: Path | None = option(None, "Rebuild exactly the rows of this cc3m-train-<N>.tsv.gz, checking "
                                         "sha256.", type=Path, must_exist=True)
     resize: int | None = option(None, "Scale the shorter side down to PIXELS (never up) and store JPEG q95. "
@@ -115,7 +115,7 @@ RECIPE = Recipe(
                        "DATA_DIR/out/cc3m shards.",
                        ("vlprep fetch cc3m --tsv Train_GCC-training.tsv --limit 500000 --workers 16",
                         "vlprep fetch cc3m --tsv Train_GCC-training.tsv --from-manifest "
-                        "manifests/cc3m-train-500000.tsv.gz"),
+                        "cc3m-train-500000.tsv.gz   # a manifest you or others published"),
                        common=(*FETCH_COMMON, "workers", "limit", "tokenizer"),
                        limit=Limit("Keep the first N rows, in index order, whose image downloads and decodes.",
                                    default=500_000),

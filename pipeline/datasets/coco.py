@@ -54,7 +54,7 @@ def images(layout: Layout, split: str, caps: Caps = DEFAULT_CAPS) -> list[record
     if not found:  # every published split has images; none means the file has another shape
         raise VlprepError(f"{raw / needed}: no image of split {split} found in its annotations",
                           fix="the file is not the published one (COCO's JSON is an object with an "
-                          "'images' list): run vlprep fetch coco again")
+                          "'images' list): fetch it again with vlprep fetch coco")
     return found
 
 

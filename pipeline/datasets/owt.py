@@ -43,15 +43,16 @@ def parse_subsets(value: str | tuple[int, ...]) -> tuple[int, ...]:
     for part in value.split(","):
         part = part.strip()
         try:
-            if "-" in part:
-                low, high = (int(x) for x in part.split("-", 1))
-                numbers += range(low, high + 1)
-            elif part:
-                numbers.append(int(part))
+            low, high = (int(x) for x in part.split("-", 1)) if "-" in part[1:] else (int(part),) * 2
         except ValueError:
             raise ValueError(f"{value!r}: use numbers and ranges like 0-4 or 0,2,5") from None
-    if not numbers or any(n not in SUBSETS for n in numbers):
-        raise ValueError(f"{value!r}: OpenWebText subsets are numbered 0 to 20")
+        if low > high:
+            raise ValueError(f"{value!r}: the range {part} runs backwards; write it low-high, like 0-4")
+        if low not in SUBSETS or high not in SUBSETS:  # checked before the range is built: 0-99999999999 is cheap
+            raise ValueError(f"{value!r}: OpenWebText subsets are numbered 0 to 20")
+        numbers += range(low, high + 1)
+    if not numbers:
+        raise ValueError(f"{value!r}: name at least one subset, like 0-4 or 0,2,5")
     return tuple(dict.fromkeys(numbers))
 
 

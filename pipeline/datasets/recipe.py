@@ -54,6 +54,35 @@ def option(default: Any, help: str, **how: Any) -> Any:
     return field(default=default, metadata={"opt": Opt(help, **how)})
 
 
+def checked(f: dataclasses.Field, value: Any) -> Any:
+    """``value`` for option field ``f`` as the command line would take it: text parsed by the field's
+    parser, choices and bounds held; raise ValueError with the reason otherwise (for Python callers,
+    which the command line's own checks do not reach)."""
+    how = opt_of(f)
+    if how is None or value is None:
+        return value
+    if how.repeat and not isinstance(value, (list, tuple)):
+        value = (value,)
+    values = tuple(value) if how.repeat else (value,)
+    out = []
+    for one in values:
+        if isinstance(one, (str, Path)) and not str(one).strip():
+            raise ValueError(f"{flag_of(f)}: an empty value is not allowed")
+        if how.parse is not None and isinstance(one, str):
+            try:
+                one = how.parse(one)
+            except ValueError as exc:
+                raise ValueError(f"{flag_of(f)}: {exc}") from None
+        if how.choices and one not in how.choices:
+            raise ValueError(f"{flag_of(f)}: {one!r} is not one of {', '.join(how.choices)}")
+        if isinstance(one, (int, float)) and not isinstance(one, bool):
+            if (how.low is not None and one < how.low) or (how.high is not None and one > how.high):
+                bounds = [f"at least {how.low}"] * (how.low is not None) + [f"at most {how.high}"] * (how.high is not None)
+                raise ValueError(f"{flag_of(f)}: {one} is not {' and '.join(bounds)}")
+        out.append(Path(one) if how.type is Path and isinstance(one, str) else one)
+    return tuple(dict.fromkeys(out)) if how.repeat else out[0]
+
+
 def opt_of(f: dataclasses.Field) -> Opt | None:
     return f.metadata.get("opt")
 
@@ -79,9 +108,10 @@ class Common:
     tokenizer: str | None = option(None, "GPT-2 BPE implementation; the ids are identical for both. Default: "
                                    "gigatoken (several times faster) when installed, else tiktoken (the "
                                    "reference).", choices=("gigatoken", "tiktoken"))
-    retry_budget: float = option(300.0, "Most seconds spent retrying one file (waits and failed tries).",
+    retry_budget: float = option(300.0, "Most seconds spent retrying one file (waits and failed tries) from a mirror "
+                                 "or a published URL; hub downloads retry as huggingface_hub does (5 tries).",
                                  type=float, low=0, metavar="SECONDS", envvar="VLPREP_RETRY_BUDGET")
-    idle_timeout: float = option(60.0, "Cut a download silent, or slower than 1 KiB/s, for this long.",
+    idle_timeout: float = option(60.0, "Cut a mirror or URL download silent, or slower than 1 KiB/s, for this long.",
                                  type=float, low=1, metavar="SECONDS", envvar="VLPREP_IDLE_TIMEOUT")
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from ..errors import VlprepError
 from ..layout import Layout
 from . import cc3m, coco, glue, imagenet, owt, vg
-from .recipe import COMMON_FIELDS, Common, Recipe, Run
+from .recipe import COMMON_FIELDS, Common, Recipe, Run, checked
 
 RECIPES: tuple[Recipe, ...] = (
     owt.RECIPE,
@@ -49,20 +49,28 @@ def of_kind(*kinds: str) -> tuple[Recipe, ...]:
 def run_stage(dataset: str, stage: str, data_dir: str | Path | None = None, say: Callable[[str], None] = print,
               **values: Any) -> None:
     """Run ``vlprep STAGE DATASET`` from Python: ``values`` are the command's options by field name
-    (``run_stage("owt", "binarize", "./data", workers=4, doc_separator=True)``). Like the CLI, it
-    takes no locks: hold ``locking.stage_lock`` when other vlprep processes may run beside it."""
+    (``run_stage("owt", "binarize", "./data", workers=4, doc_separator=True)``), checked as the command
+    line checks them (text parsed, choices and bounds held). Unlike the command line it takes no
+    locks: hold ``locking.stage_lock`` when other vlprep processes may run beside it."""
     found = recipe(dataset)
     if stage not in found.stages:
         raise VlprepError(f"{dataset} has no {stage} stage", fix=f"use one of: {', '.join(found.stages)}")
     declared = found.stages[stage]
-    own = {f.name for f in dataclasses.fields(declared.options)}
-    unknown = set(values) - own - set(declared.common)
+    own = {f.name: f for f in dataclasses.fields(declared.options)}
+    common_fields = {name: COMMON_FIELDS[name] for name in declared.common}
+    unknown = set(values) - set(own) - set(common_fields)
     if unknown:
         raise VlprepError(f"vlprep {stage} {dataset} has no option {', '.join(sorted(unknown))}",
-                          fix=f"use: {', '.join(sorted(own | set(declared.common)))}")
-    common = {k: v for k, v in values.items() if k in COMMON_FIELDS}
-    if declared.limit is not None and "limit" not in common:
-        common["limit"] = declared.limit.default
+                          fix=f"use: {', '.join(sorted(set(own) | set(common_fields)))}")
+    if declared.limit is not None and values.get("limit") is None:
+        values["limit"] = declared.limit.default
+    try:
+        values = {k: checked(own.get(k) or common_fields[k], v) for k, v in values.items()}
+        if declared.limit is not None and declared.limit.high is not None and values["limit"] > declared.limit.high:
+            raise ValueError(f"--limit: {values['limit']} is over {declared.limit.high}")
+    except ValueError as exc:
+        raise VlprepError(f"vlprep {stage} {dataset}: {exc}", fix=f"see: vlprep {stage} {dataset} --help") from None
     layout = Layout.from_env(data_dir)
+    common = Common(data_dir=layout.root, **{k: v for k, v in values.items() if k in common_fields})
     options = declared.options(**{k: v for k, v in values.items() if k in own})
-    declared.run(Run(dataset, layout, Common(data_dir=layout.root, **common), say), options)
+    declared.run(Run(dataset, layout, common, say), options)

@@ -5,10 +5,12 @@ splits; the stage functions here read the recipe (kind, splits, variants) and ne
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..caps import DEFAULT_CAPS
+from ..layout import Layout
 from .recipe import Limit, Run, Stage, option
 
 SHARD_COMMON = ("workers", "limit", "tokenizer")
@@ -55,7 +57,14 @@ class PreviewOptions:
                              type=bool)
     seed: int = option(0, "Loader seed of the --augmented views.", type=int)
     out: Path | None = option(None, "PNG to write [default: DATA_DIR/out/DATASET/preview-SPLIT[-augmented].png].",
-                              type=Path)
+                              type=Path, parse=lambda value: _png_path(value))
+
+
+def _png_path(value: str | Path) -> Path:
+    path = Path(value)
+    if not str(value).strip() or path.suffix.lower() != ".png":
+        raise ValueError(f"{str(value)!r}: the sheet is a PNG; name a file ending in .png")
+    return path
 
 
 PREVIEW_LIMIT = Limit("How many samples, the first ones in index order.", default=16, high=256)
@@ -73,21 +82,41 @@ def verify(run: Run, options: VerifyOptions) -> None:
 
     recipe = recipe_of(run)
     labelled = recipe.kind == "labels"
-    for split, found in imagetext.verify(run.layout, recipe.name, labelled, rebuild_command).items():
-        run.say(f"{recipe.name} {split}: ok ({found['shards']} shards, {found['images']:,} images decoded"
+    rebuild = functools.partial(rebuild_command, layout=run.layout)
+    for split, found in imagetext.verify(run.layout, recipe.name, labelled, rebuild).items():
+        shards = f"{found['shards']} shard{'s' if found['shards'] != 1 else ''}"
+        run.say(f"{recipe.name} {split}: ok ({shards}, {found['images']:,} images decoded"
                 + (", labels in 0..999)" if labelled else f", {found['texts']:,} texts)"))
 
 
-def rebuild_command(dataset: str, split: str) -> str:
-    """The command that rebuilds one stored split (``train-concat`` → ``--variant concat``)."""
+def rebuild_command(dataset: str, split: str, layout: Layout | None = None) -> str:
+    """The command that rebuilds one stored split (``train-concat`` → ``--variant concat``), with the
+    ``--limit`` it was built with when its stats.json says so (so the pasted command builds the same)."""
     from .registry import recipe
 
     found = recipe(dataset)
-    command = found.command(found.builder)
+    command, stored = found.command(found.builder), split
     for variant in found.variants[1:]:
         if split.endswith(f"-{variant}"):
-            return f"{command} --variant {variant}"
-    return command if not split or len(found.splits) <= 1 else f"{command} --split {split}"
+            command += f" --variant {variant}"
+            split = split[: -len(variant) - 1]
+    if split and len(found.splits) > 1:
+        command += f" --split {split}"
+    limit = _built_limit(layout, dataset, stored) if layout is not None and stored else None
+    return command + (f" --limit {limit}" if limit else "")
+
+
+def _built_limit(layout: Layout, dataset: str, split: str) -> int | None:
+    """The ``--limit`` a split was built with (a trial's, or a crawl's count), from its stats.json."""
+    import json
+
+    try:
+        splits = json.loads((layout.out(dataset) / "stats.json").read_text())["splits"]
+        entry = splits[split]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    limit = (entry.get("config") or {}).get("limit") if isinstance(entry.get("config"), dict) else None
+    return entry.get("count") if limit is None and isinstance(entry.get("count"), int) else limit
 
 
 def preview(run: Run, options: PreviewOptions) -> None:

@@ -137,6 +137,10 @@ def shard(layout: Layout, variant: str = "regions", workers: int = 1, seed: int 
 
     if variant not in VARIANTS:
         raise VlprepError(f"unknown VG variant {variant!r}", fix=f"use one of: {', '.join(VARIANTS)}")
+    missing = [name for name in (records.IMAGE_DATA_ZIP, records.REGIONS_ZIP) if not (layout.raw(NAME) / name).exists()]
+    if missing:  # VG's own files before COCO's split for the leak guard
+        raise VlprepError(f"{', '.join(str(layout.raw(NAME) / name) for name in missing)} missing",
+                          fix="run: vlprep fetch vg")
     guard = guarded_coco_ids(layout, caps) if leak_guard else set()
     counts: dict = {"images_considered": 0, "not_in_image_data": 0,
                     "leak_guarded_ids": []}
@@ -173,9 +177,19 @@ VARIANT_HELP = ("regions: every region description a pair; concat: an image's de
                 "captions (stored as split train-concat).")
 
 
+def parse_split(value: str) -> str:
+    """VG has one split; its concat variant is a variant, not a split (stored as ``train-concat``)."""
+    if value == SPLIT:
+        return value
+    variant = value[len(SPLIT) + 1:] if value.startswith(f"{SPLIT}-") else ""
+    if variant in VARIANTS:
+        raise ValueError(f"{value!r} is split {SPLIT} of variant {variant}: pass --variant {variant}")
+    raise ValueError(f"{value!r}: Visual Genome has one split, {SPLIT}")
+
+
 @dataclass(frozen=True)
 class ShardOptions(shards.TextShardOptions):
-    split: str = option(SPLIT, "Visual Genome has one split.", choices=(SPLIT,))
+    split: str = option(SPLIT, "Visual Genome has one split.", parse=parse_split, metavar="[train]")
     variant: str = option("regions", VARIANT_HELP, choices=VARIANTS)
     leak_guard: bool = option(True, "Leave out images whose coco_id is in COCO Karpathy val or test.", type=bool,
                               negatable=True)
@@ -183,7 +197,7 @@ class ShardOptions(shards.TextShardOptions):
 
 @dataclass(frozen=True)
 class PreviewOptions(shards.PreviewOptions):
-    split: str | None = option(None, "Visual Genome has one split.", choices=(SPLIT,))
+    split: str | None = option(None, "Visual Genome has one split.", parse=parse_split, metavar="[train]")
     variant: str = option("regions", VARIANT_HELP, choices=VARIANTS)
 
 

@@ -381,7 +381,7 @@ def verify(layout: Layout, dataset: str, labelled: bool, rebuild: Callable[[str,
     n_symbols = len(shipped_dictionary())
     report = {}
     for split, expected in stats["splits"].items():
-        check_inputs(layout, expected.get("inputs"), f"run: {rebuild(dataset, split)} again",
+        check_inputs(layout, expected.get("inputs"), f"run again: {rebuild(dataset, split)}",
                      f"{dataset} {split}")
         fix = f"run: {rebuild(dataset, split)}"
         shards = shard_sink.read_wids_index(out / f"{split}.index.json")

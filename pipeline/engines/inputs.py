@@ -12,7 +12,7 @@ Example::
     inputs = raw_inputs(layout, dataset, ["annotations.zip", "images.zip"])
     key = work_key({"split": split, "seed": 0}, "imagetext-1", inputs)
     ...
-    warnings = check_inputs(layout, inputs, fix=f"run: vlprep shard {dataset} again")
+    warnings = check_inputs(layout, inputs, fix=f"run again: vlprep shard {dataset}")
 """
 from __future__ import annotations
 

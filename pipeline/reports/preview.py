@@ -47,8 +47,11 @@ def index_path(layout: Layout, recipe: Recipe, split: str | None) -> tuple[str, 
     if not path.is_file():
         built = sorted(p.name[: -len(".index.json")] for p in layout.out(dataset).glob("*.index.json"))
         hint = f"built splits: {', '.join(built)}" if built else f"nothing is built for {dataset} yet"
+        from ..datasets.shards import rebuild_command
+
+        which = "--split and --variant" if recipe.variants else "--split"
         raise VlprepError(f"{path}: split {split!r} of {dataset} is not built ({hint})",
-                          fix=f"pass --split (and --variant) of a built split, or run {recipe.command(recipe.builder)}")
+                          fix=f"pass {which} of a built split, or run {rebuild_command(dataset, split)}")
     return split, path
 
 

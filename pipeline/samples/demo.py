@@ -69,7 +69,7 @@ def cc3m(layout: Layout, workers: int, say: Say) -> list[Path]:
         _stage(layout, "cc3m", "fetch", say, tsv=tsv, limit=16, timeout=3.0, retries=1, workers=max(1, workers),
                threads=8, max_window=24, shard_samples=8)
     _stage(layout, "cc3m", "verify", say)
-    return _files(layout.out("cc3m")) + [layout.manifests() / "cc3m-train-16.tsv.gz"]
+    return _files(layout.out("cc3m"))
 
 
 def coco(layout: Layout, workers: int, say: Say) -> list[Path]:
@@ -133,7 +133,7 @@ def glue(layout: Layout, workers: int, say: Say) -> list[Path]:
     _stage(layout, "glue", "fetch", say, mirror=str(root))
     _stage(layout, "glue", "binarize", say, limit=TRIAL)
     _stage(layout, "glue", "verify", say)
-    return [layout.out("glue") / "MNLI-bin"] + _files(layout.out("glue"))
+    return sorted(p for p in layout.out("glue").iterdir() if p.is_dir()) + _files(layout.out("glue"))
 
 
 def dataset_steps() -> dict[str, Step]:
@@ -170,7 +170,7 @@ def manifest_build(layout: Layout, names: tuple[str, ...], say: Say) -> list[Pat
 
     files = manifests.build(layout, names)
     say(f"manifest build: {len(files)} manifests and their README.md index in {layout.manifests()}")
-    return [layout.manifests() / "README.md"]
+    return [f.path for f in files] + [layout.manifests() / "README.md"]
 
 
 def trainer(layout: Layout, say: Say) -> list[Path]:

@@ -81,7 +81,7 @@ def shard_done(record: Path, staged: Path, final: Path, out_holds: bool) -> bool
     return any(path.exists() and path.stat().st_size == size for path in places)
 
 
-def check_not_worse(out: Path, split: str, limit: int | None, force: bool, command: str) -> None:
+def check_not_worse(out: Path, split: str, limit: int | None, force: bool, command: str | None = None) -> None:
     """Refuse a ``--limit`` build that would replace a split built with no limit or a larger one.
 
     A trial over a full split would otherwise silently throw away hours of work; the published
@@ -92,11 +92,12 @@ def check_not_worse(out: Path, split: str, limit: int | None, force: bool, comma
     if force or limit is None or published is None:
         return
     old_limit = (published.get("config") or {}).get("limit")
-    if old_limit is None or old_limit > limit:
-        built = "with no --limit" if old_limit is None else f"with --limit {old_limit:,}"
+    considered = published.get("images", 0) + published.get("skipped_images", 0)
+    if (old_limit is None or old_limit > limit) and considered > limit:
+        built = "with no --limit" if old_limit is None else f"with --limit {old_limit}"
         raise VlprepError(
             f"{Path(out) / split}: the published split was built {built} ({published.get('images', 0):,} images); "
-            f"{command} --limit {limit:,} would replace it with fewer",
+            f"{command or 'this trial with'} --limit {limit} would replace it with fewer",
             fix="pass --force to replace it, or run the trial with another --data-dir")
 
 
@@ -177,10 +178,10 @@ class SplitWriter:
         """The writer of ``out/<dataset>/<split>`` with its work folder ``work/<dataset>/<split>-<key>``.
 
         Refuses first (:func:`check_not_worse`) a ``--limit`` build that would replace a more
-        complete split; ``command`` names the build in that message (default ``vlprep shard <dataset>``).
+        complete split; ``command`` names the build in that message (the whole command, when known).
         """
         out = ensure_dir(layout.out(dataset))
-        check_not_worse(out, split, limit, force, command or f"vlprep shard {dataset}")
+        check_not_worse(out, split, limit, force, command)
         return cls(out, dataset, split, key, ensure_dir(layout.work(dataset) / f"{split}-{key}"))
 
     @functools.cached_property

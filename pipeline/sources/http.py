@@ -267,7 +267,7 @@ def _stream_once(session: requests.Session, url: str, partial: _Partial, bar: tq
         if status >= 400:
             raise HTTPStatusError(
                 f"{redact_url(url)} answered HTTP {status} {response.reason}", status,
-                fix="check the URL, the mirror's layout (see README 'Mirrors') or your access rights",
+                fix="check the URL, the mirror's layout (docs/design.md 'Mirror layout') or your access rights",
             )
         if have and not _continues(response, have, partial):
             partial.restart()

@@ -116,7 +116,7 @@ def _copy_verified(src: Path, dest: Path, expected_sha256: str | None, expected_
     if not src.is_file():
         raise VlprepError(
             f"mirror {mirror} has no file {src}",
-            fix="lay the mirror out as README 'Mirrors' says, or fetch without --mirror",
+            fix="lay the mirror out as docs/design.md 'Mirror layout' says for this dataset, or fetch without --mirror",
         )
     ensure_dir(dest.parent)
     part = dest.with_name(dest.name + ".part")

@@ -74,7 +74,7 @@ def test_every_example_is_a_valid_command(dataset, stage, tmp_path, monkeypatch)
         args = shlex.split(example, comments=True)
         assert args[:3] == ["vlprep", stage, dataset], example
         for arg in args:  # paths an example names must exist for options that check them
-            if "/" in arg and not arg.startswith(("http", "-")):
+            if ("/" in arg or re.search(r"\.(tsv|gz|txt|json)$", arg)) and not arg.startswith(("http", "-")):
                 (tmp_path / arg).parent.mkdir(parents=True, exist_ok=True)
                 (tmp_path / arg).touch()
         ctx = _resolve(args[1:])
@@ -143,11 +143,44 @@ def test_fix_hints_repeat_the_data_dir_and_name_every_missing_subset(tmp_path):
 
 
 def test_older_option_names_are_still_accepted_but_not_both():
-    ctx = _resolve(["fetch", "cc3m", "--count", "7", "--processes", "3"])
-    assert ctx.params["alias_limit"] == 7 and ctx.params["alias_workers"] == 3
+    ctx = _resolve(["fetch", "cc3m", "--count", "7", "--processes=3", "--tsv", __file__])
+    assert ctx.params["limit"] == 7 and ctx.params["workers"] == 3
     result = run_cli("fetch", "cc3m", "--count", "7", "--limit", "8", "--tsv", __file__, check=False)
     assert result.returncode == 2 and "older name" in result.stderr
-    assert "--count" not in run_cli("fetch", "cc3m", "--help").stdout
+    help_text = run_cli("fetch", "cc3m", "--help").stdout
+    assert "--count" not in help_text and "--processes" not in help_text
+    over = run_cli("preview", "imagenet", "--n", "1000", check=False)  # an older name keeps the bounds
+    assert over.returncode == 2 and "1<=x<=256" in over.stderr
+    typo = run_cli("fetch", "cc3m", "--coun", "3", check=False)  # and stays out of suggestions
+    assert typo.returncode == 2 and "--count" not in typo.stderr
+
+
+@pytest.mark.parametrize("args", [("fetch", "owt", "--data-dir", ""), ("fetch", "owt", "--mirror", ""),
+                                  ("stats", "all", "--data-dir", ""), ("preview", "coco", "--out", "x.jpg"),
+                                  ("fetch", "cc3m", "--tsv", "/no/such.tsv"), ("fetch", "owt", "--subsets", "5-3"),
+                                  ("binarize", "owt", "--train-subsets", "0-99999999999"),
+                                  ("preview", "vg", "--split", "train-concat")])
+def test_empty_and_impossible_values_are_usage_errors(args):
+    result = run_cli(*args, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_stage_without_a_dataset_prints_its_help():
+    for stage in registry.STAGE_ORDER:
+        result = run_cli(stage)
+        assert result.returncode == 0 and "Usage:" in result.stdout
+
+
+def test_run_stage_holds_the_values_as_the_command_line_does(tmp_path):
+    from vlprep.pipeline.datasets.registry import run_stage
+    from vlprep.pipeline.errors import VlprepError
+
+    for dataset, stage, values, words in [("owt", "binarize", {"limit": 0}, "--limit"),
+                                          ("vg", "shard", {"split": "val"}, "--split"),
+                                          ("owt", "fetch", {"subsets": "0-99"}, "numbered 0 to 20"),
+                                          ("coco", "preview", {"limit": 1000}, "over 256")]:
+        with pytest.raises(VlprepError, match=words):
+            run_stage(dataset, stage, tmp_path, **values)
 
 
 # ------------------------------------------------------------------ on the demo's sample of every dataset

@@ -75,8 +75,9 @@ def test_split_writer_resumes_swaps_and_writes_the_index_last(tmp_path):
     again = SplitWriter.start(layout, "demo", "train", "key1")
     assert again.done(0) and again.done(1)  # published by this very key: nothing to write again
     assert not SplitWriter.start(layout, "demo", "train", "key2").done(0)
-    with pytest.raises(VlprepError, match="vlprep shard demo --limit 3 would replace it"):
-        SplitWriter.start(layout, "demo", "train", "key3", limit=3)
+    with pytest.raises(VlprepError, match="this trial with --limit 1 would replace it with fewer"):
+        SplitWriter.start(layout, "demo", "train", "key3", limit=1)
+    SplitWriter.start(layout, "demo", "train", "key4", limit=3)  # a limit above what the split holds loses nothing
 
 
 def test_swap_in_keeps_exactly_the_named_shards(tmp_path):
