@@ -54,6 +54,8 @@ class BinarizeOptions:
     tasks: tuple[str, ...] = option((), TASK_HELP, repeat=True, parse=parse_task, flag_name="task", metavar="TASK")
     max_text_kb: int = option(DEFAULT_CAPS.text_bytes >> 10, "A sentence over this many KiB stops the task with "
                               "an error naming its file and row.", type=int, low=1)
+    force: bool = option(False, "Let a --limit trial replace a task built with no limit or a larger one "
+                         "(refused by default, so a trial never throws away a full task).", type=bool)
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,29 @@ class VerifyOptions:
 
 
 def chosen_tasks(tasks: tuple[str, ...] = ()) -> list[records.Task]:
-    """The tasks named (any spelling ``task_named`` takes), or all nine in fairseq's order."""
-    return [records.task_named(t) for t in tasks] if tasks else list(records.TASKS.values())
+    """The tasks named (any spelling ``task_named`` takes; each once, in the order first named), or all
+    nine in fairseq's order."""
+    if not tasks:
+        return list(records.TASKS.values())
+    named = (records.task_named(t) for t in tasks)
+    return list({task.name: task for task in named}.values())
+
+
+def missing_tasks(layout: Layout, tasks: list[records.Task]) -> None:
+    """Every chosen task with a file not fetched, named in one error with one fix."""
+    raw = layout.raw(NAME)
+    missing = {task.name: [raw / task.relpath(hub) for hub, _, _ in task.splits
+                           if not (raw / task.relpath(hub)).exists()] for task in tasks}
+    missing = {name: paths for name, paths in missing.items() if paths}
+    if not missing:
+        return
+    paths = [path for found in missing.values() for path in found]
+    more = f" and {len(paths) - 1:,} more" if len(paths) > 1 else ""
+    fetch = f"vlprep fetch {NAME}" if len(missing) == len(records.TASKS) else \
+        f"vlprep fetch {NAME} " + " ".join(f"--task {name}" for name in missing)
+    raise VlprepError(f"{len(paths):,} file{'s are' if len(paths) > 1 else ' is'} missing, of GLUE "
+                      f"task{'s' if len(missing) > 1 else ''} {', '.join(missing)}: {paths[0]}{more}",
+                      fix=f"run: {fetch}")
 
 
 def fetch_tasks(layout: Layout, mirror: str | None = None, tasks: tuple[str, ...] = (),
@@ -128,12 +151,15 @@ def awk_score(score: float) -> str:
 
 
 def binarize_tasks(layout: Layout, tasks: tuple[str, ...] = (), limit: int | None = None,
-                   tokenizer: str | None = None, max_text: int = DEFAULT_CAPS.text_bytes) -> dict:
-    """Write ``out/glue/<TASK>-bin`` for ``tasks`` (all when empty); return stats.json."""
+                   tokenizer: str | None = None, max_text: int = DEFAULT_CAPS.text_bytes, force: bool = False) -> dict:
+    """Write ``out/glue/<TASK>-bin`` for ``tasks`` (all when empty); return stats.json. Every task's
+    files must be fetched; a ``limit`` trial does not replace a fuller task unless ``force``."""
     from ..engines import sentencebin
 
-    chosen = [sentence_task(task) for task in chosen_tasks(tasks)]
-    return sentencebin.binarize(layout, corpus(), chosen, limit, tokenizer, max_text)
+    chosen = chosen_tasks(tasks)
+    missing_tasks(layout, chosen)
+    return sentencebin.binarize(layout, corpus(), [sentence_task(task) for task in chosen], limit, tokenizer,
+                                max_text, force)
 
 
 def verify_tasks(layout: Layout) -> dict:
@@ -157,7 +183,7 @@ def binarize(run: Run, options: BinarizeOptions) -> None:
     from ..engines import sentencebin
 
     stats = binarize_tasks(run.layout, options.tasks, run.common.limit, run.common.tokenizer,
-                           options.max_text_kb << 10)
+                           options.max_text_kb << 10, options.force)
     for line in sentencebin.summary_lines(stats):
         run.say(line)
     run.say(f"written: {run.layout.out(NAME)}/<TASK>-bin/")
@@ -210,7 +236,8 @@ RECIPE = Recipe(
                           ("vlprep binarize glue", "vlprep binarize glue --task RTE --task MNLI"),
                           common=("limit", "tokenizer"),
                           limit=Limit("Only the first N rows of each split (a trial: the published split sizes "
-                                      "are not checked)."),
+                                      "are not checked, and a trial never replaces a task built with no limit or "
+                                      "a larger one unless --force)."),
                           details="out/glue/<TASK>-bin/{input0,input1,label} (MNLI: valid/valid1 and test/test1 "
                           "for matched/mismatched; STS-B: label/{train,valid}.label with score / 5), "
                           "byte-identical to the recipe's multiprocessing_bpe_encoder --keep-empty + "

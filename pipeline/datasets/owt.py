@@ -81,12 +81,15 @@ class BinarizeOptions:
     max_document_mb: int = option(DEFAULT_CAPS.document_bytes >> 20, "A document over this many MiB is skipped "
                                   "unread and listed in stats.json (skipped_documents) and provenance.json.",
                                   type=int, low=1)
+    force: bool = option(False, "Let a --limit trial replace an out/owt built with no limit or a larger one "
+                         "(refused by default, so a trial never throws away a full build).", type=bool)
 
 
 @dataclass(frozen=True)
 class VerifyOptions:
     tokenizer_check: int = option(0, "Also re-encode N random lines from the raw archives with the reference BPE "
-                                  "(tiktoken) and compare them id for id with what is on disk.", type=int, low=0,
+                                  "(tiktoken) and compare them id for id with what is on disk (each line at most "
+                                  "once: N over the number stored checks them all).", type=int, low=0,
                                   metavar="N")
     seed: int = option(0, "Seed that draws the --tokenizer-check lines.", type=int)
 
@@ -190,7 +193,7 @@ def binarize(run: Run, options: BinarizeOptions) -> None:
         doc_separator=options.doc_separator, limit=run.common.limit,
         dict_path=str(options.dict_path) if options.dict_path else None,
         tokenizer=run.common.tokenizer or default_backend(), max_document_bytes=options.max_document_mb << 20)
-    stats = textbin.binarize(run.layout, corpus(), config, run.common.workers)
+    stats = textbin.binarize(run.layout, corpus(), config, run.common.workers, force=options.force)
     for line in textbin.summary_lines(stats):
         run.say(line)
     run.say(f"written: {run.layout.out(NAME)}/{{dict.txt,train.bin,train.idx,valid.bin,valid.idx,stats.json}}")
@@ -203,9 +206,12 @@ def verify(run: Run, options: VerifyOptions) -> None:
         run.say(f"owt {split}: ok ({found['items']:,} items, {found['ids']:,} ids)")
     if options.tokenizer_check:
         report = textbin.tokenizer_check(run.layout, corpus(), options.tokenizer_check, options.seed)
-        run.say(f"owt tokenizer check: ok ({report['checked']:,} random items from "
-                f"{report.get('members', 0):,} archive members equal their {report['reference']} "
-                f"encoding; seed {options.seed})")
+        drawn = f"all {report['checked']:,} items" if report.get("capped") else \
+            f"{report['checked']:,} random items"
+        note = (f"--tokenizer-check {options.tokenizer_check:,} capped at the {report['traced']:,} items "
+                "traced in provenance.json") if report.get("capped") else f"seed {options.seed}"
+        run.say(f"owt tokenizer check: ok ({drawn} from {report.get('members', 0):,} archive members equal their "
+                f"{report['reference']} encoding; {note})")
 
 
 def summary(stats: dict) -> list[str]:
@@ -255,8 +261,8 @@ RECIPE = Recipe(
                            "vlprep binarize owt --dict my/dict.txt --doc-separator",
                            "vlprep binarize owt --tokenizer tiktoken    # the reference BPE, same bytes out"),
                           common=("workers", "limit", "tokenizer"),
-                          limit=Limit("Only the first N documents of each subset (a trial, written to its own "
-                                      "work folder)."),
+                          limit=Limit("Only the first N documents of each subset (a trial: it replaces out/owt, "
+                                      "but never one built with no limit or a larger one unless --force)."),
                           details="Each document is cleaned (UTF-8 with replacement, CR/CRLF to LF, NULs deleted, "
                           "lines stripped, empty lines dropped); each line is encoded as ordinary text, mapped "
                           "through dict.txt and ended with </s>. The result is byte-identical to fairseq-preprocess "

@@ -33,6 +33,7 @@ from ..errors import VlprepError
 from ..fileio import ensure_dir, read_json, sha256_file, temp_sibling, write_json
 from ..layout import Layout
 from ..sinks.fairseq import write_dataset
+from ..sinks.splits import TRIAL_FIX, built_with, smaller_trial
 from ..transforms.bpe import LineEncoder, get_backend
 from ..transforms.dictionary import EOS, SPECIALS, UNK, Dictionary, load_dictionary
 from .inputs import check_inputs, raw_inputs
@@ -84,9 +85,10 @@ class SentenceCorpus:
     task_option: str = "--task"
     """How :attr:`binarize_command` is given one task."""
 
-    def rebuild(self, task: str | None = None) -> str:
-        """``run: <binarize_command>``, for one task when given."""
-        return f"run: {self.binarize_command}" + (f" {self.task_option} {task}" if task else "")
+    def rebuild(self, task: str | None = None, again: bool = False) -> str:
+        """``run: <binarize_command>`` (``run again: …`` when ``again``), for one task when given."""
+        return (f"run{' again' if again else ''}: {self.binarize_command}"
+                + (f" {self.task_option} {task}" if task else ""))
 
 
 def one_line(text: str | None) -> tuple[str, bool]:
@@ -171,14 +173,35 @@ def binarize_task(layout: Layout, dataset: str, task: SentenceTask, encoder: Lin
     return report
 
 
+def check_not_worse(out: Path, corpus: SentenceCorpus, stats: dict, names: Iterable[str], limit: int | None,
+                    force: bool) -> None:
+    """Refuse, before any task is written, a ``--limit`` trial that would replace a task folder built
+    with no limit or a larger one, unless ``force``; the error names every such task."""
+    if force or limit is None:
+        return
+    built = stats.get("tasks", {})
+    worse = [name for name in names if name in built and (out / f"{name}-bin").is_dir()
+             and smaller_trial(built[name].get("limit"), limit)]
+    if not worse:
+        return
+    listed = ", ".join(f"{name}-bin built {built_with(built[name].get('limit'))} "
+                       f"({sum(s.get('rows', 0) for s in built[name].get('splits', {}).values()):,} rows)"
+                       for name in worse)
+    raise VlprepError(f"{out}: {listed}; {corpus.binarize_command} --limit {limit} would replace "
+                      f"{'it' if len(worse) == 1 else 'them'} with fewer", fix=TRIAL_FIX)
+
+
 def binarize(layout: Layout, corpus: SentenceCorpus, tasks: Iterable[SentenceTask], limit: int | None = None,
-             tokenizer: str | None = None, max_text: int = DEFAULT_CAPS.text_bytes) -> dict:
-    """Write every task; stats.json keeps the tasks written before and records these."""
-    dictionary = load_dictionary()
-    encoder = LineEncoder(dictionary, get_backend(tokenizer))
+             tokenizer: str | None = None, max_text: int = DEFAULT_CAPS.text_bytes, force: bool = False) -> dict:
+    """Write every task; stats.json keeps the tasks written before and records these. A ``limit``
+    trial that would replace a task built with no limit or a larger one is refused unless ``force``."""
+    tasks = list(tasks)
     stats_path = layout.out(corpus.dataset) / "stats.json"
     stats = read_json(stats_path) if stats_path.exists() else {"dataset": corpus.dataset, "tasks": {}}
-    for task in tqdm(list(tasks), desc=corpus.dataset, unit="task", disable=None):
+    check_not_worse(layout.out(corpus.dataset), corpus, stats, [task.name for task in tasks], limit, force)
+    dictionary = load_dictionary()
+    encoder = LineEncoder(dictionary, get_backend(tokenizer))
+    for task in tqdm(tasks, desc=corpus.dataset, unit="task", disable=None):
         stats["tasks"][task.name] = {**binarize_task(layout, corpus.dataset, task, encoder, dictionary, limit,
                                                      max_text), "limit": limit}
     stats["vlprep_version"] = __version__
@@ -208,7 +231,7 @@ def verify(layout: Layout, corpus: SentenceCorpus) -> dict:
     report = {}
     for name, task in read_json(stats_path)["tasks"].items():
         folder = layout.out(corpus.dataset) / f"{name}-bin"
-        check_inputs(layout, task.get("inputs"), f"{corpus.rebuild(name)} again", f"{corpus.dataset} {name}")
+        check_inputs(layout, task.get("inputs"), corpus.rebuild(name, again=True), f"{corpus.dataset} {name}")
         items = 0
         for relpath, sha in task["files"].items():
             path = folder / relpath

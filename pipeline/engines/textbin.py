@@ -23,8 +23,10 @@ Example (a recipe's binarize stage)::
 """
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -43,6 +45,7 @@ from ..fileio import TMP_MARK, atomic_path, ensure_dir, read_json, sha256_file, 
 from ..layout import Layout
 from ..parallel import process_pool, run_bounded
 from ..sinks import fairseq
+from ..sinks.splits import refuse_smaller_trial
 from ..sources.archives import TarMember
 from ..sources.checksums import VerifiedRecord
 from ..transforms.bpe import BATCH_CHARS, REFERENCE, LineEncoder, check_backend, default_backend, get_backend
@@ -147,11 +150,17 @@ class ChunkJob:
     max_document_bytes: int = DEFAULT_CAPS.document_bytes
 
 
-def binarize(layout: Layout, corpus: TextCorpus, config: BinarizeConfig, workers: int = 1) -> dict:
-    """Build ``out/<dataset>`` from the fetched sources; return the statistics written to stats.json."""
+def binarize(layout: Layout, corpus: TextCorpus, config: BinarizeConfig, workers: int = 1,
+             force: bool = False) -> dict:
+    """Build ``out/<dataset>`` from the fetched sources; return the statistics written to stats.json.
+
+    A ``limit`` build that would replace an ``out/<dataset>`` built with no limit or a larger one is
+    refused unless ``force`` (:func:`check_not_worse`).
+    """
     dictionary = load_dictionary(Path(config.dict_path) if config.dict_path else None)
     check_backend(config.tokenizer)  # fail now with a clear message, not inside a worker
     out = ensure_dir(layout.out(corpus.dataset))
+    check_not_worse(out, corpus, config.limit, force)
     key = config.key(dictionary, corpus.dataset)
     sources = [s for split in config.splits.values() for s in split]
     plans = {s: _plan_source(layout, corpus, s, key) for s in sources}
@@ -203,6 +212,18 @@ def binarize(layout: Layout, corpus: TextCorpus, config: BinarizeConfig, workers
         os.replace(tmp, final)
     write_json(stats_path, stats)
     return stats
+
+
+def check_not_worse(out: Path, corpus: TextCorpus, limit: int | None, force: bool) -> None:
+    """Refuse a ``--limit`` trial that would replace ``out`` (every split is rewritten together) when
+    it was built with no limit or a larger one, unless ``force``."""
+    stats_path = out / "stats.json"
+    if force or limit is None or not stats_path.exists():
+        return
+    stats = read_json(stats_path)
+    documents = sum(split.get("documents", 0) for split in stats.get("splits", {}).values())
+    refuse_smaller_trial(out, stats.get("limit"), f"{documents:,} documents", limit, force,
+                         corpus.binarize_command, what="the published output")
 
 
 def _inputs(corpus: TextCorpus, plans: dict[int, SourcePlan], config: BinarizeConfig) -> dict[str, str]:
@@ -550,7 +571,7 @@ def verify(layout: Layout, corpus: TextCorpus) -> dict:
     if not stats_path.exists():
         raise VlprepError(f"{stats_path} is missing: out/{corpus.dataset} was never completed", fix=rebuild)
     stats = read_json(stats_path)
-    check_inputs(layout, stats.get("inputs"), f"{rebuild} again", corpus.dataset)
+    check_inputs(layout, stats.get("inputs"), f"run again: {corpus.binarize_command}", corpus.dataset)
     dictionary = load_dictionary(out / "dict.txt")
     if dictionary.sha256 != stats["dictionary"]["sha256"]:
         raise VlprepError(f"{out / 'dict.txt'} is not the dictionary the binaries were written with",
@@ -577,7 +598,9 @@ def verify(layout: Layout, corpus: TextCorpus) -> dict:
 def tokenizer_check(layout: Layout, corpus: TextCorpus, samples: int, seed: int = 0) -> dict:
     """Re-encode ``samples`` random items' source lines with the reference BPE; compare with disk.
 
-    Items are drawn uniformly over all splits (seeded, so a failure can be replayed). Each drawn
+    Items are drawn uniformly over all splits without replacement (seeded, so a failure can be
+    replayed): at most the items ``provenance.json`` traces (``traced``; ``capped`` when ``samples``
+    asked for more, and then every one is checked). Each drawn
     item is traced through ``provenance.json`` to its chunk, whose documents are read and cleaned
     again; the line is encoded by :data:`~vlprep.pipeline.transforms.bpe.REFERENCE`, mapped through
     ``dict.txt``, ended with ``</s>`` and compared id for id.
@@ -596,10 +619,12 @@ def tokenizer_check(layout: Layout, corpus: TextCorpus, samples: int, seed: int 
     population = [(split, row) for split, rows in provenance["splits"].items() for row in rows if row["items"]]
     if not population or samples <= 0:
         return {"checked": 0, "reference": REFERENCE, "seed": seed}
-    drawn = rng.choices(range(len(population)), weights=[row["items"] for _, row in population], k=samples)
+    starts = list(itertools.accumulate((row["items"] for _, row in population), initial=0))
+    traced = starts[-1]
     wanted: dict[int, list[int]] = {}
-    for index in drawn:
-        wanted.setdefault(index, []).append(rng.randrange(population[index][1]["items"]))
+    for position in rng.sample(range(traced), min(samples, traced)):  # each item once, memory bounded by traced
+        index = bisect.bisect_right(starts, position) - 1
+        wanted.setdefault(index, []).append(position - starts[index])
     datasets = {split: _open_items(out / split) for split in provenance["splits"]}
     files = {s: _verified_source(layout, corpus, s)[0] for s in {population[i][1]["subset"] for i in wanted}}
     checked = 0
@@ -621,9 +646,10 @@ def tokenizer_check(layout: Layout, corpus: TextCorpus, samples: int, seed: int 
                 raise VlprepError(
                     f"{out / split}.bin item {position:,} ({source_file.name}:{row['member']}, {shown}): "
                     f"{len(found)} ids on disk differ from the {REFERENCE} encoding ({len(expected)} ids)",
-                    fix=f"{rebuild} --tokenizer tiktoken into a fresh --data-dir and compare")
+                    fix="build it again with --tokenizer tiktoken into a fresh --data-dir and compare")
             checked += 1
-    return {"checked": checked, "reference": REFERENCE, "seed": seed, "members": len(wanted)}
+    return {"checked": checked, "reference": REFERENCE, "seed": seed, "members": len(wanted), "traced": traced,
+            "capped": samples > traced}
 
 
 def _open_items(prefix: Path):

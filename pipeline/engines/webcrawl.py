@@ -557,7 +557,7 @@ def fetch_first(layout: Layout, urls: UrlList, count: int, config: DownloadConfi
     write_manifest(layout, urls, manifest_rows, count)
     if len(kept) < count:
         raise VlprepError(f"{urls.name}: only {len(kept):,} of the {total_rows:,} rows could be fetched, fewer than "
-                          f"--limit {count:,}; the shards hold those {len(kept):,}", fix=_advice(config, pending))
+                          f"--limit {count}; the shards hold those {len(kept):,}", fix=_advice(config, pending))
     return stats
 
 

@@ -81,6 +81,33 @@ def shard_done(record: Path, staged: Path, final: Path, out_holds: bool) -> bool
     return any(path.exists() and path.stat().st_size == size for path in places)
 
 
+TRIAL_FIX = "pass --force to replace it, or run the trial with another --data-dir"
+"""The fix of a refused trial (:func:`refuse_smaller_trial`)."""
+
+
+def smaller_trial(built_limit: int | None, limit: int | None) -> bool:
+    """Whether a build with ``limit`` would hold less than one built with ``built_limit`` (None: no limit)."""
+    return limit is not None and (built_limit is None or built_limit > limit)
+
+
+def built_with(built_limit: int | None) -> str:
+    """``with no --limit`` or ``with --limit N``: how an output was built, for messages (N as typed)."""
+    return "with no --limit" if built_limit is None else f"with --limit {built_limit}"
+
+
+def refuse_smaller_trial(target: Path, built_limit: int | None, holds: str, limit: int | None, force: bool,
+                         command: str | None = None, what: str = "the published split",
+                         considered: int | None = None) -> None:
+    """Refuse a ``--limit`` build that would replace ``target``, built with ``built_limit`` (None: no
+    limit) and holding ``holds``, with fewer records, unless ``force``. ``command`` names the build
+    when the whole command is known; ``considered`` (records the output was built from), when given,
+    lets a limit at or above it through: such a trial cannot hold fewer."""
+    if force or not smaller_trial(built_limit, limit) or (considered is not None and considered <= limit):
+        return
+    raise VlprepError(f"{target}: {what} was built {built_with(built_limit)} ({holds}); "
+                      f"{command or 'this trial with'} --limit {limit} would replace it with fewer", fix=TRIAL_FIX)
+
+
 def check_not_worse(out: Path, split: str, limit: int | None, force: bool, command: str | None = None) -> None:
     """Refuse a ``--limit`` build that would replace a split built with no limit or a larger one.
 
@@ -91,14 +118,9 @@ def check_not_worse(out: Path, split: str, limit: int | None, force: bool, comma
     published = published_split(out, split)
     if force or limit is None or published is None:
         return
-    old_limit = (published.get("config") or {}).get("limit")
-    considered = published.get("images", 0) + published.get("skipped_images", 0)
-    if (old_limit is None or old_limit > limit) and considered > limit:
-        built = "with no --limit" if old_limit is None else f"with --limit {old_limit}"
-        raise VlprepError(
-            f"{Path(out) / split}: the published split was built {built} ({published.get('images', 0):,} images); "
-            f"{command or 'this trial with'} --limit {limit} would replace it with fewer",
-            fix="pass --force to replace it, or run the trial with another --data-dir")
+    refuse_smaller_trial(Path(out) / split, (published.get("config") or {}).get("limit"),
+                         f"{published.get('images', 0):,} images", limit, force, command,
+                         considered=published.get("images", 0) + published.get("skipped_images", 0))
 
 
 def remove_stale_shards(out: Path, split: str, keep: Container[str]) -> None:

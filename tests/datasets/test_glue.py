@@ -1,6 +1,7 @@
 """GLUE through the command line, held byte for byte against fairseq's own RoBERTa GLUE recipe."""
 from __future__ import annotations
 
+import json
 import runpy
 import shutil
 import subprocess
@@ -15,17 +16,22 @@ from vlprep.pipeline.records.glue import TASKS
 from vlprep.pipeline.samples.text import build_glue_mirror
 from vlprep.pipeline.transforms.bpe import vocabulary_files
 
-from ..helpers import run_cli
+from ..helpers import one_line_error, run_cli
 
 TRIAL = ("--limit", "100000")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
+def glue_mirror(tmp_path_factory) -> Path:
     mirror = tmp_path_factory.mktemp("glue-mirror")
     build_glue_mirror(mirror)
+    return mirror
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, glue_mirror) -> Path:
     data = tmp_path_factory.mktemp("glue") / "data"
-    run_cli("fetch", "glue", "--data-dir", str(data), "--mirror", str(mirror))
+    run_cli("fetch", "glue", "--data-dir", str(data), "--mirror", str(glue_mirror))
     run_cli("binarize", "glue", "--data-dir", str(data), *TRIAL)
     return data
 
@@ -127,3 +133,71 @@ def test_counts_are_checked_and_stats_printed(built):
     printed = run_cli("stats", "glue", "--data-dir", str(built)).stdout
     assert "MNLI" in printed and "valid1" in printed
     run_cli("verify", "glue", "--data-dir", str(built))
+
+
+def task_files(data: Path, name: str) -> dict[str, bytes]:
+    folder = data / "out" / "glue" / f"{name}-bin"
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_trial_does_not_replace_a_fuller_task_without_force(tmp_path, glue_mirror):
+    data = tmp_path / "data"
+    run_cli("fetch", "glue", "--data-dir", str(data), "--mirror", str(glue_mirror), "--task", "RTE", "--task", "CoLA")
+    binarize = ("binarize", "glue", "--data-dir", str(data), "--task", "rte", "--task", "cola")
+    run_cli(*binarize, "--limit", "10")
+    stats_path = data / "out" / "glue" / "stats.json"
+    stats = json.loads(stats_path.read_text())
+    stats["tasks"]["RTE"]["limit"] = None  # as a full build records it (the sample's rows are not the published ones)
+    stats_path.write_text(json.dumps(stats))
+    before = {name: task_files(data, name) for name in ("RTE", "CoLA")}
+    refused = run_cli(*binarize, "--limit", "3", check=False)
+    one_line_error(refused, str(data / "out" / "glue"), "RTE-bin built with no --limit (", "CoLA-bin built with "
+                   "--limit 10 (", "vlprep binarize glue --limit 3", "--force", "another --data-dir")
+    assert {name: task_files(data, name) for name in ("RTE", "CoLA")} == before
+    assert json.loads(stats_path.read_text()) == stats
+
+    run_cli("binarize", "glue", "--data-dir", str(data), "--task", "RTE", "--limit", "3", "--force")
+    stats = json.loads(stats_path.read_text())
+    assert stats["tasks"]["RTE"]["limit"] == 3 and stats["tasks"]["RTE"]["splits"]["train"]["rows"] == 3
+    assert stats["tasks"]["CoLA"]["limit"] == 10 and task_files(data, "CoLA") == before["CoLA"]
+    run_cli("binarize", "glue", "--data-dir", str(data), "--task", "RTE", "--limit", "5")  # more: allowed
+    assert json.loads(stats_path.read_text())["tasks"]["RTE"]["splits"]["train"]["rows"] == 5
+    run_cli("verify", "glue", "--data-dir", str(data))
+
+
+def test_binarize_before_fetch_names_every_missing_task_in_one_hint(tmp_path, glue_mirror):
+    data = tmp_path / "data"
+    nothing = run_cli("binarize", "glue", "--data-dir", str(data), check=False)
+    one_line_error(nothing, f"of GLUE tasks {', '.join(TASKS)}: ")
+    assert nothing.stderr.strip().splitlines()[1].strip() == f"fix: run: vlprep fetch glue --data-dir {data}"
+
+    run_cli("fetch", "glue", "--data-dir", str(data), "--mirror", str(glue_mirror), "--task", "RTE")
+    rest = run_cli("binarize", "glue", "--data-dir", str(data), check=False)
+    others = " ".join(f"--task {name}" for name in TASKS if name != "RTE")
+    one_line_error(rest, f"fix: run: vlprep fetch glue {others} --data-dir {data}")
+    two = run_cli("binarize", "glue", "--data-dir", str(data), "--task", "RTE", "--task", "wnli", "--task", "cola",
+                  *TRIAL, check=False)
+    one_line_error(two, "of GLUE tasks WNLI, CoLA: ", "fix: run: vlprep fetch glue --task WNLI --task CoLA "
+                   f"--data-dir {data}")
+    assert not (data / "out" / "glue" / "RTE-bin").exists()
+
+
+def test_a_task_named_twice_is_fetched_and_binarized_once(tmp_path, glue_mirror):
+    data = tmp_path / "data"
+    fetched = run_cli("fetch", "glue", "--data-dir", str(data), "--mirror", str(glue_mirror), "--task", "rte",
+                      "--task", "RTE")
+    assert "glue: 3 fetched, 0 already on disk" in fetched.stdout
+    printed = run_cli("binarize", "glue", "--data-dir", str(data), "--task", "RTE", "--task", "rte", *TRIAL).stdout
+    assert [line.split()[:2] for line in printed.splitlines() if line.startswith("RTE ")] == [
+        ["RTE", "train"], ["RTE", "valid"], ["RTE", "test"]]
+
+
+def test_a_changed_parquet_hint_runs_the_task_again_with_the_data_dir(tmp_path, glue_mirror):
+    data = tmp_path / "data"
+    run_cli("fetch", "glue", "--data-dir", str(data), "--mirror", str(glue_mirror), "--task", "RTE")
+    run_cli("binarize", "glue", "--data-dir", str(data), "--task", "RTE", *TRIAL)
+    raw = data / "raw" / "glue" / "rte"
+    shutil.copy(raw / "validation-00000-of-00001.parquet", raw / "train-00000-of-00001.parquet")
+    stale = run_cli("verify", "glue", "--data-dir", str(data), check=False)
+    one_line_error(stale, "train-00000-of-00001.parquet",
+                   f"fix: run again: vlprep binarize glue --task RTE --data-dir {data}")

@@ -16,7 +16,7 @@ import pytest
 from vlprep.pipeline.samples.text import build_owt_mirror
 from vlprep.pipeline.sinks.fairseq import read_index
 
-from ..helpers import run_cli
+from ..helpers import one_line_error, run_cli
 
 OUT_FILES = ("dict.txt", "train.bin", "train.idx", "valid.bin", "valid.idx")
 
@@ -106,6 +106,34 @@ def test_limit_takes_the_first_documents_of_each_subset(fetched):
     stats = json.loads((fetched / "out" / "owt" / "stats.json").read_text())
     assert all(s["documents"] == 25 for s in stats["subsets"].values())
     assert stats["splits"]["valid"]["documents"] == 25
+
+
+def test_a_limit_trial_does_not_replace_a_fuller_build_without_force(fetched):
+    run_cli("binarize", "owt", "--data-dir", str(fetched))
+    stats_path = fetched / "out" / "owt" / "stats.json"
+    before, stats = outputs(fetched), stats_path.read_bytes()
+    refused = run_cli("binarize", "owt", "--data-dir", str(fetched), "--limit", "3", check=False)
+    one_line_error(refused, f"{fetched / 'out' / 'owt'}: the published output was built with no --limit "
+                   "(360 documents)", "vlprep binarize owt --limit 3", "--force", "another --data-dir")
+    assert outputs(fetched) == before and stats_path.read_bytes() == stats
+
+    run_cli("binarize", "owt", "--data-dir", str(fetched), "--limit", "5", "--force")
+    assert json.loads(stats_path.read_text())["splits"]["valid"]["documents"] == 5
+    smaller = run_cli("binarize", "owt", "--data-dir", str(fetched), "--limit", "4", check=False)
+    one_line_error(smaller, "built with --limit 5 (30 documents)", "vlprep binarize owt --limit 4")
+    run_cli("binarize", "owt", "--data-dir", str(fetched), "--limit", "5")  # the same trial again: allowed
+    run_cli("binarize", "owt", "--data-dir", str(fetched))  # a full build over a trial: allowed
+    assert outputs(fetched) == before
+    help_text = " ".join(run_cli("binarize", "owt", "--help").stdout.split())
+    assert "it replaces out/owt, but never one built with no limit or a larger one unless --force" in help_text
+
+
+def test_a_changed_subset_hint_runs_binarize_again_with_the_data_dir(fetched):
+    run_cli("binarize", "owt", "--data-dir", str(fetched), "--limit", "5")
+    tar = fetched / "raw" / "owt" / "subsets" / "urlsf_subset03.tar"
+    tar.write_bytes(tar.read_bytes() + bytes(512))
+    stale = run_cli("verify", "owt", "--data-dir", str(fetched), check=False)
+    one_line_error(stale, "urlsf_subset03.tar changed", f"fix: run again: vlprep binarize owt --data-dir {fetched}")
 
 
 def test_rerun_skips_finished_work(fetched):

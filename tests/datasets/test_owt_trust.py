@@ -104,3 +104,17 @@ def test_max_document_mb_raises_the_cap(tmp_path):
     default = json.loads((data / "out" / "owt" / "stats.json").read_text())
     assert default["splits"]["train"]["documents_skipped"] == 0 and default["skipped_documents"] == []
     assert default["splits"]["train"]["lines"] > capped["splits"]["train"]["lines"] + 2_000
+
+
+def test_a_tokenizer_check_past_the_items_stored_checks_each_once_in_bounded_memory(fetched):
+    run_cli("binarize", "owt", "--data-dir", str(fetched), "--limit", "4", "--doc-separator")
+    provenance = json.loads((fetched / "out" / "owt" / "provenance.json").read_text())
+    traced = sum(row["items"] for rows in provenance["splits"].values() for row in rows)
+    for asked in (99_999_999_999, traced + 1):
+        result, peak = run_capped("verify", "owt", "--data-dir", str(fetched), "--tokenizer-check", str(asked))
+        assert result.returncode == 0, result.stderr
+        assert peak < 1e9
+        assert f"tokenizer check: ok (all {traced:,} items from " in result.stdout
+        assert f"--tokenizer-check {asked:,} capped at the {traced:,} items traced in provenance.json" in result.stdout
+    exact = run_cli("verify", "owt", "--data-dir", str(fetched), "--tokenizer-check", str(traced)).stdout
+    assert f"tokenizer check: ok ({traced:,} random items from " in exact and "capped" not in exact
