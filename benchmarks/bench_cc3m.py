@@ -1,13 +1,13 @@
-"""CC3M fetch: ``vlprep fetch cc3m --count N`` against plain img2dataset over exactly the rows vlprep tried.
+"""CC3M fetch: ``vlprep fetch cc3m --limit N`` against plain img2dataset over exactly the rows vlprep tried.
 
 Both run in the same process tree layout against the same loopback web (:mod:`vlprep.pipeline.samples.web`,
 served from this process): a generated TSV of ``--rows`` (20,000) URLs, about 30 % failing fast
-(404, HTML instead of an image, ``X-Robots-Tag: noai``). (v) vlprep keeps the first ``--count``
+(404, HTML instead of an image, ``X-Robots-Tag: noai``). (v) vlprep keeps the first ``--limit``
 (10,000) reachable rows, in windows, and writes shards, index, stats and manifest. (i) img2dataset's
 own ``download`` runs once over rows 0 .. rows_tried-1 with the same processes, threads, timeout,
 retries, parquet output and sha256. Prints wall time, images/s and peak RSS of each, and the ratio
 (v)/(i) (target <= 1.15; peak RSS < 2 GB).
-Run: ``.venv/bin/python benchmarks/bench_cc3m.py [--rows 20000 --count 10000]``.
+Run: ``.venv/bin/python benchmarks/bench_cc3m.py [--rows 20000 --limit 10000]``.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ img2dataset.download(**json.loads(sys.argv[1]))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--limit", "--count", dest="count", type=int, default=10_000)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--threads", type=int, default=32)
     args = parser.parse_args()
@@ -49,7 +49,7 @@ def main() -> None:
         write_tsv(tsv, web, (PATTERN * (args.rows // len(PATTERN) + 1))[: args.rows])
         data = WORK / "vlprep"
         seconds_v, rss_v = timed([sys.executable, "-m", "vlprep.cli", "fetch", "cc3m", "--data-dir", str(data),
-                                  "--tsv", str(tsv), "--count", str(args.count), "--processes", str(args.processes),
+                                  "--tsv", str(tsv), "--limit", str(args.count), "--workers", str(args.processes),
                                   "--threads", str(args.threads), "--timeout", str(common["timeout"]),
                                   "--retries", str(common["retries"])])
         stats = json.loads((data / "out" / "cc3m" / "stats.json").read_text())["splits"]["train"]
@@ -71,7 +71,7 @@ def main() -> None:
                    **common}
         seconds_i, rss_i = timed([sys.executable, "-c", REFERENCE, json.dumps(options)])
     successes_i = sum(json.loads(p.read_text())["successes"] for p in (WORK / "img2dataset").glob("*_stats.json"))
-    print(f"{args.rows:,} URLs (30 % failing), --count {args.count:,}; {args.processes} processes x "
+    print(f"{args.rows:,} URLs (30 % failing), --limit {args.count:,}; {args.processes} processes x "
           f"{args.threads} threads; vlprep tried {tried:,} rows in {len(stats['windows'])} window(s)")
     print(f"{'':44} {'seconds':>8} {'images/s':>9} {'peak RSS MB':>12}")
     print(f"{'(v) vlprep fetch cc3m (shards, stats, manifest)':44} {seconds_v:8.2f} "
