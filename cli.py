@@ -81,6 +81,9 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
                 head, _, fix = message.rpartition("\n  fix: ")
                 message = f"{head}\n  fix: {_repeat_options(fix)}"
             _fail(message)
+        except BrokenPipeError:  # the reader went away (vlprep stats | head): not a failure to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except OSError as exc:
             _fail(str(explain_os_error(exc, "I/O error")))
         except KeyboardInterrupt:
