@@ -211,10 +211,16 @@ def binarize(layout: Layout, corpus: SentenceCorpus, tasks: Iterable[SentenceTas
     return stats
 
 
+SPLIT_ORDER = ("train", "valid", "valid1", "test", "test1")
+"""fairseq's split names in the order a table shows them (stats.json keeps its keys sorted)."""
+
+
 def summary_lines(stats: dict) -> list[str]:
     rows = [f"{'task':6} {'split':7} {'rows':>9} {'tokens':>11} {'unk':>5} {'line breaks':>11}"]
     for name, task in stats["tasks"].items():
-        for split, s in task["splits"].items():
+        ordered = sorted(task["splits"].items(), key=lambda item: (
+            SPLIT_ORDER.index(item[0]) if item[0] in SPLIT_ORDER else len(SPLIT_ORDER), item[0]))
+        for split, s in ordered:
             rows.append(f"{name:6} {split:7} {s['rows']:>9,} {s['tokens']:>11,} {s['unk']:>5,} {s['line_breaks']:>11,}")
     return rows
 
