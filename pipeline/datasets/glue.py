@@ -170,13 +170,8 @@ def verify_tasks(layout: Layout) -> dict:
 
 
 def fetch(run: Run, options: FetchOptions) -> None:
-    from ..redact import redact_url
-
-    mirror = run.common.mirror
-    report = fetch_tasks(run.layout, mirror, options.tasks, options.revision)
-    origin = f"mirror {redact_url(mirror)}" if mirror else f"hub {records.REPO}@{report.commit}"
-    for line in report.summary(NAME, origin, run.layout.raw(NAME)):
-        run.say(line)
+    run.say_fetch(fetch_tasks(run.layout, run.common.mirror, options.tasks, options.revision),
+                  f"hub {records.REPO}@{{commit}}")
 
 
 def binarize(run: Run, options: BinarizeOptions) -> None:

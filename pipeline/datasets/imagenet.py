@@ -84,13 +84,8 @@ class PreviewOptions(shards.PreviewOptions):
 
 
 def fetch_stage(run: Run, options: FetchOptions) -> None:
-    from ..redact import redact_url
-
-    mirror = run.common.mirror
-    report = fetch(run.layout, mirror, options.with_test, options.revision or DEFAULT_REVISION)
-    origin = f"mirror {redact_url(mirror)}" if mirror else f"hub {records.REPO}@{report.commit}"
-    for line in report.summary(NAME, origin, run.layout.raw(NAME)):
-        run.say(line)
+    run.say_fetch(fetch(run.layout, run.common.mirror, options.with_test, options.revision or DEFAULT_REVISION),
+                  f"hub {records.REPO}@{{commit}}")
 
 
 def shard_stage(run: Run, options: ShardOptions) -> None:

@@ -158,13 +158,9 @@ def subset_origin(raw: Path, relpath: str) -> dict:
 
 def fetch(run: Run, options: FetchOptions) -> None:
     from ..records.owt import HUB_REPO
-    from ..redact import redact_url
 
-    mirror = run.common.mirror
-    report = fetch_subsets(run.layout, options.subsets, options.revision, mirror)
-    origin = f"mirror {redact_url(mirror)}" if mirror else f"{HUB_REPO}@{report.commit}"
-    for line in report.summary(NAME, origin, run.layout.raw(NAME)):
-        run.say(line)
+    run.say_fetch(fetch_subsets(run.layout, options.subsets, options.revision, run.common.mirror),
+                  f"{HUB_REPO}@{{commit}}")
 
 
 def missing_subsets(run: Run, subsets: tuple[int, ...]) -> None:

@@ -139,6 +139,16 @@ class Run:
     common: Common
     say: Callable[[str], None] = print
 
+    def say_fetch(self, report: Any, official: str) -> None:
+        """A fetch's summary: where from (``--mirror``, or ``official`` with ``{commit}`` filled in),
+        what was fetched or kept, how each file was checked."""
+        from ..redact import redact_url
+
+        mirror = self.common.mirror
+        origin = f"mirror {redact_url(mirror)}" if mirror else official.format(commit=report.commit)
+        for line in report.summary(self.dataset, origin, self.layout.raw(self.dataset)):
+            self.say(line)
+
 
 @dataclass(frozen=True)
 class Stage:

@@ -9,7 +9,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..caps import DEFAULT_CAPS
+from ..caps import DEFAULT_CAPS, Caps
 from ..layout import Layout
 from .recipe import Limit, Run, Stage, option
 
@@ -42,6 +42,26 @@ class TextShardOptions(ShardOptions):
                               type=int, low=1)
     max_json_depth: int = option(DEFAULT_CAPS.json_depth, "Annotation JSON nested deeper than this stops the stage "
                                  "with an error.", type=int, low=1)
+
+
+def caps_of(options: TextShardOptions) -> Caps:
+    """The record caps the shard options set (``--max-text-kb``, ``--max-member-mb``, ``--max-json-depth``)."""
+    return Caps(text_bytes=options.max_text_kb << 10, member_bytes=options.max_member_mb << 20,
+                json_depth=options.max_json_depth)
+
+
+def say_shards(run: Run, stats: dict) -> None:
+    """What a pairs shard stage prints: its table of splits, then where it wrote."""
+    for line in pairs_summary(stats):
+        run.say(line)
+    run.say(f"written: {run.layout.out(run.dataset)}/")
+
+
+def pairs_summary(stats: dict) -> list[str]:
+    """The ``vlprep stats`` table of an image–text dataset's splits."""
+    from ..engines import imagetext
+
+    return imagetext.summary_lines(stats)
 
 
 @dataclass(frozen=True)

@@ -202,33 +202,16 @@ class PreviewOptions(shards.PreviewOptions):
 
 
 def fetch_stage(run: Run, options: FetchOptions) -> None:
-    from ..redact import redact_url
-
-    mirror = run.common.mirror
-    report = fetch(run.layout, mirror)
-    origin = f"mirror {redact_url(mirror)}" if mirror else "the official URLs"
-    for line in report.summary(NAME, origin, run.layout.raw(NAME)):
-        run.say(line)
+    run.say_fetch(fetch(run.layout, run.common.mirror), "the official URLs")
 
 
 def shard_stage(run: Run, options: ShardOptions) -> None:
-    from ..engines import imagetext
-
-    caps = Caps(text_bytes=options.max_text_kb << 10, member_bytes=options.max_member_mb << 20,
-                json_depth=options.max_json_depth)
+    caps = shards.caps_of(options)
     stats = shard(run.layout, options.variant, workers=run.common.workers, seed=options.seed, resize=options.resize,
                   limit=run.common.limit, leak_guard=options.leak_guard, max_count=options.shard_samples,
                   max_bytes=options.shard_mb * 1_000_000, tokenizer=run.common.tokenizer, force=options.force,
                   caps=caps)
-    for line in imagetext.summary_lines(stats):
-        run.say(line)
-    run.say(f"written: {run.layout.out(NAME)}/")
-
-
-def summary(stats: dict) -> list[str]:
-    from ..engines import imagetext
-
-    return imagetext.summary_lines(stats)
+    shards.say_shards(run, stats)
 
 
 RECIPE = Recipe(
@@ -255,7 +238,7 @@ RECIPE = Recipe(
     manifest=Manifest("vg-*.tsv.gz", manifest_sink.IMAGE_IDS,
                       "Visual Genome image ids considered: used, leak-guarded (coco_id in Karpathy val/test), or skipped"),
     demo="vlprep.pipeline.samples.demo:vg",
-    summary=summary,
+    summary=shards.pairs_summary,
     splits=(SPLIT,),
     default_split=SPLIT,
     pretraining_split=SPLIT,
