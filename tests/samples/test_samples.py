@@ -90,8 +90,11 @@ def test_a_demo_of_some_steps_runs_them_and_the_steps_across_those_datasets(tmp_
     assert result.steps == ("coco", "vg")
     out = tmp_path / "data" / "out"
     written = sorted(p for name in ("coco", "vg") for p in (out / name).iterdir())
+    manifests = sorted((tmp_path / "data" / "manifests").glob("*.tsv.gz"))
+    assert [p.name for p in manifests] == ["coco-karpathy-test.tsv.gz", "coco-karpathy-train.tsv.gz",
+                                           "vg-concat.tsv.gz", "vg-regions.tsv.gz"]
     assert result.outputs == written + [out / "stats.json", out / "stats.md", out / "text-lengths.png",
-                                        tmp_path / "data" / "manifests" / "README.md"]
+                                        *manifests, tmp_path / "data" / "manifests" / "README.md"]
     assert {p.name for p in written} >= {"karpathy-test.index.json", "karpathy-train-000000.tar", "stats.json",
                                          "train-concat.index.json", "train.errors.jsonl"}
     assert "stats coco vg (Table 1 of the sample):" in said
