@@ -195,6 +195,19 @@ def test_every_recipe_is_built_by_the_demo_and_verifies(demo_data):
         assert f"{recipe.name} " in result.stdout
 
 
+def test_every_recipe_stage_the_demo_does_not_run_runs_on_its_sample(demo_data, tmp_path):
+    """The demo runs fetch, binarize or shard and verify of every recipe; the other stages run here."""
+    ran_by_demo = {"fetch", "binarize", "shard", "verify"}
+    for recipe in registry.RECIPES:
+        for stage in set(recipe.stages) - ran_by_demo:
+            assert stage == "preview", f"{recipe.name} {stage}: no conformance run for this stage"
+            sheet = tmp_path / f"{recipe.name}.png"
+            result = run_cli("preview", recipe.name, "--limit", "2", "--out", str(sheet), "--data-dir", str(demo_data))
+            assert result.stdout.splitlines()[-1] == str(sheet) and sheet.read_bytes()[:4] == b"\x89PNG"
+    text = run_cli("stats", "all", "--data-dir", str(demo_data)).stdout
+    assert all(recipe.name in text for recipe in registry.RECIPES)
+
+
 def test_every_recipe_manifest_validates(demo_data, tmp_path):
     from vlprep.pipeline.reports.manifests import validate
 
