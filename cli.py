@@ -142,10 +142,9 @@ def _parsed(how: Opt, flag: str) -> Callable:
     return callback
 
 
-def _shown(default: Any) -> Any:
-    if isinstance(default, tuple):
-        return ",".join(map(str, default)) if default else False
-    return default if default is not None else False
+def _shown(default: Any) -> bool:
+    """Whether --help shows the default: not for "none" (None) or an empty list."""
+    return default is not None and default != ()
 
 
 def make_option(field: dataclasses.Field, default: Any = dataclasses.MISSING, help: str | None = None,
