@@ -314,22 +314,18 @@ def all_command(stage_name: str) -> click.Command:
         _remember_data_dir(ctx, values["data_dir"])
         chosen = _built(layout, recipes, stage_name) if stage_name in BUILT_ONLY else recipes
         _lock(layout, stage_name, *(r.name for r in chosen))
+        commons = {}  # every dataset's options are checked before the first one runs
         for recipe in chosen:
-            stage = recipe.stages[stage_name]
-            given = {n: values[n] for n in stage.common}
-            if "limit" in given and stage.limit is not None:
-                if given["limit"] is None:
-                    given["limit"] = stage.limit.default
-                elif stage.limit.high is not None and given["limit"] > stage.limit.high:
-                    raise click.BadParameter(f"{given['limit']} is over {stage.limit.high}, the most "
-                                             f"`vlprep {stage_name} {recipe.name}` takes", param_hint="--limit")
+            try:
+                commons[recipe.name] = recipe.stages[stage_name].common_values(values)
+            except ValueError as exc:
+                reason = str(exc).removeprefix("--limit: ")
+                raise click.BadParameter(f"{reason}, the most `vlprep {stage_name} {recipe.name}` takes",
+                                         param_hint="--limit") from None
         for recipe in chosen:
-            stage = recipe.stages[stage_name]
-            given = {n: values[n] for n in stage.common}
-            if "limit" in given and given["limit"] is None and stage.limit is not None:
-                given["limit"] = stage.limit.default
             click.secho(f"{stage_name} {recipe.name}:", bold=True)
-            _run_stage(stage_name, recipe, Common(data_dir=values["data_dir"], **given), stage.options())
+            _run_stage(stage_name, recipe, Common(data_dir=values["data_dir"], **commons[recipe.name]),
+                       recipe.stages[stage_name].options())
 
     params = [make_option(COMMON_FIELDS["data_dir"])]
     params += [make_option(COMMON_FIELDS[n], help=opt_of(COMMON_FIELDS[n]).help +

@@ -170,6 +170,17 @@ class Stage:
     """Older names of common options in this stage, still accepted and hidden from --help
     (``{"limit": ("--count",)}``)."""
 
+    def common_values(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The common options of this stage among ``given``, with ``--limit`` at this stage's default
+        when not given and held to this stage's bound (ValueError past it)."""
+        chosen = {name: given[name] for name in self.common if name in given}
+        if self.limit is not None:
+            if chosen.get("limit") is None:
+                chosen["limit"] = self.limit.default
+            elif self.limit.high is not None and chosen["limit"] > self.limit.high:
+                raise ValueError(f"--limit: {chosen['limit']} is over {self.limit.high}")
+        return chosen
+
 
 @dataclass(frozen=True)
 class Manifest:

@@ -62,15 +62,12 @@ def run_stage(dataset: str, stage: str, data_dir: str | Path | None = None, say:
     if unknown:
         raise VlprepError(f"vlprep {stage} {dataset} has no option {', '.join(sorted(unknown))}",
                           fix=f"use: {', '.join(sorted(set(own) | set(common_fields)))}")
-    if declared.limit is not None and values.get("limit") is None:
-        values["limit"] = declared.limit.default
     try:
         values = {k: checked(own.get(k) or common_fields[k], v) for k, v in values.items()}
-        if declared.limit is not None and declared.limit.high is not None and values["limit"] > declared.limit.high:
-            raise ValueError(f"--limit: {values['limit']} is over {declared.limit.high}")
+        common_values = declared.common_values(values)
     except ValueError as exc:
         raise VlprepError(f"vlprep {stage} {dataset}: {exc}", fix=f"see: vlprep {stage} {dataset} --help") from None
     layout = Layout.from_env(data_dir)
-    common = Common(data_dir=layout.root, **{k: v for k, v in values.items() if k in common_fields})
+    common = Common(data_dir=layout.root, **common_values)
     options = declared.options(**{k: v for k, v in values.items() if k in own})
     declared.run(Run(dataset, layout, common, say), options)
