@@ -94,9 +94,7 @@ def fetch(run: Run, options: FetchOptions) -> None:
         stats = webcrawl.rebuild(run.layout, urls, options.from_manifest, config, run.common.tokenizer)
     else:
         stats = webcrawl.fetch_first(run.layout, urls, run.common.limit, config, run.common.tokenizer)
-    for line in webcrawl.summary_lines(stats):
-        run.say(line)
-    run.say(f"written: {run.layout.out(NAME)}/")
+    run.say_built(webcrawl.summary_lines(stats))
 
 
 def summary(stats: dict) -> list[str]:

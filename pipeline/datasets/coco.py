@@ -132,7 +132,7 @@ def shard_stage(run: Run, options: ShardOptions) -> None:
     stats = shard(run.layout, options.split, workers=run.common.workers, seed=options.seed, resize=options.resize,
                   limit=run.common.limit, max_count=options.shard_samples, max_bytes=options.shard_mb * 1_000_000,
                   tokenizer=run.common.tokenizer, force=options.force, caps=caps)
-    shards.say_shards(run, stats)
+    run.say_built(shards.pairs_summary(stats))
 
 
 RECIPE = Recipe(

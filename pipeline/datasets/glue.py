@@ -179,9 +179,7 @@ def binarize(run: Run, options: BinarizeOptions) -> None:
 
     stats = binarize_tasks(run.layout, options.tasks, run.common.limit, run.common.tokenizer,
                            options.max_text_kb << 10, options.force)
-    for line in sentencebin.summary_lines(stats):
-        run.say(line)
-    run.say(f"written: {run.layout.out(NAME)}/<TASK>-bin/")
+    run.say_built(sentencebin.summary_lines(stats), "<TASK>-bin/")
 
 
 def verify(run: Run, options: VerifyOptions) -> None:

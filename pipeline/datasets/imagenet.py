@@ -94,9 +94,7 @@ def shard_stage(run: Run, options: ShardOptions) -> None:
     stats = shard(run.layout, options.split, workers=run.common.workers, seed=options.seed, resize=options.resize,
                   limit=run.common.limit, shard_samples=options.shard_samples, force=options.force,
                   max_member=options.max_member_mb << 20)
-    for line in bucketing.summary_lines(stats):
-        run.say(line)
-    run.say(f"written: {run.layout.out(NAME)}/")
+    run.say_built(bucketing.summary_lines(stats))
 
 
 def summary(stats: dict) -> list[str]:

@@ -190,9 +190,7 @@ def binarize(run: Run, options: BinarizeOptions) -> None:
         dict_path=str(options.dict_path) if options.dict_path else None,
         tokenizer=run.common.tokenizer or default_backend(), max_document_bytes=options.max_document_mb << 20)
     stats = textbin.binarize(run.layout, corpus(), config, run.common.workers, force=options.force)
-    for line in textbin.summary_lines(stats):
-        run.say(line)
-    run.say(f"written: {run.layout.out(NAME)}/{{dict.txt,train.bin,train.idx,valid.bin,valid.idx,stats.json}}")
+    run.say_built(textbin.summary_lines(stats), "{dict.txt,train.bin,train.idx,valid.bin,valid.idx,stats.json}")
 
 
 def verify(run: Run, options: VerifyOptions) -> None:

@@ -139,6 +139,12 @@ class Run:
     common: Common
     say: Callable[[str], None] = print
 
+    def say_built(self, lines: list[str], written: str = "") -> None:
+        """What a building stage prints: its table, then where it wrote (``out/<dataset>/`` + ``written``)."""
+        for line in lines:
+            self.say(line)
+        self.say(f"written: {self.layout.out(self.dataset)}/{written}")
+
     def say_fetch(self, report: Any, official: str) -> None:
         """A fetch's summary: where from (``--mirror``, or ``official`` with ``{commit}`` filled in),
         what was fetched or kept, how each file was checked."""

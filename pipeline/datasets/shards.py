@@ -50,13 +50,6 @@ def caps_of(options: TextShardOptions) -> Caps:
                 json_depth=options.max_json_depth)
 
 
-def say_shards(run: Run, stats: dict) -> None:
-    """What a pairs shard stage prints: its table of splits, then where it wrote."""
-    for line in pairs_summary(stats):
-        run.say(line)
-    run.say(f"written: {run.layout.out(run.dataset)}/")
-
-
 def pairs_summary(stats: dict) -> list[str]:
     """The ``vlprep stats`` table of an image–text dataset's splits."""
     from ..engines import imagetext

@@ -211,7 +211,7 @@ def shard_stage(run: Run, options: ShardOptions) -> None:
                   limit=run.common.limit, leak_guard=options.leak_guard, max_count=options.shard_samples,
                   max_bytes=options.shard_mb * 1_000_000, tokenizer=run.common.tokenizer, force=options.force,
                   caps=caps)
-    shards.say_shards(run, stats)
+    run.say_built(shards.pairs_summary(stats))
 
 
 RECIPE = Recipe(
