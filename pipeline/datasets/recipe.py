@@ -22,8 +22,6 @@ from typing import Any, Callable, Literal, Mapping
 from ..layout import DEFAULT_DATA_DIR, Layout
 
 Kind = Literal["text", "pairs", "labels"]
-KINDS = {"text": "token streams (fairseq binaries)", "pairs": "images with texts (WebDataset shards)",
-         "labels": "images with a class (WebDataset shards)"}
 
 
 @dataclass(frozen=True)
@@ -245,7 +243,3 @@ def load(target: str) -> Any:
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
 
-
-def defaults(options: type) -> Any:
-    """An options dataclass with every field at its default (what ``STAGE all`` runs each dataset with)."""
-    return options()
