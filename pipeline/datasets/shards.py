@@ -121,10 +121,10 @@ def rebuild_command(dataset: str, split: str, layout: Layout | None = None) -> s
 
 def _built_limit(layout: Layout, dataset: str, split: str) -> int | None:
     """The ``--limit`` a split was built with (a trial's, or a crawl's count), from its stats.json."""
-    import json
+    from ..fileio import read_json
 
     try:
-        splits = json.loads((layout.out(dataset) / "stats.json").read_text())["splits"]
+        splits = read_json(layout.out(dataset) / "stats.json")["splits"]
         entry = splits[split]
     except (OSError, ValueError, KeyError, TypeError):
         return None
