@@ -259,7 +259,8 @@ def _run_stage(stage_name: str, recipe: Recipe, common: Common, options: Any) ->
     stage = recipe.stages[stage_name]
     if "retry_budget" in stage.common:
         _apply_fetch_settings(common)
-    stage.run(Run(recipe.name, Layout.from_env(common.data_dir), common, click.echo), options)
+    run = Run(recipe.name, Layout.from_env(common.data_dir), common, click.echo)
+    registry.execute(recipe, stage_name, run, options)
 
 
 # -------------------------------------------------------------------------------- generated commands
@@ -461,13 +462,15 @@ def _stats_command(layout: Layout, chosen: tuple[str, ...], as_json: bool) -> No
             raise VlprepError(f"{path} is missing", fix=f"run: {found.command(found.builder)}")
         if as_json:
             documents[name] = read_json(path)
+            documents.update((folder, read_json(layout.out(folder) / "stats.json")) for folder, _ in found.folders()
+                             if folder != name and (layout.out(folder) / "stats.json").exists())
         elif found.kind != "pairs":
             if len(chosen) > 1:
                 click.secho(f"{name}:", bold=True)
             for line in found.summary(read_json(path)):
                 click.echo(line)
     if as_json:  # one JSON document: a dataset's stats.json as it is, or an object of them by dataset
-        click.echo(json.dumps(documents[chosen[0]] if len(chosen) == 1 else documents, indent=2, sort_keys=True))
+        click.echo(json.dumps(documents[chosen[0]] if len(documents) == 1 else documents, indent=2, sort_keys=True))
     if any(registry.recipe(n).kind == "pairs" for n in chosen):
         report = table.build_table(layout, table.built_pairs(layout))
         if not as_json:
@@ -481,7 +484,7 @@ def _stats_command(layout: Layout, chosen: tuple[str, ...], as_json: bool) -> No
 @click.option("--data-dir", type=GivenPath(file_okay=False, path_type=Path), envvar="VLPREP_DATA",
               default=DEFAULT_DATA_DIR, show_default=True, show_envvar=True, help="Root of raw/, work/ and out/.")
 @click.option("--json", "as_json", is_flag=True, help="Print stats.json instead of tables (with several datasets, "
-              "one JSON object of them by name).")
+              "or a dataset with a variant folder, one JSON object of them by folder name).")
 @click.pass_context
 @friendly_errors
 def stats(ctx: click.Context, datasets: tuple[str, ...], data_dir: Path, as_json: bool) -> None:

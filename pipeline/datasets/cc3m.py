@@ -120,7 +120,8 @@ RECIPE = Recipe(
                        aliases={"limit": ("--count",), "workers": ("--processes",)},
                        details="Rows are tried in index order, in windows sized from the success rate so far, with "
                        "img2dataset, until the first N rows whose image downloaded and decoded are held; they are "
-                       "written as out/cc3m/train-*.tar in index order with train.index.json, stats.json (rows "
+                       "written as out/cc3m/cc3m-train-*.tar in index order with cc3m-train.index.json, "
+                       "stats.json (rows "
                        "tried, failures by cause) and DATA_DIR/manifests/cc3m-train-N.tsv.gz. Interrupted runs "
                        "(even kill -9) continue where they stood and end with the same rows. A rerun first retries "
                        "rows that failed for a transient cause (--retry-failed, --max-attempts) and recomputes "

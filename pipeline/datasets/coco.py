@@ -154,8 +154,9 @@ RECIPE = Recipe(
                        common=shards.SHARD_COMMON, limit=shards.SHARD_LIMIT,
                        details="Each sample is <key>.jpg (original bytes unless --resize) and <key>.json (ids, cleaned "
                        "captions, token ids <s> + <=62 BPE + </s>, untruncated lengths). Train splits are shuffled "
-                       "with --seed; the same input gives byte-identical shards. Beside them: <split>.index.json "
-                       "(wids format), <split>.errors.jsonl (images skipped and why), stats.json, and the manifest "
+                       "with --seed; the same input gives byte-identical shards, named coco-SPLIT-NNNNNN.tar. "
+                       "Beside them: coco-SPLIT.index.json (wids format), coco-SPLIT.errors.jsonl (images skipped "
+                       "and why), stats.json, and the manifest "
                        "of the image ids used in DATA_DIR/manifests/. An interrupted run resumes at shard "
                        "granularity."),
         "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),

@@ -137,11 +137,12 @@ class Run:
     common: Common
     say: Callable[[str], None] = print
 
-    def say_built(self, lines: list[str], written: str = "") -> None:
-        """What a building stage prints: its table, then where it wrote (``out/<dataset>/`` + ``written``)."""
+    def say_built(self, lines: list[str], written: str = "", folder: str | None = None) -> None:
+        """What a building stage prints: its table, then where it wrote (``out/<folder>/`` + ``written``;
+        the folder is the dataset's unless a variant has its own)."""
         for line in lines:
             self.say(line)
-        self.say(f"written: {self.layout.out(self.dataset)}/{written}")
+        self.say(f"written: {self.layout.out(folder or self.dataset)}/{written}")
 
     def say_fetch(self, report: Any, official: str) -> None:
         """A fetch's summary: where from (``--mirror``, or ``official`` with ``{commit}`` filled in),
@@ -226,16 +227,21 @@ class Recipe:
     """The method's published Table 1 row (images, texts per image, tokens per text, pairs), printed
     beneath the built rows for comparison."""
     variants: tuple[str, ...] = ()
-    """Other forms of the pretraining split (VG ``concat``); the split ``train`` of variant ``concat``
-    is stored as ``train-concat``."""
+    """Forms of the dataset, the first the default (VG ``regions``, ``concat``). Each other variant
+    has a folder of its own, ``out/<name>-<variant>``, so one folder holds one schema."""
 
     def command(self, stage: str) -> str:
         return f"vlprep {stage} {self.name}"
 
-    def split_name(self, split: str | None, variant: str | None) -> str:
-        """The stored name of a split, variant included (``train`` + ``concat`` → ``train-concat``)."""
-        split = split or self.default_split or ""
-        return split if variant in (None, "", self.variants[0] if self.variants else None) else f"{split}-{variant}"
+    def folder(self, variant: str | None = None) -> str:
+        """The output folder of a variant under ``out/``: the dataset's name, or ``<name>-<variant>``
+        for a variant other than the default (``vg-concat``)."""
+        default = self.variants[0] if self.variants else None
+        return self.name if variant in (None, "", default) else f"{self.name}-{variant}"
+
+    def folders(self) -> tuple[tuple[str, str | None], ...]:
+        """Every output folder of the dataset with its variant (None for a dataset without variants)."""
+        return tuple((self.folder(v), v) for v in self.variants) or ((self.name, None),)
 
 
 def load(target: str) -> Any:

@@ -70,4 +70,14 @@ def run_stage(dataset: str, stage: str, data_dir: str | Path | None = None, say:
     layout = Layout.from_env(data_dir)
     common = Common(data_dir=layout.root, **common_values)
     options = declared.options(**{k: v for k, v in values.items() if k in own})
-    declared.run(Run(dataset, layout, common, say), options)
+    execute(found, stage, Run(dataset, layout, common, say), options)
+
+
+def execute(found: Recipe, stage: str, run: Run, options: Any) -> None:
+    """Run one stage; after the stage that builds the dataset's outputs, write what readers need
+    beside the shards (DALI indexes, card, Croissant, Energon metadata)."""
+    found.stages[stage].run(run, options)
+    if stage == found.builder:
+        from .folders import describe
+
+        describe(run.layout, found)

@@ -5,7 +5,6 @@ splits; the stage functions here read the recipe (kind, splits, variants) and ne
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ class ShardOptions:
     force: bool = option(False, "Let a --limit trial replace a split built with no limit or a larger one "
                          "(refused by default, so a trial never throws away a full split).", type=bool)
     max_member_mb: int = option(DEFAULT_CAPS.member_bytes >> 20, "An image member over this many MiB is skipped "
-                                "unread and listed in <split>.errors.jsonl.", type=int, low=1)
+                                "unread and listed in FOLDER-SPLIT.errors.jsonl.", type=int, low=1)
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,8 @@ class TextShardOptions(ShardOptions):
 
     shard_mb: int = option(1000, "About this many MB per shard.", type=int, low=1)
     max_text_kb: int = option(DEFAULT_CAPS.text_bytes >> 10, "A caption or region description over this many "
-                              "KiB is dropped and listed in <split>.errors.jsonl (the image keeps its other texts).",
+                              "KiB is dropped and listed in FOLDER-SPLIT.errors.jsonl (the image keeps its other "
+                              "texts).",
                               type=int, low=1)
     max_json_depth: int = option(DEFAULT_CAPS.json_depth, "Annotation JSON nested deeper than this stops the stage "
                                  "with an error.", type=int, low=1)
@@ -69,7 +69,8 @@ class PreviewOptions:
                              "caption exactly as pair_dataset / image_dataset draw them; needs vlprep[loader]).",
                              type=bool)
     seed: int = option(0, "Loader seed of the --augmented views.", type=int)
-    out: Path | None = option(None, "PNG to write [default: DATA_DIR/out/DATASET/preview-SPLIT[-augmented].png].",
+    out: Path | None = option(None, "PNG to write [default: beside the split's index, "
+                              "DATA_DIR/out/FOLDER/FOLDER-SPLIT.preview[-augmented].png].",
                               type=Path, parse=lambda value: _png_path(value))
 
 
@@ -90,41 +91,45 @@ def recipe_of(run: Run):
 
 
 def verify(run: Run, options: VerifyOptions) -> None:
-    """Read every shard back, decode every image, check ids and counts against stats.json."""
+    """Read every shard back, decode every image, check ids and counts against stats.json, in every
+    built folder of the dataset (a variant with its own folder included)."""
     from ..engines import imagetext
 
     recipe = recipe_of(run)
     labelled = recipe.kind == "labels"
-    rebuild = functools.partial(rebuild_command, layout=run.layout)
-    for split, found in imagetext.verify(run.layout, recipe.name, labelled, rebuild).items():
-        shards = f"{found['shards']} shard{'s' if found['shards'] != 1 else ''}"
-        run.say(f"{recipe.name} {split}: ok ({shards}, {found['images']:,} images decoded"
-                + (", labels in 0..999)" if labelled else f", {found['texts']:,} texts)"))
+    built = [(folder, variant) for folder, variant in recipe.folders()
+             if (run.layout.out(folder) / "stats.json").exists()] or [recipe.folders()[0]]
+    for folder, variant in built:
+        def rebuild(dataset: str, split: str, variant: str | None = variant) -> str:
+            return rebuild_command(dataset, split, run.layout, variant)
+
+        for split, found in imagetext.verify(run.layout, recipe.name, labelled, rebuild, folder).items():
+            shards = f"{found['shards']} shard{'s' if found['shards'] != 1 else ''}"
+            run.say(f"{folder} {split}: ok ({shards}, {found['images']:,} images decoded"
+                    + (", labels in 0..999)" if labelled else f", {found['texts']:,} texts)"))
 
 
-def rebuild_command(dataset: str, split: str, layout: Layout | None = None) -> str:
-    """The command that rebuilds one stored split (``train-concat`` → ``--variant concat``), with the
-    ``--limit`` it was built with when its stats.json says so (so the pasted command builds the same)."""
+def rebuild_command(dataset: str, split: str, layout: Layout | None = None, variant: str | None = None) -> str:
+    """The command that rebuilds one stored split of a variant, with the ``--limit`` it was built
+    with when its stats.json says so (so the pasted command builds the same)."""
     from .registry import recipe
 
     found = recipe(dataset)
-    command, stored = found.command(found.builder), split
-    for variant in found.variants[1:]:
-        if split.endswith(f"-{variant}"):
-            command += f" --variant {variant}"
-            split = split[: -len(variant) - 1]
+    command = found.command(found.builder)
+    if variant and found.variants and variant != found.variants[0]:
+        command += f" --variant {variant}"
     if split and len(found.splits) > 1:
         command += f" --split {split}"
-    limit = _built_limit(layout, dataset, stored) if layout is not None and stored else None
+    limit = _built_limit(layout, found.folder(variant), split) if layout is not None and split else None
     return command + (f" --limit {limit}" if limit else "")
 
 
-def _built_limit(layout: Layout, dataset: str, split: str) -> int | None:
+def _built_limit(layout: Layout, folder: str, split: str) -> int | None:
     """The ``--limit`` a split was built with (a trial's, or a crawl's count), from its stats.json."""
     from ..fileio import read_json
 
     try:
-        splits = read_json(layout.out(dataset) / "stats.json")["splits"]
+        splits = read_json(layout.out(folder) / "stats.json")["splits"]
         entry = splits[split]
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -137,10 +142,10 @@ def preview(run: Run, options: PreviewOptions) -> None:
     from ..reports import preview as sheet
 
     recipe = recipe_of(run)
-    split = recipe.split_name(options.split, getattr(options, "variant", None))
-    result = sheet.preview(run.layout, recipe, split, run.common.limit, options.augmented, options.seed,
-                           options.out)
-    run.say(f"{recipe.name} {result.split}: {result.samples} samples")
+    variant = getattr(options, "variant", None)
+    result = sheet.preview(run.layout, recipe, options.split, run.common.limit, options.augmented, options.seed,
+                           options.out, variant)
+    run.say(f"{recipe.folder(variant)} {result.split}: {result.samples} samples")
     run.say(str(result.path))
 
 

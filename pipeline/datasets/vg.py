@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 NAME = "vg"
 SPLIT = "train"
+NO_COCO_ID = -1
+"""``coco_id`` of an image that is not in COCO (``null`` in ``image_data.json``): one int type for
+every sample, so readers that infer a schema from the first samples do not break on it."""
 VARIANTS = ("regions", "concat")
 BASE = "https://homes.cs.washington.edu/~ranjay/visualgenome/data/dataset/"
 URLS = {
@@ -113,7 +116,8 @@ def specs(layout: Layout, variant: str, guard: set[int], limit: int | None, coun
         cleaned = [(r, clean_caption(r.phrase)) for r in regions]
         dropped = sum(1 for _, text in cleaned if not text)
         cleaned = [(r, text) for r, text in cleaned if text]
-        meta = {"dataset": NAME, "image_id": image_id, "coco_id": image.coco_id, "variant": variant}
+        coco_id = NO_COCO_ID if image.coco_id is None else image.coco_id
+        meta = {"dataset": NAME, "image_id": image_id, "coco_id": coco_id, "variant": variant}
         if variant == "regions":
             texts = [text for _, text in cleaned]
             meta.update(region_ids=[r.region_id for r, _ in cleaned],
@@ -145,11 +149,11 @@ def shard(layout: Layout, variant: str = "regions", workers: int = 1, seed: int 
     counts: dict = {"images_considered": 0, "not_in_image_data": 0,
                     "leak_guarded_ids": []}
     encoder = imagetext.caption_encoder(tokenizer)
-    config = imagetext.ShardConfig(NAME, SPLIT if variant == "regions" else f"{SPLIT}-{variant}", shuffle=True,
-                                   seed=seed, resize=resize, max_count=max_count, max_bytes=max_bytes, limit=limit,
+    config = imagetext.ShardConfig(NAME, SPLIT, shuffle=True, seed=seed, resize=resize, max_count=max_count,
+                                   max_bytes=max_bytes, limit=limit,
                                    variant={"variant": variant, "leak_guard": leak_guard}, tokenizer=tokenizer,
                                    manifest_name=variant, max_member_bytes=caps.member_bytes,
-                                   max_text_bytes=caps.text_bytes)
+                                   max_text_bytes=caps.text_bytes, folder=RECIPE.folder(variant))
     rejected: list[dict] = []
     return imagetext.build(layout, config, specs(layout, variant, guard, limit, counts, encoder, caps, rejected),
                            workers, extra=counts, rejected=rejected,
@@ -173,12 +177,12 @@ class FetchOptions:
     pass
 
 
-VARIANT_HELP = ("regions: every region description a pair; concat: an image's descriptions packed into <=64-token "
-                "captions (stored as split train-concat).")
+VARIANT_HELP = ("regions: every region description a pair (out/vg); concat: an image's descriptions packed into "
+                "<=64-token captions (out/vg-concat).")
 
 
 def parse_split(value: str) -> str:
-    """VG has one split; its concat variant is a variant, not a split (stored as ``train-concat``)."""
+    """VG has one split; its concat variant is a variant with its own folder, not a split."""
     if value == SPLIT:
         return value
     variant = value[len(SPLIT) + 1:] if value.startswith(f"{SPLIT}-") else ""
@@ -211,7 +215,7 @@ def shard_stage(run: Run, options: ShardOptions) -> None:
                   limit=run.common.limit, leak_guard=options.leak_guard, max_count=options.shard_samples,
                   max_bytes=options.shard_mb * 1_000_000, tokenizer=run.common.tokenizer, force=options.force,
                   caps=caps)
-    run.say_built(shards.pairs_summary(stats))
+    run.say_built(shards.pairs_summary(stats), folder=RECIPE.folder(options.variant))
 
 
 RECIPE = Recipe(
@@ -224,14 +228,15 @@ RECIPE = Recipe(
                        ("vlprep fetch vg", "vlprep fetch vg --mirror /datasets/vg"), common=FETCH_COMMON,
                        details="images.zip, images2.zip, region_descriptions.json.zip and image_data.json.zip. No "
                        "public source states their checksums: the sha256 is recorded, and fetch says so."),
-        "shard": Stage(shard_stage, ShardOptions, "Write Visual Genome as WebDataset shards in DATA_DIR/out/vg, one "
-                       "sample per image.",
+        "shard": Stage(shard_stage, ShardOptions, "Write Visual Genome as WebDataset shards in DATA_DIR/out/vg (the "
+                       "concat variant in DATA_DIR/out/vg-concat), one sample per image.",
                        ("vlprep shard vg --workers 8", "vlprep shard vg --variant concat"),
                        common=shards.SHARD_COMMON, limit=shards.SHARD_LIMIT,
                        details="Each sample is <key>.jpg and <key>.json (image and COCO ids, cleaned region "
                        "descriptions with their region ids and boxes, token ids <s> + <=62 BPE + </s>, untruncated "
                        "lengths), shuffled with --seed. The leak guard needs COCO's Karpathy split (vlprep fetch "
-                       "coco). Beside the shards: index, errors, stats.json and the manifest vg-VARIANT.tsv.gz."),
+                       "coco). Beside the shards: index, errors, stats.json and the manifest vg-VARIANT.tsv.gz. "
+                       "An image with no COCO counterpart has coco_id -1."),
         "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),
         "preview": shards.preview_stage(NAME, PreviewOptions, ("vlprep preview vg --variant concat --limit 8 --augmented",)),
     },

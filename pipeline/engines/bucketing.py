@@ -228,7 +228,8 @@ class ShardJob:
     buckets: tuple[int, ...]
     index: int
     folder: str
-    out: str
+    path: str
+    """The staged shard this job writes."""
     split: str
     seed: int
     resize: int | None
@@ -282,14 +283,14 @@ def shard_bucket(job: ShardJob) -> dict:
                 label, class_name = job.labels[class_id]
                 meta = {"file_name": name, source.class_word: class_id, "label": label, "class_name": class_name,
                         "width": image.width, "height": image.height}
+                meta.update(shard_sink.conversion_fields(image.converted))
                 if image.converted:
-                    meta["converted"] = image.converted
                     converted.append({"file": name, "converted": image.converted})
                 kept.append((name, label))
                 yield source.key_of(name), {"jpg": image.data, "cls": str(label).encode(),
                                              "json": shard_sink.json_bytes(meta)}
 
-        info = shard_sink.write_shard(Path(job.out) / shard_sink.shard_name(job.split, job.index), samples())
+        info = shard_sink.write_shard(Path(job.path), samples())
     finally:
         for whole in views:
             whole.release()
@@ -339,8 +340,8 @@ def shard(layout: Layout, source: TarballSource, split: str, workers: int = 1, s
         for index, buckets in enumerate(filled):
             if writer.done(index):
                 continue
-            shard_jobs.append(ShardJob(source, buckets, index, str(buckets_dir), str(writer.staged), split, seed,
-                                       resize, labels, str(writer.record_path(index)), allowed, dropped))
+            shard_jobs.append(ShardJob(source, buckets, index, str(buckets_dir), str(writer.staged_path(index)), split,
+                                       seed, resize, labels, str(writer.record_path(index)), allowed, dropped))
         have = {int(p.stem.split("-")[0]) for p in buckets_dir.glob("*.tar")}
         if all(set(job.buckets) <= have for job in shard_jobs):
             break

@@ -75,6 +75,8 @@ class ShardConfig:
     tokenizer: str | None = None
     manifest_name: str | None = None
     """``manifests/<dataset>-<manifest_name>.tsv.gz`` (default: the split)."""
+    folder: str | None = None
+    """``out/<folder>`` when the split is a variant with a folder of its own (default: the dataset's)."""
     max_member_bytes: int = DEFAULT_CAPS.member_bytes
     """An image member over this is skipped unread (``--max-member-mb``)."""
     max_text_bytes: int = DEFAULT_CAPS.text_bytes
@@ -221,10 +223,8 @@ def write_one_shard(job: ShardJob) -> dict:
                 except (ImageError, zipfile.BadZipFile, OSError) as exc:
                     errors.append(_skipped(locator, f"cannot decode: {exc}"))
                     continue
-                meta.update(width=image.width, height=image.height)
-                if image.converted:
-                    meta["converted"] = image.converted
-                    counts["converted"] += 1
+                meta.update(width=image.width, height=image.height, **shard_sink.conversion_fields(image.converted))
+                counts["converted"] += bool(image.converted)
                 counts["images"] += 1
                 counts["texts"] += len(meta["texts"])
                 if "region_ids" in meta:  # region descriptions written (a packed text holds several)
@@ -243,7 +243,7 @@ def write_one_shard(job: ShardJob) -> dict:
 def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], workers: int,
           extra: dict | None = None, expected: tuple[int | None, int | None] | None = None,
           inputs: dict[str, str] | None = None, force: bool = False, rejected: list[dict] | None = None) -> dict:
-    """Write ``out/<dataset>/<split>-*.tar`` + index, errors, stats and the manifest; return stats.
+    """Write ``out/<folder>/<folder>-<split>-*.tar`` + index, errors, stats and the manifest; return stats.
 
     ``inputs`` (``{<dataset>/<relpath>: sha256}`` of every raw file the split reads) is part of the
     work key, so a changed raw file rebuilds every shard of the split (its plan depends on the
@@ -256,7 +256,8 @@ def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], work
     dictionary = shipped_dictionary()
     key = config.key(dictionary.sha256, inputs)
     raw = layout.raw(config.dataset)
-    writer = split_sink.SplitWriter.start(layout, config.dataset, config.split, key, config.limit, force)
+    writer = split_sink.SplitWriter.start(layout, config.dataset, config.split, key, config.limit, force,
+                                          folder=config.folder)
     work = writer.work
     plan_path = work / "plan.json"
     if plan_path.exists():
@@ -363,17 +364,19 @@ def _extra_stats(plan: dict) -> dict:
     return extra
 
 
-def verify(layout: Layout, dataset: str, labelled: bool, rebuild: Callable[[str, str], str]) -> dict:
+def verify(layout: Layout, dataset: str, labelled: bool, rebuild: Callable[[str, str], str],
+           folder: str | None = None) -> dict:
     """Read every shard back with webdataset, decode every image, check ids and counts; raise on a fault.
 
     ``labelled``: samples are image + class index (``cls``) instead of image + texts; ``rebuild(dataset,
-    split)`` is the command that rebuilds a split, named in every fix."""
+    split)`` is the command that rebuilds a split, named in every fix; ``folder``: ``out/<folder>``
+    (default: the dataset's)."""
     import io
 
     import webdataset as wds
     from PIL import Image
 
-    out = layout.out(dataset)
+    out = layout.out(folder or dataset)
     stats_path = out / "stats.json"
     if not stats_path.exists():
         raise VlprepError(f"{stats_path} is missing", fix=f"run: {rebuild(dataset, '')}")
@@ -384,7 +387,8 @@ def verify(layout: Layout, dataset: str, labelled: bool, rebuild: Callable[[str,
         check_inputs(layout, expected.get("inputs"), f"run again: {rebuild(dataset, split)}",
                      f"{dataset} {split}")
         fix = f"run: {rebuild(dataset, split)}"
-        shards = shard_sink.read_wids_index(out / f"{split}.index.json")
+        index = split_sink.index_path(out, split)
+        shards = shard_sink.read_wids_index(index)
         images = texts = 0
         for shard in tqdm(shards, desc=f"verify {dataset} {split}", unit="shard", disable=None, leave=False):
             path = out / shard.url
@@ -392,7 +396,7 @@ def verify(layout: Layout, dataset: str, labelled: bool, rebuild: Callable[[str,
                 raise VlprepError(f"{path}: missing or not {shard.filesize:,} bytes as the index says",
                                   fix=f"{fix} (finished shards are kept)")
             if file_digest(path, "md5") != shard.md5sum:
-                raise VlprepError(f"{path}: md5 differs from {split}.index.json", fix=fix)
+                raise VlprepError(f"{path}: md5 differs from {index.name}", fix=fix)
             count = 0
             for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False):
                 where = f"{path}:{sample['__key__']}"

@@ -22,8 +22,8 @@ recomputed from the ledgers, so a host that was down for a minute does not chang
 Only http(s) URLs with a host are fetched; any other row is an ``invalid_url`` before img2dataset
 sees it.
 
-The kept rows are then written in index order as WebDataset shards ``out/<name>/<split>-*.tar``,
-with ``<split>.index.json``, ``stats.json`` and the manifest ``manifests/<name>-<split>-<N>.tsv.gz``.
+The kept rows are then written in index order as WebDataset shards ``out/<name>/<name>-<split>-*.tar``,
+with ``<name>-<split>.index.json``, ``stats.json`` and the manifest ``manifests/<name>-<split>-<N>.tsv.gz``.
 """
 from __future__ import annotations
 
@@ -109,9 +109,9 @@ class UrlList:
     split: str = "train"
 
 
-def missing_name(split: str) -> str:
+def missing_name(name: str, split: str) -> str:
     """Beside a rebuild's shards: the manifest rows the output does not hold, with their cause."""
-    return f"{split}.missing.tsv"
+    return f"{shard_sink.split_stem(name, split)}.missing.tsv"
 
 
 @dataclass(frozen=True)
@@ -716,7 +716,7 @@ def _write_missing(out: Path, crawl: Crawl, listed: Iterable[int], held: set[int
     """``<split>.missing.tsv``: every manifest row the output does not hold, with the cause of its last failure."""
     causes = {row: e.cause for window in crawl.windows for row, e in (crawl.ledger(window) or {}).items()}
     missing = [row for row in listed if row not in held]
-    path = out / missing_name(crawl.urls.split)
+    path = out / missing_name(crawl.urls.name, crawl.urls.split)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
         handle.write("row\tcause\n")
         handle.writelines(f"{row}\t{causes.get(row) or 'other'}\n" for row in missing)
@@ -760,8 +760,9 @@ def _kept_samples(crawl: Crawl, kept: dict[int, int], tokenizer: str | None, cou
                 meta = {"dataset": crawl.urls.name, "row": row, "url": values["url"], "caption": text,
                         "sha256": values["sha256"], "width": values["width"], "height": values["height"],
                         "texts": [text], "tokens": [token.ids], "lengths": [token.length]}
-                if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-                    meta["stored"] = "re-encoded as JPEG" if crawl.config.resize is None else "resized"
+                changed = hashlib.sha256(data).hexdigest() != meta["sha256"]
+                meta.update(shard_sink.conversion_fields(
+                    ("re-encoded as JPEG" if crawl.config.resize is None else "resized") if changed else None))
                 _count_lengths(counts, token.length)
                 manifest_rows.append((row, meta["url"], meta["sha256"], caption_hash(caption)))  # in row order
                 yield row, f"{row:09d}", {"jpg": data, "json": shard_sink.json_bytes(meta)}
@@ -798,7 +799,7 @@ def _write_output(layout: Layout, crawl: Crawl, kept: dict[int, int], positions:
             while pending is not None and pending[0] <= targets[-1]:
                 batch.append(pending)
                 pending = next(samples, None)
-            path = out / shard_sink.shard_name(urls.split, index)
+            path = out / shard_sink.shard_name(split_sink.stem(out, urls.split), index)
             fuller = (_fuller_shard(path, targets, expected, len(batch))
                       if expected is not None and previous.get("resize", -1) == crawl.config.resize else None)
             if fuller is not None:
@@ -828,7 +829,7 @@ def _write_output(layout: Layout, crawl: Crawl, kept: dict[int, int], positions:
         missing = _write_missing(out, crawl, expected, set(held))
         split_stats.update(kept_previous_shards=kept_previous, missing=len(missing), missing_first_rows=missing[:20])
     else:
-        (out / missing_name(urls.split)).unlink(missing_ok=True)
+        (out / missing_name(urls.name, urls.split)).unlink(missing_ok=True)
     stats = split_sink.merge_split_stats(out, urls.name, urls.split, split_stats)
     split_sink.write_index(out, urls.split, shards)  # last: the split is whole
     return stats, manifest_rows
@@ -853,11 +854,12 @@ def _fuller_shard(path: Path, targets: list[int], expected: dict[int, str],
         return None
     metas: list[dict] = []
     allowed = set(targets)
-    digest = hashlib.md5()
+    digest, sha256 = hashlib.md5(), hashlib.sha256()
     try:
         with open(path, "rb") as raw:
             for chunk in iter(lambda: raw.read(1 << 20), b""):
                 digest.update(chunk)
+                sha256.update(chunk)
         with tarfile.open(path, "r:") as archive:
             for member in archive:
                 if member.name.endswith(".json"):
@@ -869,7 +871,8 @@ def _fuller_shard(path: Path, targets: list[int], expected: dict[int, str],
         return None
     if len(metas) <= new_count:
         return None
-    return shard_sink.ShardInfo(path.name, len(metas), path.stat().st_size, digest.hexdigest()), metas
+    return (shard_sink.ShardInfo(path.name, len(metas), path.stat().st_size, digest.hexdigest(), sha256.hexdigest()),
+            metas)
 
 
 def _take(iterator: Iterator, n: int) -> list:
@@ -901,7 +904,7 @@ def _split_lines(name: str, split: str, s: dict) -> list[str]:
             lines.append(f"  {s['kept_previous_shards']} existing shards held more of their rows and were kept")
         if s["missing"]:
             lines.append(f"  {s['missing']:,} listed rows are not in the output (first: "
-                         f"{', '.join(map(str, s['missing_first_rows'][:5]))}); all in {missing_name(split)}")
+                         f"{', '.join(map(str, s['missing_first_rows'][:5]))}); all in {missing_name(name, split)}")
     else:
         lines = [f"{name}: first {s['images']:,} reachable rows (of {s['count']:,} wanted) up to row "
                  f"{s['last_row_kept']}; {s['rows_tried']:,} rows tried, {s['successes']:,} succeeded, "

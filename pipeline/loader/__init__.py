@@ -4,7 +4,7 @@ From ``vlprep shard coco`` to batches on the GPU::
 
     from torch.utils.data import DataLoader
     from vlprep.pipeline.loader import pair_dataset
-    batches = DataLoader(pair_dataset("data/out/coco/karpathy-train"), batch_size=256, num_workers=8)
+    batches = DataLoader(pair_dataset("data/out/coco/coco-karpathy-train"), batch_size=256, num_workers=8)
 
 Needs the ``loader`` extra (``pip install 'vlprep[loader]'``), which brings the pinned torch.
 """

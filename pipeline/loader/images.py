@@ -110,7 +110,7 @@ def image_dataset(shards: str | Path | Sequence[str | Path], train: bool = True,
     ``train=True``: RandomResizedCrop(size, scale, ratio) as torchvision draws it, horizontal flip
     with p = 0.5, ImageNet mean/std; shards shuffled per epoch and samples through a shuffle buffer.
     ``train=False``: the whole image resized to size×size and normalized, in index order.
-    ``shards``: ``out/imagenet/train.index.json`` or its prefix ``out/imagenet/train``, or tar paths.
+    ``shards``: ``out/imagenet/imagenet-train.index.json`` or its prefix ``out/imagenet/imagenet-train``, or tar paths.
     """
     config = ViewConfig(size=size, train=train, scale=scale, ratio=ratio, interpolation=interpolation)
     return ShardStream(resolve_shards(shards), ImageItem(config, seed, with_keys), seed=seed, shuffle=train,

@@ -42,7 +42,7 @@ class ShardSet:
 
 
 def resolve_shards(shards: str | Path | Sequence[str | Path]) -> ShardSet:
-    """Shards from ``<split>.index.json``, its prefix (``out/coco/karpathy-train``), or a list of tars.
+    """Shards from ``<stem>.index.json``, its prefix (``out/coco/coco-karpathy-train``), or a list of tars.
 
     The wids index that ``vlprep shard`` writes beside the shards is preferred: it holds each shard's
     sample count, which resampled mode and ``len()`` need.
@@ -59,7 +59,8 @@ def resolve_shards(shards: str | Path | Sequence[str | Path]) -> ShardSet:
     if not index.is_file():
         raise VlprepError(f"{index}: no shard index here",
                           fix="build the shards first (vlprep shard coco|vg|imagenet, vlprep fetch cc3m) and "
-                              "pass out/<dataset>/<split>.index.json or its prefix out/<dataset>/<split>")
+                              "pass out/<folder>/<folder>-<split>.index.json or its prefix "
+                              "out/<folder>/<folder>-<split>")
     return read_index(index)
 
 

@@ -39,19 +39,22 @@ class PreviewResult:
     split: str
 
 
-def index_path(layout: Layout, recipe: Recipe, split: str | None) -> tuple[str, Path]:
+def index_path(layout: Layout, recipe: Recipe, split: str | None, variant: str | None = None) -> tuple[str, Path]:
     """The split's wids index, or an error that lists the splits that are built."""
-    dataset = recipe.name
+    from ..sinks.splits import index_path as split_index
+
+    folder = recipe.folder(variant)
     split = split or recipe.default_split
-    path = layout.out(dataset) / f"{split}.index.json"
+    path = split_index(layout.out(folder), split)
     if not path.is_file():
-        built = sorted(p.name[: -len(".index.json")] for p in layout.out(dataset).glob("*.index.json"))
-        hint = f"built splits: {', '.join(built)}" if built else f"nothing is built for {dataset} yet"
+        built = sorted(p.name[len(folder) + 1: -len(".index.json")]
+                       for p in layout.out(folder).glob(f"{folder}-*.index.json"))
+        hint = f"built splits: {', '.join(built)}" if built else f"nothing is built in out/{folder} yet"
         from ..datasets.shards import rebuild_command
 
-        which = "--split and --variant" if recipe.variants else "--split"
-        raise VlprepError(f"{path}: split {split!r} of {dataset} is not built ({hint})",
-                          fix=f"pass {which} of a built split, or run {rebuild_command(dataset, split)}")
+        raise VlprepError(f"{path}: split {split!r} of {folder} is not built ({hint})",
+                          fix=f"pass --split of a built split, or run "
+                              f"{rebuild_command(recipe.name, split, variant=variant)}")
     return split, path
 
 
@@ -127,10 +130,10 @@ def sample_cell(sample: dict[str, Any], dataset: str, labelled: bool, augmented:
 
 
 def preview(layout: Layout, recipe: Recipe, split: str | None, count: int, augmented: bool, seed: int = 0,
-            out: Path | None = None) -> PreviewResult:
+            out: Path | None = None, variant: str | None = None) -> PreviewResult:
     """The first ``count`` samples of a built split of ``recipe``'s dataset, drawn into a PNG."""
     dataset, labelled = recipe.name, recipe.kind == "labels"
-    split, index = index_path(layout, recipe, split)
+    split, index = index_path(layout, recipe, split, variant)
     if augmented:
         try:
             import torch  # noqa: F401
@@ -143,8 +146,9 @@ def preview(layout: Layout, recipe: Recipe, split: str | None, count: int, augme
     dictionary = load_dictionary() if not labelled else None
     cells = [sample_cell(s, dataset, labelled, augmented, seed, dictionary) for s in samples]
     kind = "stored image | training view (epoch 0)" if augmented else "stored images"
-    title = f"{dataset} {split}: first {len(cells)} samples ({kind})"
-    path = Path(out) if out else layout.out(dataset) / f"preview-{split}{'-augmented' if augmented else ''}.png"
+    title = f"{recipe.folder(variant)} {split}: first {len(cells)} samples ({kind})"
+    stem = index.name[: -len(".index.json")]
+    path = Path(out) if out else index.parent / f"{stem}.preview{'-augmented' if augmented else ''}.png"
     ensure_dir(path.parent)
     contact_sheet.draw_sheet(path, cells, title, columns=4 if not augmented else 3)
     return PreviewResult(path, len(cells), split)

@@ -35,12 +35,17 @@ def build_table(layout: Layout, datasets: tuple[str, ...]) -> TableReport:
             found = recipe(dataset)
             raise VlprepError(f"{path} is missing: {dataset} has not been built yet",
                               fix=f"run: {found.command(found.builder)}")
-        splits = read_json(path)["splits"]
-        main = recipe(dataset).pretraining_split
-        for split in sorted(splits, key=lambda s: (s != main, s)):
-            row = stats_sink.row_from_split(dataset, split, splits[split], in_total=split == main)
-            rows.append(row)
-            histograms[row.label] = {int(k): v for k, v in splits[split]["text_length_histogram"].items()}
+        found = recipe(dataset)
+        for folder, _ in found.folders():  # a variant's folder gives rows, never counted in the total
+            path = layout.out(folder) / "stats.json"
+            if folder != dataset and not path.exists():
+                continue
+            splits = read_json(path)["splits"]
+            main = found.pretraining_split if folder == dataset else None
+            for split in sorted(splits, key=lambda s: (s != main, s)):
+                row = stats_sink.row_from_split(folder, split, splits[split], in_total=split == main)
+                rows.append(row)
+                histograms[row.label] = {int(k): v for k, v in splits[split]["text_length_histogram"].items()}
     out = layout.out_root()
     out.mkdir(parents=True, exist_ok=True)
     stats_sink.histogram_png(out / HISTOGRAM_PNG, histograms, MAX_BPE)

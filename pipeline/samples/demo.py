@@ -38,7 +38,7 @@ def _stage(layout: Layout, dataset: str, stage: str, say: Say, **options: Any) -
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("preview-"))
+    return sorted(p for p in folder.iterdir() if p.is_file() and ".preview" not in p.name)
 
 
 def owt(layout: Layout, workers: int, say: Say) -> list[Path]:
@@ -105,7 +105,7 @@ def vg(layout: Layout, workers: int, say: Say) -> list[Path]:
     _stage(layout, "vg", "shard", say, workers=workers, limit=TRIAL)
     _stage(layout, "vg", "shard", say, workers=workers, limit=TRIAL, variant="concat")
     _stage(layout, "vg", "verify", say)
-    return _files(layout.out("vg"))
+    return _files(layout.out("vg")) + _files(layout.out("vg-concat"))
 
 
 def imagenet(layout: Layout, workers: int, say: Say) -> list[Path]:
@@ -180,14 +180,14 @@ def trainer(layout: Layout, say: Say) -> list[Path]:
     except ModuleNotFoundError:
         _stage(layout, "coco", "preview", say, limit=8)
         say("  (install vlprep[loader] for the trainer-side datasets and --augmented)")
-        return [layout.out("coco") / "preview-karpathy-train.png"]
+        return [layout.out("coco") / "coco-karpathy-train.preview.png"]
     _stage(layout, "coco", "preview", say, limit=12, augmented=True)
-    image, tokens, mask = next(iter(pair_dataset(layout.out("coco") / "karpathy-train")))
+    image, tokens, mask = next(iter(pair_dataset(layout.out("coco") / "coco-karpathy-train")))
     say(f"loader: pair_dataset coco -> image {tuple(image.shape)} {image.dtype}, tokens {tuple(tokens.shape)} "
         f"({int((~mask).sum())} real), image_dataset imagenet -> class "
-        f"{next(iter(image_dataset(layout.out('imagenet') / 'train')))[1]}, text_dataset owt -> "
+        f"{next(iter(image_dataset(layout.out('imagenet') / 'imagenet-train')))[1]}, text_dataset owt -> "
         f"{len(text_dataset(layout.out('owt'), 'train'))} blocks of 512")
-    return [layout.out("coco") / "preview-karpathy-train-augmented.png"]
+    return [layout.out("coco") / "coco-karpathy-train.preview-augmented.png"]
 
 
 @dataclass

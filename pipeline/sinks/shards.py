@@ -2,9 +2,12 @@
 
 Written so that the same input gives the same bytes: USTAR headers, mtime 0, owner 0/0 with empty
 names, mode 0444, members of a sample contiguous and in a fixed extension order. Each shard is
-written under a temporary name and renamed when complete; beside the shards, ``<split>.index.json``
-follows the wids shard-index format (``url`` relative to the index, ``nsamples``, ``filesize``,
-``md5sum``), which ``wids.ShardListDataset`` and webdataset pipelines read.
+written under a temporary name and renamed when complete. A split's files are named by its *stem*,
+``<folder>-<split>`` (the folder being a dataset or a variant of one), so every file name is unique
+across ``out/``: readers that cache by file name (wids) or glob a folder (Hugging Face ``datasets``)
+never mix two splits or datasets. Beside the shards, ``<stem>.index.json`` follows the wids
+shard-index format (``url`` relative to the index, ``nsamples``, ``filesize``, ``md5sum``, and
+``sha256`` for Croissant), which ``wids.ShardListDataset`` and webdataset pipelines read.
 """
 from __future__ import annotations
 
@@ -28,10 +31,17 @@ class ShardInfo:
     nsamples: int
     filesize: int
     md5sum: str
+    sha256: str = ""
 
 
-def shard_name(split: str, index: int) -> str:
-    return f"{split}-{index:06d}.tar"
+def split_stem(folder: str, split: str) -> str:
+    """``<folder>-<split>``: the prefix of a split's shards, index and errors (unique across ``out/``)."""
+    return f"{folder}-{split}"
+
+
+def shard_name(stem: str, index: int) -> str:
+    """``<stem>-NNNNNN.tar``, ``stem`` from :func:`split_stem`."""
+    return f"{stem}-{index:06d}.tar"
 
 
 def check_key(key: str) -> str:
@@ -105,17 +115,19 @@ def write_shard(path: Path, samples: Iterable[tuple[str, dict[str, bytes]]]) -> 
     """Write ``(key, {ext: bytes})`` samples to ``path`` atomically; extensions in sorted order.
 
     The bytes are those ``tarfile`` writes in USTAR format (two zero blocks, padded to its 10 KiB
-    record), and the md5 of the wids index is computed while writing. A member's data may be any
+    record), and the md5 of the wids index (and the sha256 Croissant lists) is computed while writing.
+    A member's data may be any
     bytes-like object: a memoryview into a mapped file is written without a copy.
     """
     count = 0
     written = 0
-    digest = hashlib.md5()
+    digest, sha256 = hashlib.md5(), hashlib.sha256()
     with atomic_path(path, durable=False) as tmp, open(tmp, "wb", buffering=1 << 20) as handle:
         def put(block: bytes | memoryview) -> None:
             nonlocal written
             handle.write(block)
             digest.update(block)
+            sha256.update(block)
             written += len(block)
 
         for key, members in samples:
@@ -127,7 +139,7 @@ def write_shard(path: Path, samples: Iterable[tuple[str, dict[str, bytes]]]) -> 
         put(END_OF_ARCHIVE)
         put(_padding_to_record(written))
         handle.flush()
-    return ShardInfo(path.name, count, written, digest.hexdigest())
+    return ShardInfo(path.name, count, written, digest.hexdigest(), sha256.hexdigest())
 
 
 def _padding_to_record(size: int) -> bytes:
@@ -135,11 +147,20 @@ def _padding_to_record(size: int) -> bytes:
 
 
 def write_wids_index(path: Path, name: str, shards: list[ShardInfo]) -> None:
-    """``<split>.index.json`` in the wids format, urls relative to the index file."""
+    """``<stem>.index.json`` in the wids format, urls relative to the index file."""
     index = {"__kind__": WIDS_KIND, "wids_version": 1, "name": name,
              "shardlist": [asdict(shard) for shard in shards]}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+
+
+def conversion_fields(reason: str | None) -> dict[str, Any]:
+    """A sample json's ``converted`` (bool) and ``conversion`` (why, ``""`` when stored as fetched).
+
+    Both are on every sample, with the same types, so readers that infer a schema from the first
+    samples (Hugging Face ``datasets``, Energon) see every field of every sample.
+    """
+    return {"converted": bool(reason), "conversion": reason or ""}
 
 
 IMAGE_MEMBERS = ("jpg", "jpeg", "png", "webp")

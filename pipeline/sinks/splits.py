@@ -1,12 +1,17 @@
 """A split's bookkeeping, owned by one writer: shards are built beside the published split and swapped in when complete.
 
+A split's files in ``out/<folder>/`` (``<folder>`` is the dataset, or a variant with a folder of
+its own) are named by its stem ``<folder>-<split>``: shards
+``<stem>-NNNNNN.tar``, ``<stem>.index.json``, ``<stem>.errors.jsonl``, so no two files under ``out/``
+share a name.
+
 A build writes its shards into ``<work folder>/staged/`` (the work folder, ``<split>-<work key>``,
 is named by the work key, so a killed run resumes there) and records each finished shard in
-``shard-<index>.json``. Only when every shard is staged are they renamed into ``out/<dataset>/``,
+``shard-<index>.json``. Only when every shard is staged are they renamed into ``out/<folder>/``,
 stale higher-numbered shards removed, and the split's errors, stats and manifest written, the wids
 index last. A run that fails or is killed before that leaves the published split exactly as it was
 (and ``verify`` passes on it). The renames take milliseconds; a kill inside them is noted in
-``out/<dataset>/.<split>.swap.json``, and the next run with the same key finishes the swap from its
+``out/<folder>/.<stem>.swap.json``, and the next run with the same key finishes the swap from its
 records.
 
 Example::
@@ -37,7 +42,7 @@ from .. import __version__
 from ..errors import VlprepError
 from ..fileio import atomic_path, ensure_dir, read_json, write_json
 from ..layout import Layout
-from .shards import ShardInfo, json_bytes, shard_name, write_wids_index
+from .shards import ShardInfo, json_bytes, shard_name, split_stem, write_wids_index
 
 STAGED = "staged"
 
@@ -47,14 +52,28 @@ def staged_dir(work: Path) -> Path:
     return ensure_dir(Path(work) / STAGED)
 
 
+def stem(out: Path, split: str) -> str:
+    """The split's file prefix in the folder ``out``: ``<folder name>-<split>``."""
+    return split_stem(Path(out).name, split)
+
+
+def index_path(out: Path, split: str) -> Path:
+    """``out/<stem>.index.json``: the wids index, written last, that says the split is whole."""
+    return Path(out) / f"{stem(out, split)}.index.json"
+
+
+def errors_path(out: Path, split: str) -> Path:
+    return Path(out) / f"{stem(out, split)}.errors.jsonl"
+
+
 def journal_path(out: Path, split: str) -> Path:
-    return Path(out) / f".{split}.swap.json"
+    return Path(out) / f".{stem(out, split)}.swap.json"
 
 
 def published_split(out: Path, split: str) -> dict | None:
-    """The split's entry of ``out/<dataset>/stats.json`` when its index is there too, else None."""
+    """The split's entry of ``out/<folder>/stats.json`` when its index is there too, else None."""
     stats_path = Path(out) / "stats.json"
-    if not stats_path.exists() or not (Path(out) / f"{split}.index.json").exists():
+    if not stats_path.exists() or not index_path(out, split).exists():
         return None
     return read_json(stats_path).get("splits", {}).get(split)
 
@@ -124,9 +143,9 @@ def check_not_worse(out: Path, split: str, limit: int | None, force: bool, comma
 
 
 def remove_stale_shards(out: Path, split: str, keep: Container[str]) -> None:
-    """Delete the split's shards ``<split>-NNNNNN.tar`` in ``out`` whose name is not in ``keep``
+    """Delete the split's shards ``<stem>-NNNNNN.tar`` in ``out`` whose name is not in ``keep``
     (left by an earlier, larger configuration, or no longer part of the split)."""
-    for stale in Path(out).glob(f"{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
+    for stale in Path(out).glob(f"{stem(out, split)}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
         if stale.name not in keep:
             stale.unlink()
 
@@ -136,11 +155,11 @@ def swapping(out: Path, split: str, staged: Path, count: int, key: str) -> Itera
     """Move ``count`` staged shards into ``out`` and drop stale ones; the block writes the rest, index last."""
     journal = journal_path(out, split)
     write_json(journal, {"work_key": key})
-    for index in range(count):
-        name = shard_name(split, index)
+    names = [shard_name(stem(out, split), index) for index in range(count)]
+    for name in names:
         if (Path(staged) / name).exists():
             os.replace(Path(staged) / name, Path(out) / name)
-    remove_stale_shards(out, split, {shard_name(split, index) for index in range(count)})
+    remove_stale_shards(out, split, set(names))
     yield
     journal.unlink()
 
@@ -157,8 +176,8 @@ def swap_in(staged: Path, out: Path, split: str, keep: Container[str]) -> None:
 
 
 def write_errors(out: Path, split: str, errors: Iterable[dict]) -> Path:
-    """``out/<split>.errors.jsonl``: one compact json line per item left out, in the order given."""
-    path = Path(out) / f"{split}.errors.jsonl"
+    """``out/<stem>.errors.jsonl``: one compact json line per item left out, in the order given."""
+    path = errors_path(out, split)
     with atomic_path(path) as tmp:
         tmp.write_bytes(b"".join(json_bytes(e) + b"\n" for e in errors))
     return path
@@ -176,16 +195,16 @@ def merge_split_stats(out: Path, dataset: str, split: str, split_stats: dict) ->
 
 
 def write_index(out: Path, split: str, shards: list[ShardInfo]) -> Path:
-    """``out/<split>.index.json`` (wids): written last, it is what says the split is whole."""
-    path = Path(out) / f"{split}.index.json"
-    write_wids_index(path, split, shards)
+    """``out/<stem>.index.json`` (wids): written last, it is what says the split is whole."""
+    path = index_path(out, split)
+    write_wids_index(path, stem(out, split), shards)
     return path
 
 
 class SplitWriter:
     """The bookkeeping of one split built by shards in a work folder named by its work key.
 
-    ``out`` is ``out/<dataset>/``; ``work`` the build's work folder. Shard ``i`` is written to
+    ``out`` is ``out/<folder>/``; ``work`` the build's work folder. Shard ``i`` is written to
     :meth:`staged_path` and recorded in :meth:`record_path` (json holding at least
     ``{"shard": ShardInfo fields}``); a recorded shard is not written again (:meth:`done`).
     """
@@ -196,23 +215,28 @@ class SplitWriter:
 
     @classmethod
     def start(cls, layout: Layout, dataset: str, split: str, key: str, limit: int | None = None,
-              force: bool = False, command: str | None = None) -> SplitWriter:
-        """The writer of ``out/<dataset>/<split>`` with its work folder ``work/<dataset>/<split>-<key>``.
+              force: bool = False, command: str | None = None, folder: str | None = None) -> SplitWriter:
+        """The writer of split ``split`` in ``out/<folder>/`` (default: the dataset's folder), with its
+        work folder ``work/<dataset>/<stem>-<key>``.
 
         Refuses first (:func:`check_not_worse`) a ``--limit`` build that would replace a more
         complete split; ``command`` names the build in that message (the whole command, when known).
         """
-        out = ensure_dir(layout.out(dataset))
+        out = ensure_dir(layout.out(folder or dataset))
         check_not_worse(out, split, limit, force, command)
-        return cls(out, dataset, split, key, ensure_dir(layout.work(dataset) / f"{split}-{key}"))
+        return cls(out, dataset, split, key, ensure_dir(layout.work(dataset) / f"{stem(out, split)}-{key}"))
 
     @functools.cached_property
     def out_holds(self) -> bool:
         """Whether the shards now in ``out`` are this build's (read once, at the first :meth:`done`)."""
         return holds_key(self.out, self.split, self.key)
 
+    @property
+    def stem(self) -> str:
+        return stem(self.out, self.split)
+
     def shard_name(self, index: int) -> str:
-        return shard_name(self.split, index)
+        return shard_name(self.stem, index)
 
     def staged_path(self, index: int) -> Path:
         return self.staged / self.shard_name(index)

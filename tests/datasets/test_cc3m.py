@@ -44,7 +44,7 @@ def reachable(kind: str) -> bool:
 
 
 def shard_samples(out: Path) -> list[dict]:
-    return [dict(s) for shard in sorted(out.glob("train-0*.tar"))
+    return [dict(s) for shard in sorted(out.glob("cc3m-train-0*.tar"))
             for s in wds.WebDataset(str(shard), shardshuffle=False, empty_check=False)]
 
 
@@ -88,7 +88,8 @@ def test_first_n_reachable_in_index_order_with_stats_manifest_and_rebuild(tmp_pa
         assert meta["sha256"] == hashlib.sha256(image_bytes(meta["row"], fmt)).hexdigest()
         with Image.open(io.BytesIO(sample["jpg"])) as image:
             assert image.format == "JPEG" and image.size == (meta["width"], meta["height"])
-        assert ("stored" in meta) == (fmt != "JPEG")
+        assert meta["converted"] == (fmt != "JPEG")  # on every sample, as a bool: one schema
+        assert meta["conversion"] == ("re-encoded as JPEG" if fmt != "JPEG" else "")
 
     stats = json.loads((out / "stats.json").read_text())["splits"]["train"]
     tried = stats["rows_tried"]
@@ -139,10 +140,10 @@ def test_kill_9_resumes_to_the_same_rows(tmp_path, web):
         time.sleep(0.2)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert not (data / "out" / "cc3m" / "train.index.json").exists()
+    assert not (data / "out" / "cc3m" / "cc3m-train.index.json").exists()
     fetch(data, tsv, *args)
-    mine = {p.name: p.read_bytes() for p in (data / "out" / "cc3m").glob("train-*.tar")}
-    theirs = {p.name: p.read_bytes() for p in (reference / "out" / "cc3m").glob("train-*.tar")}
+    mine = {p.name: p.read_bytes() for p in (data / "out" / "cc3m").glob("cc3m-train-*.tar")}
+    theirs = {p.name: p.read_bytes() for p in (reference / "out" / "cc3m").glob("cc3m-train-*.tar")}
     assert mine == theirs and len(mine) == 3
 
 

@@ -71,11 +71,11 @@ def fetch_cc3m(data: Path, tsv: Path, *args: str, check: bool = True):
 
 
 def shard_bytes(data: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((data / "out" / "cc3m").glob("train-*.tar"))}
+    return {p.name: p.read_bytes() for p in sorted((data / "out" / "cc3m").glob("cc3m-train-*.tar"))}
 
 
 def shard_rows(data: Path) -> list[int]:
-    return [json.loads(s["json"])["row"] for shard in sorted((data / "out" / "cc3m").glob("train-0*.tar"))
+    return [json.loads(s["json"])["row"] for shard in sorted((data / "out" / "cc3m").glob("cc3m-train-0*.tar"))
             for s in wds.WebDataset(str(shard), shardshuffle=False, empty_check=False)]
 
 
@@ -241,7 +241,7 @@ def test_a_rebuild_into_a_fresh_dir_lists_the_rows_it_lacks(tmp_path, web):
     data = tmp_path / "data"
     result = fetch_cc3m(data, tsv, "--from-manifest", str(manifest))
     assert shard_rows(data) == [0, 2]
-    assert (data / "out" / "cc3m" / "train.missing.tsv").read_text() == "row\tcause\n1\thttp_4xx\n"
+    assert (data / "out" / "cc3m" / "cc3m-train.missing.tsv").read_text() == "row\tcause\n1\thttp_4xx\n"
     assert "1 listed rows are not in the output (first: 1)" in result.stdout
 
 
@@ -272,7 +272,7 @@ def test_an_unreadable_manifest_is_one_line_and_keeps_the_output(tmp_path, case)
     tsv = tmp_path / "t.tsv"
     tsv.write_text("a dog\thttp://127.0.0.1:1/a.jpg\n")
     data = tmp_path / "data"
-    shard = data / "out" / "cc3m" / "train-000000.tar"
+    shard = data / "out" / "cc3m" / "cc3m-train-000000.tar"
     shard.parent.mkdir(parents=True)
     shard.write_bytes(b"an existing shard")
     failed = fetch_cc3m(data, tsv, "--from-manifest", str(manifest), check=False)
@@ -290,13 +290,13 @@ def test_a_rewrite_killed_before_its_swap_leaves_the_published_shards_and_index(
     data = tmp_path / "data"
     fetch_cc3m(data, tsv, "--limit", "16", "--shard-samples", "4")
     before = shard_bytes(data)
-    index = (data / "out" / "cc3m" / "train.index.json").read_bytes()
+    index = (data / "out" / "cc3m" / "cc3m-train.index.json").read_bytes()
     command = [sys.executable, "-m", "vlprep.cli", "fetch", "cc3m", "--data-dir", str(data), "--tsv", str(tsv),
                *FAST, "--limit", "16", "--shard-samples", "1"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, killed = time.monotonic() + 120, False
     while process.poll() is None and time.monotonic() < deadline:
-        if any(data.glob("work/cc3m/*/staged/train-*.tar")):  # a new shard written, not yet swapped in
+        if any(data.glob("work/cc3m/*/staged/cc3m-train-*.tar")):  # a new shard written, not yet swapped in
             process.kill()
             killed = True
             break
@@ -304,7 +304,7 @@ def test_a_rewrite_killed_before_its_swap_leaves_the_published_shards_and_index(
     process.wait()
     assert killed, "the rewrite finished without staging its shards"
     assert shard_bytes(data) == before
-    assert (data / "out" / "cc3m" / "train.index.json").read_bytes() == index
+    assert (data / "out" / "cc3m" / "cc3m-train.index.json").read_bytes() == index
     run_cli("verify", "cc3m", "--data-dir", str(data))
     fetch_cc3m(data, tsv, "--limit", "16", "--shard-samples", "1")  # the same command again completes it
     assert len(shard_bytes(data)) == 16

@@ -61,22 +61,22 @@ def test_coco_shards_are_identical_for_every_worker_count_and_verify(tmp_path, f
             "--tokenizer", REFERENCE)
     assert shard_bytes(other / "out" / "coco") == first
     run_cli("verify", "coco", "--data-dir", str(fetched_images))
-    index = json.loads((out / "karpathy-train.index.json").read_text())
+    index = json.loads((out / "coco-karpathy-train.index.json").read_text())
     assert index["__kind__"] == "wids-shard-index-v1"
     assert sum(s["nsamples"] for s in index["shardlist"]) == 42 - 2  # one missing, one truncated JPEG
     stats = json.loads((out / "stats.json").read_text())["splits"]["karpathy-train"]
     assert stats["skipped_images"] == 2 and stats["skipped_by_cause"] == {"cannot decode": 1, "missing from the zip": 1}
     assert stats["converted_images"] == 2  # the CMYK JPEG and the PNG named .jpg
     assert stats["empty_texts_dropped"] == 1  # a caption of only NUL and whitespace
-    assert len(json.loads(next(s for shard in sorted(out.glob("karpathy-train-*.tar")) for s in samples(shard)
+    assert len(json.loads(next(s for shard in sorted(out.glob("coco-karpathy-train-*.tar")) for s in samples(shard)
                                if len(json.loads(s["json"])["texts"]) == 4)["json"])["text_ids"]) == 4
-    errors = (out / "karpathy-train.errors.jsonl").read_text().splitlines()
+    errors = (out / "coco-karpathy-train.errors.jsonl").read_text().splitlines()
     assert len(errors) == 2 and all("train2014.zip:train2014/COCO_train2014_" in e for e in errors)
 
 
 def test_coco_sample_content_tokens_and_tar_headers(fetched_images):
     run_cli("shard", "coco", "--data-dir", str(fetched_images), *TRIAL)
-    shard = fetched_images / "out" / "coco" / "karpathy-train-000000.tar"
+    shard = fetched_images / "out" / "coco" / "coco-karpathy-train-000000.tar"
     with tarfile.open(shard) as tar:
         members = tar.getmembers()
     assert all(m.mtime == 0 and m.uid == 0 and m.uname == "" for m in members)
@@ -100,13 +100,13 @@ def test_coco_sample_content_tokens_and_tar_headers(fetched_images):
 def test_coco_train_is_shuffled_by_seed_and_val_keeps_file_order(tmp_path, fetched_images):
     run_cli("shard", "coco", "--data-dir", str(fetched_images), *TRIAL)
     out = fetched_images / "out" / "coco"
-    order = [s["__key__"] for s in samples(out / "karpathy-train-000000.tar")]
+    order = [s["__key__"] for s in samples(out / "coco-karpathy-train-000000.tar")]
     assert order != sorted(order)
     run_cli("shard", "coco", "--data-dir", str(fetched_images), "--seed", "1", *TRIAL)
-    assert [s["__key__"] for s in samples(out / "karpathy-train-000000.tar")] != order
+    assert [s["__key__"] for s in samples(out / "coco-karpathy-train-000000.tar")] != order
     run_cli("shard", "coco", "--data-dir", str(fetched_images), "--split", "train2014", *TRIAL)
     run_cli("shard", "coco", "--data-dir", str(fetched_images), "--split", "karpathy-test", *TRIAL)
-    test_keys = [s["__key__"] for s in samples(out / "karpathy-test-000000.tar")]
+    test_keys = [s["__key__"] for s in samples(out / "coco-karpathy-test-000000.tar")]
     assert len(test_keys) == 6
     manifest = gzip.decompress((fetched_images / "manifests" / "coco-karpathy-test.tsv.gz").read_bytes()).decode()
     assert manifest.splitlines()[0] == "key\tstatus" and manifest.count("\tused") == 6
@@ -121,7 +121,7 @@ def test_shard_resumes_after_losing_a_shard(fetched_images):
     run_cli("shard", "coco", "--data-dir", str(fetched_images), "--shard-samples", "5", *TRIAL)
     out = fetched_images / "out" / "coco"
     before = shard_bytes(out)
-    (out / "karpathy-train-000002.tar").unlink()
+    (out / "coco-karpathy-train-000002.tar").unlink()
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")}
     run_cli("shard", "coco", "--data-dir", str(fetched_images), "--shard-samples", "5", *TRIAL)
     assert shard_bytes(out) == before
@@ -135,9 +135,10 @@ def test_vg_leak_guard_regions_and_concat(fetched_images, mirrors):
     stats = json.loads((out / "stats.json").read_text())["splits"]["train"]
     assert stats["leak_guarded"] == 2 and stats["skipped_images"] == 3  # truncated, missing, no text left
     assert stats["skipped_by_cause"]["no text left after cleaning"] == 1 and stats["empty_texts_dropped"] > 3
-    metas = [json.loads(s["json"]) for s in samples(out / "train-000000.tar")]
+    metas = [json.loads(s["json"]) for s in samples(out / "vg-train-000000.tar")]
     guarded = set(splits["val"]) | set(splits["test"])
     assert not any(m["coco_id"] in guarded for m in metas)
+    assert {type(m["coco_id"]) for m in metas} == {int} and any(m["coco_id"] == -1 for m in metas)  # one type
     assert any(m["coco_id"] in splits["train"] for m in metas)
     for meta in metas:
         assert len(meta["texts"]) == len(meta["region_ids"]) == len(meta["boxes"]) == len(meta["tokens"])
@@ -146,7 +147,10 @@ def test_vg_leak_guard_regions_and_concat(fetched_images, mirrors):
     assert manifest.count("\tleak-guarded") == 2
 
     run_cli("shard", "vg", "--data-dir", str(fetched_images), "--variant", "concat")
-    concat = {json.loads(s["json"])["image_id"]: json.loads(s["json"]) for s in samples(out / "train-concat-000000.tar")}
+    concat_out = fetched_images / "out" / "vg-concat"  # a variant is a folder of its own: one schema per folder
+    assert not list(out.glob("*concat*"))
+    concat = {json.loads(s["json"])["image_id"]: json.loads(s["json"])
+              for s in samples(concat_out / "vg-concat-train-000000.tar")}
     regions = {m["image_id"]: m for m in metas}
     assert concat.keys() == regions.keys()
     for image_id, meta in concat.items():
@@ -156,7 +160,8 @@ def test_vg_leak_guard_regions_and_concat(fetched_images, mirrors):
         assert all(length <= 62 or len(group) == 1 for length, group in zip(meta["lengths"], meta["region_ids"]))
     assert sum(len(m["texts"]) for m in concat.values()) < sum(len(m["texts"]) for m in regions.values())
     by_split = json.loads((out / "stats.json").read_text())["splits"]
-    assert by_split["train-concat"]["descriptions"] == by_split["train"]["descriptions"] == by_split["train"]["texts"]
+    concat_split = json.loads((concat_out / "stats.json").read_text())["splits"]["train"]
+    assert concat_split["descriptions"] == by_split["train"]["descriptions"] == by_split["train"]["texts"]
     assert (fetched_images / "manifests" / "vg-concat.tsv.gz").exists()
     run_cli("verify", "vg", "--data-dir", str(fetched_images))
 
@@ -184,12 +189,12 @@ def test_pack_is_greedy_in_order_and_never_splits():
 
 def test_verify_catches_a_damaged_shard(fetched_images):
     run_cli("shard", "coco", "--data-dir", str(fetched_images), *TRIAL)
-    shard = fetched_images / "out" / "coco" / "karpathy-train-000000.tar"
+    shard = fetched_images / "out" / "coco" / "coco-karpathy-train-000000.tar"
     data = bytearray(shard.read_bytes())
     data[2000] ^= 0xFF
     shard.write_bytes(bytes(data))
     failed = run_cli("verify", "coco", "--data-dir", str(fetched_images), check=False)
-    assert failed.returncode == 1 and "karpathy-train-000000.tar" in failed.stderr
+    assert failed.returncode == 1 and "coco-karpathy-train-000000.tar" in failed.stderr
 
 
 def test_stats_table_is_what_the_shards_hold(fetched_images):
@@ -204,17 +209,17 @@ def test_stats_table_is_what_the_shards_hold(fetched_images):
     table = json.loads((fetched_images / "out" / "stats.json").read_text())
     rows = {(r["dataset"], r["split"]): r for r in table["rows"]}
     assert list(rows) == [("coco", "karpathy-train"), ("coco", "karpathy-test"), ("vg", "train"),
-                          ("vg", "train-concat")]
+                          ("vg-concat", "train")]
     held = {}
-    for (dataset, split), row in rows.items():
-        metas = [json.loads(s["json"]) for shard in sorted((fetched_images / "out" / dataset).glob(f"{split}-0*.tar"))
-                 for s in samples(shard)]
+    for (folder, split), row in rows.items():
+        shards = sorted((fetched_images / "out" / folder).glob(f"{folder}-{split}-0*.tar"))
+        metas = [json.loads(s["json"]) for shard in shards for s in samples(shard)]
         lengths = [n for m in metas for n in m["lengths"]]
-        held[dataset, split] = (len(metas), len(lengths), sum(lengths))
+        held[folder, split] = (len(metas), len(lengths), sum(lengths))
         assert (row["images"], row["pairs"]) == (len(metas), len(lengths))
         assert row["tokens_per_text"] == pytest.approx(sum(lengths) / len(lengths), abs=1e-3)
         assert row["texts_per_image"] == pytest.approx(len(lengths) / len(metas), abs=1e-3)
-        assert row["in_total"] == (split in ("karpathy-train", "train"))
+        assert row["in_total"] == ((folder, split) in (("coco", "karpathy-train"), ("vg", "train")))
         assert f"{row['images']:,}" in printed
     images = held["coco", "karpathy-train"][0] + held["vg", "train"][0]
     pairs = held["coco", "karpathy-train"][1] + held["vg", "train"][1]

@@ -38,7 +38,7 @@ def karpathy_rows(mirror: Path) -> list[dict]:
 
 def samples(out: Path, split: str) -> dict[str, dict]:
     found = {}
-    for shard_path in sorted(out.glob(f"{split}-*.tar")):
+    for shard_path in sorted(out.glob(f"{out.name}-{split}-*.tar")):
         for sample in wds.WebDataset(str(shard_path), shardshuffle=False, empty_check=False):
             assert sample["__key__"] not in found
             found[sample["__key__"]] = json.loads(sample["json"])
@@ -64,7 +64,7 @@ def test_coco_huge_caption_bad_captions_duplicate_id_and_huge_image_in_bounded_m
     assert result.returncode == 0, result.stderr
     out = data / "out" / "coco"
     stats = json.loads((out / "stats.json").read_text())["splits"]["karpathy-train"]
-    errors = [json.loads(line) for line in (out / "karpathy-train.errors.jsonl").read_text().splitlines()]
+    errors = [json.loads(line) for line in (out / "coco-karpathy-train.errors.jsonl").read_text().splitlines()]
     by_cause = {}
     for error in errors:
         by_cause.setdefault(error["error"].split(":")[0], []).append(error)
@@ -135,7 +135,7 @@ def test_vg_huge_description_and_duplicate_image_id(tmp_path, base):
     result, data = shard("vg", mirror, tmp_path, "--no-leak-guard", capped=True)
     assert result.returncode == 0, result.stderr
     out = data / "out" / "vg"
-    errors = [json.loads(line) for line in (out / "train.errors.jsonl").read_text().splitlines()]
+    errors = [json.loads(line) for line in (out / f"{out.name}-train.errors.jsonl").read_text().splitlines()]
     [big] = [e for e in errors if e["error"].startswith("text over the cap")]
     assert big["key"] == f"{victim['id']:09d}" and big["text_id"] == victim["regions"][0]["region_id"]
     assert [e["key"] for e in errors if e["error"] == "duplicate key"] == [f"{images[4]['id']:09d}"]

@@ -47,7 +47,7 @@ def hub(mirror):
 
 
 def samples(out: Path, split: str) -> list[dict]:
-    return [dict(s) for shard in sorted(out.glob(f"{split}-0*.tar"))
+    return [dict(s) for shard in sorted(out.glob(f"imagenet-{split}-0*.tar"))
             for s in wds.WebDataset(str(shard), shardshuffle=False, empty_check=False)]
 
 
@@ -66,7 +66,7 @@ def test_train_shards_labels_shuffle_workers_and_dirt(tmp_path, fetched):
     data = str(fetched)
     run_cli("shard", "imagenet", "--data-dir", data, "--workers", "1", "--shard-samples", "8", *TRIAL)
     out = fetched / "out" / "imagenet"
-    first = {p.name: p.read_bytes() for p in out.glob("train-*.tar")}
+    first = {p.name: p.read_bytes() for p in out.glob("imagenet-train-*.tar")}
     assert len(first) >= 3
     other = tmp_path / "other"
     other.mkdir()
@@ -89,7 +89,7 @@ def test_train_shards_labels_shuffle_workers_and_dirt(tmp_path, fetched):
     assert {c["converted"] for c in stats["converted"]} == {"JPEG CMYK converted to RGB JPEG",
                                                           "PNG RGB converted to RGB JPEG"}
     assert stats["read"]["classes"] == 4 and (stats["read"]["min_per_class"], stats["read"]["max_per_class"]) == (6, 9)
-    errors = (out / "train.errors.jsonl").read_text().splitlines()
+    errors = (out / "imagenet-train.errors.jsonl").read_text().splitlines()
     assert len(errors) == 1 and "cannot decode" in errors[0]
     manifest = gzip.decompress((fetched / "manifests" / "imagenet-train.tsv.gz").read_bytes()).decode().splitlines()
     assert manifest[0] == "file\tlabel\tstatus" and len(manifest) == 1 + 30
@@ -101,10 +101,10 @@ def test_train_shards_labels_shuffle_workers_and_dirt(tmp_path, fetched):
     run_cli("shard", "imagenet", "--data-dir", str(reseeded), "--seed", "1", "--shard-samples", "8", *TRIAL)
     assert [json.loads(s["json"])["file_name"] for s in samples(reseeded / "out" / "imagenet", "train")] != names
 
-    lost = sorted(out.glob("train-*.tar"))[1]
+    lost = sorted(out.glob("imagenet-train-*.tar"))[1]
     lost.unlink()
     run_cli("shard", "imagenet", "--data-dir", data, "--shard-samples", "8", *TRIAL)
-    assert {p.name: p.read_bytes() for p in out.glob("train-*.tar")} == first
+    assert {p.name: p.read_bytes() for p in out.glob("imagenet-train-*.tar")} == first
     run_cli("verify", "imagenet", "--data-dir", data)
 
 
@@ -123,14 +123,14 @@ def test_val_keeps_file_order_and_counts_are_checked(fetched):
 def test_verify_catches_a_wrong_label(fetched):
     data = str(fetched)
     run_cli("shard", "imagenet", "--data-dir", data, "--split", "val", *TRIAL)
-    shard = fetched / "out" / "imagenet" / "val-000000.tar"
+    shard = fetched / "out" / "imagenet" / "imagenet-val-000000.tar"
     raw = bytearray(shard.read_bytes())
     where = raw.index(b".cls")
     body = where - where % 512 + 512  # the data block after the header holding the name
     raw[body] = ord("9") if raw[body] != ord("9") else ord("8")
     shard.write_bytes(bytes(raw))
     failed = run_cli("verify", "imagenet", "--data-dir", data, check=False)
-    assert failed.returncode == 1 and "val-000000.tar" in failed.stderr
+    assert failed.returncode == 1 and "imagenet-val-000000.tar" in failed.stderr
 
 
 def test_limit_keeps_the_first_n_images_in_tarball_order(fetched):

@@ -54,7 +54,7 @@ def test_a_1gib_member_is_skipped_unread_and_listed_with_the_cap_and_its_option(
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert peak < RSS_BUDGET, f"peak RSS {peak / 1e6:.0f} MB"
     out = data / "out" / "imagenet"
-    errors = [json.loads(line) for line in (out / "train.errors.jsonl").read_text().splitlines()]
+    errors = [json.loads(line) for line in (out / "imagenet-train.errors.jsonl").read_text().splitlines()]
     over = [e for e in errors if e["file"] == big]
     assert len(over) == 1 and "--max-member-mb" in over[0]["error"] and "1,073,741,824 bytes" in over[0]["error"]
     assert not any("big.bin" in e["file"] for e in errors)  # not an image: skipped unread, not an image error
@@ -63,12 +63,12 @@ def test_a_1gib_member_is_skipped_unread_and_listed_with_the_cap_and_its_option(
     run_cli("verify", "imagenet", "--data-dir", str(data))
     # a cap above the member's size reads it (and the zeros then fail to decode as an image)
     run_cli("shard", "imagenet", "--data-dir", str(data), "--max-member-mb", "2048", *TRIAL, timeout=600)
-    errors = (out / "train.errors.jsonl").read_text()
+    errors = (out / "imagenet-train.errors.jsonl").read_text()
     assert big in errors and "cannot decode" in errors and "--max-member-mb" not in errors
 
 
 def samples(out: Path, split: str) -> list[dict]:
-    return [dict(s) for shard in sorted(out.glob(f"{split}-0*.tar"))
+    return [dict(s) for shard in sorted(out.glob(f"{out.name}-{split}-0*.tar"))
             for s in wds.WebDataset(str(shard), shardshuffle=False, empty_check=False)]
 
 
@@ -93,7 +93,7 @@ def test_duplicate_names_keep_the_first_and_dotted_names_get_their_own_key(tmp_p
     assert by_key["n01443537_5%2E1_n01443537"]["jpg"] == dotted
     assert by_key["n01443537_5_1_n01443537"]["jpg"] == underscored
     assert by_key["n01440764_1000_n01440764"]  # ImageNet's own names keep their keys
-    errors = [json.loads(line) for line in (out / "train.errors.jsonl").read_text().splitlines()]
+    errors = [json.loads(line) for line in (out / "imagenet-train.errors.jsonl").read_text().splitlines()]
     duplicate = [e for e in errors if e["error"].startswith("duplicate key")]
     assert [e["file"] for e in duplicate] == ["n01440764_77_n01440764.JPEG"]
     assert "train_images_3.tar.gz" in duplicate[0]["error"]
@@ -225,7 +225,7 @@ def test_a_file_size_limit_names_the_file_being_written(tmp_path):
     failed = run_limited(16_000, "shard", "imagenet", "--data-dir", str(imagenet), "--workers", "2", *TRIAL)
     # shards are written in the work folder's staged/ and swapped into out/ when the split is whole
     assert_clean_failure(failed, "file size limit reached while writing", str(imagenet / "work" / "imagenet"),
-                         "staged/train-000000.tar")
+                         "staged/imagenet-train-000000.tar")
 
 
 @pytest.fixture

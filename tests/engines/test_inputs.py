@@ -63,14 +63,14 @@ def rewrite_karpathy_captions(mirror: Path, images: int) -> int:
 
 
 def shard_texts(out: Path, split: str) -> list[str]:
-    return [text for shard in sorted(out.glob(f"{split}-0*.tar"))
+    return [text for shard in sorted(out.glob(f"{out.name}-{split}-0*.tar"))
             for sample in wds.WebDataset(str(shard), shardshuffle=False, empty_check=False)
             for text in json.loads(sample["json"])["texts"]]
 
 
 def split_files(out: Path, split: str) -> dict[str, bytes]:
     """The published split: its shards and its index."""
-    paths = [*out.glob(f"{split}-0*.tar"), out / f"{split}.index.json"]
+    paths = [*out.glob(f"{out.name}-{split}-0*.tar"), out / f"{out.name}-{split}.index.json"]
     return {p.name: p.read_bytes() for p in sorted(paths)}
 
 
@@ -146,10 +146,10 @@ def test_a_killed_reshard_leaves_the_previous_split_intact_and_verifying(tmp_pat
     args = ["shard", "coco", "--data-dir", str(data), "--shard-samples", "1", "--workers", "1", *TRIAL]
     process = subprocess.Popen([sys.executable, "-m", "vlprep.cli", *args], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, env={**os.environ})
-    seen = {p: p.stat().st_mtime_ns for p in data.rglob("karpathy-train-0*.tar")}
+    seen = {p: p.stat().st_mtime_ns for p in data.rglob("coco-karpathy-train-0*.tar")}
     deadline = time.monotonic() + 120
     while process.poll() is None and time.monotonic() < deadline:
-        written = [p for p in data.rglob("karpathy-train-0*.tar") if seen.get(p) != _mtime(p)]
+        written = [p for p in data.rglob("coco-karpathy-train-0*.tar") if seen.get(p) != _mtime(p)]
         if len(written) >= 3:  # the new build is under way: kill it mid-run
             os.kill(process.pid, signal.SIGKILL)
             break
@@ -159,7 +159,7 @@ def test_a_killed_reshard_leaves_the_previous_split_intact_and_verifying(tmp_pat
     run_cli("verify", "coco", "--data-dir", str(data))
 
     run_cli(*args)  # the same command again finishes the new split and swaps it in
-    assert len(list(out.glob("karpathy-train-0*.tar"))) > 100
+    assert len(list(out.glob("coco-karpathy-train-0*.tar"))) > 100
     run_cli("verify", "coco", "--data-dir", str(data))
 
 
@@ -222,7 +222,7 @@ def replace_val_image(mirror: Path) -> tuple[str, bytes]:
 
 
 def val_images(out: Path) -> dict[str, bytes]:
-    return {sample["__key__"]: sample["jpg"] for shard in sorted(out.glob("val-0*.tar"))
+    return {sample["__key__"]: sample["jpg"] for shard in sorted(out.glob("imagenet-val-0*.tar"))
             for sample in wds.WebDataset(str(shard), shardshuffle=False, empty_check=False)}
 
 

@@ -29,7 +29,7 @@ def write_url_first(path: Path, web, kinds: list[str]) -> list[tuple[str, str]]:
 
 
 def samples(out: Path) -> list[dict]:
-    return [json.loads(s["json"]) for shard in sorted(out.glob("train-0*.tar"))
+    return [json.loads(s["json"]) for shard in sorted(out.glob(f"{out.name}-train-0*.tar"))
             for s in wds.WebDataset(str(shard), shardshuffle=False, empty_check=False)]
 
 
@@ -50,8 +50,9 @@ def test_the_engine_crawls_a_url_first_list_under_its_own_name(tmp_path):
         for meta in metas:
             url, caption = rows[meta["row"]]
             assert (meta["dataset"], meta["url"], meta["caption"]) == ("cc12m", url, clean_caption(caption))
-        assert sorted(p.name for p in out.glob("train-*.tar")) == ["train-000000.tar", "train-000001.tar"]
-        assert (out / "train.index.json").exists()
+        assert sorted(p.name for p in out.glob("cc12m-train-*.tar")) == ["cc12m-train-000000.tar",
+                                                                         "cc12m-train-000001.tar"]
+        assert (out / "cc12m-train.index.json").exists()
         split = stats["splits"]["train"]
         assert stats["dataset"] == "cc12m" and split["last_row_kept"] == expected[-1]
         assert split["inputs"] == {str(path.resolve()): split["inputs"][str(path.resolve())]}
@@ -69,5 +70,5 @@ def test_the_engine_crawls_a_url_first_list_under_its_own_name(tmp_path):
         rebuilt = webcrawl.rebuild(again, urls, manifest, config)
     assert rebuilt["splits"]["train"]["rebuilt"] == COUNT
     assert webcrawl.summary_lines(rebuilt)[0].startswith(f"cc12m from manifest: {COUNT} rows listed")
-    assert {p.name: p.read_bytes() for p in again.out("cc12m").glob("train-*.tar")} == \
-        {p.name: p.read_bytes() for p in out.glob("train-*.tar")}
+    assert {p.name: p.read_bytes() for p in again.out("cc12m").glob("cc12m-train-*.tar")} == \
+        {p.name: p.read_bytes() for p in out.glob("cc12m-train-*.tar")}

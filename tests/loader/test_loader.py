@@ -313,7 +313,8 @@ def shard_json(index: Path) -> dict[str, dict]:
     return out
 
 
-@pytest.mark.parametrize("split", ["coco/karpathy-train", "vg/train", "vg/train-concat", "cc3m/train"])
+@pytest.mark.parametrize("split", ["coco/coco-karpathy-train", "vg/vg-train", "vg-concat/vg-concat-train",
+                                   "cc3m/cc3m-train"])
 def test_pair_dataset_pads_the_chosen_caption(demo_data, split):
     prefix = demo_data / "out" / split
     stored = shard_json(Path(f"{prefix}.index.json"))
@@ -336,14 +337,14 @@ def test_pair_dataset_pads_the_chosen_caption(demo_data, split):
 
 
 def test_image_dataset_reads_imagenet_labels(demo_data):
-    index = demo_data / "out" / "imagenet" / "val.index.json"
+    index = demo_data / "out" / "imagenet" / "imagenet-val.index.json"
     stored = shard_json(index)
     items = list(image_dataset(index, train=False, with_keys=True))
     assert [key for _, _, key in items] == list(stored)  # eval keeps the index order
     for image, label, key in items:
         assert label == stored[key]["label"] and image.shape == (3, 224, 224)
     with pytest.raises(VlprepError, match="no .cls member"):
-        next(iter(image_dataset(demo_data / "out" / "coco" / "karpathy-test")))
+        next(iter(image_dataset(demo_data / "out" / "coco" / "coco-karpathy-test")))
 
 
 @pytest.mark.parametrize("tokens_per_sample", [512, 64, 2])
@@ -418,7 +419,7 @@ def test_preview_marks_truncated_captions(demo_data):
     from vlprep.pipeline.reports.preview import caption_lines
     from vlprep.pipeline.transforms.dictionary import load_dictionary
 
-    stored = shard_json(demo_data / "out" / "coco" / "karpathy-train.index.json")
+    stored = shard_json(demo_data / "out" / "coco" / "coco-karpathy-train.index.json")
     long = next(meta for meta in stored.values() if max(meta["lengths"]) > 62)
     pick = max(range(len(long["lengths"])), key=lambda i: long["lengths"][i])
     lines, warnings = caption_lines(long, pick, load_dictionary())
@@ -434,8 +435,8 @@ def test_preview_of_an_unbuilt_split_names_the_built_ones(demo_data):
 
 def test_preview_draws_broken_and_foreign_samples_instead_of_failing(tmp_path):
     out = tmp_path / "data" / "out" / "cc3m"
-    index = write_shards(out, shards=1, per_shard=2)
-    with wds.TarWriter(str(out / "train-000000.tar")) as sink:  # replace: one foreign caption, one broken image
+    index = write_shards(out, shards=1, per_shard=2, name="cc3m-train")
+    with wds.TarWriter(str(out / "cc3m-train-000000.tar")) as sink:  # replace: one foreign caption, one broken image
         sink.write({"__key__": "good", "jpg": encode(photo(80, 60)), "json": json.dumps({"caption": "a cat"}).encode()})
         sink.write({"__key__": "bad", "jpg": b"not an image", "json": b"{}"})
     assert index.is_file()

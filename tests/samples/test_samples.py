@@ -89,14 +89,14 @@ def test_a_demo_of_some_steps_runs_them_and_the_steps_across_those_datasets(tmp_
     result = run_demo(tmp_path / "data", workers=1, say=said.append, steps=["vg"])
     assert result.steps == ("coco", "vg")
     out = tmp_path / "data" / "out"
-    written = sorted(p for name in ("coco", "vg") for p in (out / name).iterdir())
+    written = sorted(p for name in ("coco", "vg", "vg-concat") for p in (out / name).iterdir())
     manifests = sorted((tmp_path / "data" / "manifests").glob("*.tsv.gz"))
     assert [p.name for p in manifests] == ["coco-karpathy-test.tsv.gz", "coco-karpathy-train.tsv.gz",
                                            "vg-concat.tsv.gz", "vg-regions.tsv.gz"]
     assert result.outputs == written + [out / "stats.json", out / "stats.md", out / "text-lengths.png",
                                         *manifests, tmp_path / "data" / "manifests" / "README.md"]
-    assert {p.name for p in written} >= {"karpathy-test.index.json", "karpathy-train-000000.tar", "stats.json",
-                                         "train-concat.index.json", "train.errors.jsonl"}
+    assert {p.name for p in written} >= {"coco-karpathy-test.index.json", "coco-karpathy-train-000000.tar",
+                                         "stats.json", "vg-concat-train.index.json", "vg-train.errors.jsonl"}
     assert "stats coco vg (Table 1 of the sample):" in said
     assert any(line.startswith("manifest build: 4 manifests") for line in said)
     assert not any(line.startswith(("preview", "loader")) for line in said)  # the trainer side needs owt and imagenet

@@ -52,9 +52,10 @@ def test_split_writer_resumes_swaps_and_writes_the_index_last(tmp_path):
 
     layout = Layout(tmp_path)
     writer = SplitWriter.start(layout, "demo", "train", "key1")
-    assert writer.work == layout.work("demo") / "train-key1" and writer.staged.is_dir()
+    assert writer.work == layout.work("demo") / "demo-train-key1" and writer.staged.is_dir()
     out = layout.out("demo")
-    for name in (shard_name("train", 5), shard_name("train-concat", 7), shard_name("val", 0)):
+    assert writer.stem == "demo-train" and writer.shard_name(3) == "demo-train-000003.tar"
+    for name in (shard_name("demo-train", 5), shard_name("demo-train-x", 7), shard_name("demo-val", 0)):
         (out / name).write_bytes(b"older")  # a larger build's leftover, another split's shards
     (out / "stats.json").write_text(json.dumps({"dataset": "demo", "splits": {"val": {"images": 1}}}))
     _stage(writer, 0, b"a")
@@ -62,16 +63,19 @@ def test_split_writer_resumes_swaps_and_writes_the_index_last(tmp_path):
     _stage(writer, 1, b"bb")
     results = writer.results(2)
     with writer.publishing(2):
-        assert (out / ".train.swap.json").exists()
+        assert (out / ".demo-train.swap.json").exists()
         writer.write_errors([{"key": "k9", "file": "f", "error": "cannot decode: x"}])
         stats = writer.write_stats({"images": 2, "work_key": writer.key, "config": {"limit": 5}})
         writer.write_index([ShardInfo(**r["shard"]) for r in results])
-    assert not (out / ".train.swap.json").exists()
+    assert not (out / ".demo-train.swap.json").exists()
     assert sorted(p.name for p in out.glob("*.tar")) == [
-        "train-000000.tar", "train-000001.tar", "train-concat-000007.tar", "val-000000.tar"]
-    assert (out / "train.errors.jsonl").read_bytes() == b'{"error":"cannot decode: x","file":"f","key":"k9"}\n'
+        "demo-train-000000.tar", "demo-train-000001.tar", "demo-train-x-000007.tar", "demo-val-000000.tar"]
+    assert (out / "demo-train.errors.jsonl").read_bytes() == b'{"error":"cannot decode: x","file":"f","key":"k9"}\n'
     assert set(stats["splits"]) == {"train", "val"} and stats["dataset"] == "demo" and "vlprep_version" in stats
-    assert json.loads((out / "train.index.json").read_text())["name"] == "train"
+    index = json.loads((out / "demo-train.index.json").read_text())
+    assert index["name"] == "demo-train" and [s["url"] for s in index["shardlist"]] == [
+        "demo-train-000000.tar", "demo-train-000001.tar"]
+    assert all(s["sha256"] == hashlib.sha256((out / s["url"]).read_bytes()).hexdigest() for s in index["shardlist"])
     again = SplitWriter.start(layout, "demo", "train", "key1")
     assert again.done(0) and again.done(1)  # published by this very key: nothing to write again
     assert not SplitWriter.start(layout, "demo", "train", "key2").done(0)
@@ -83,13 +87,13 @@ def test_split_writer_resumes_swaps_and_writes_the_index_last(tmp_path):
 def test_swap_in_keeps_exactly_the_named_shards(tmp_path):
     from vlprep.pipeline.sinks.splits import swap_in
 
-    staged, out = tmp_path / "staged", tmp_path / "out"
+    staged, out = tmp_path / "staged", tmp_path / "demo"
     staged.mkdir(), out.mkdir()
-    for name in ("train-000000.tar", "train-000002.tar"):
+    for name in ("demo-train-000000.tar", "demo-train-000002.tar"):
         (staged / name).write_bytes(b"new")
-    for name in ("train-000001.tar", "train-000003.tar", "valid-000003.tar"):
+    for name in ("demo-train-000001.tar", "demo-train-000003.tar", "demo-valid-000003.tar"):
         (out / name).write_bytes(b"old")
-    swap_in(staged, out, "train", {"train-000000.tar", "train-000001.tar", "train-000002.tar"})
+    swap_in(staged, out, "train", {"demo-train-000000.tar", "demo-train-000001.tar", "demo-train-000002.tar"})
     assert sorted(p.name for p in out.iterdir()) == [
-        "train-000000.tar", "train-000001.tar", "train-000002.tar", "valid-000003.tar"]
+        "demo-train-000000.tar", "demo-train-000001.tar", "demo-train-000002.tar", "demo-valid-000003.tar"]
     assert not list(staged.iterdir())
