@@ -66,13 +66,23 @@ def first_samples(index: Path, count: int) -> list[dict[str, Any]]:
     return list(islice(tarfile_samples({"url": url} for url in urls), count))
 
 
+def caption_lengths(meta: dict[str, Any], tokens: list[list[int]]) -> list[int]:
+    """Each caption's BPE length before the cap: stored as ``lengths``, else what its ids hold
+    (less <s> and </s>), which for a caption cut at the cap is the cap."""
+    return meta.get("lengths") or [len(t) - 2 for t in tokens]
+
+
+def shown_captions(chosen: int | None) -> list[int]:
+    """The captions a cell draws: the one the training view is paired with, else the first."""
+    return [chosen] if chosen is not None else [0]
+
+
 def caption_lines(meta: dict[str, Any], chosen: int | None, dictionary) -> tuple[list[str], list[str]]:
     """Caption text decoded from the stored ids, and warnings for those cut at the 64-token cap."""
     tokens = shard_sink.caption_token_lists(meta)
-    lengths = meta.get("lengths") or [len(t) - 2 for t in tokens]
-    picks = [chosen] if chosen is not None else [0]
+    lengths = caption_lengths(meta, tokens)
     lines, warnings = [], []
-    for pick in picks:
+    for pick in shown_captions(chosen):
         text = decode_symbols(dictionary.symbols[i] for i in tokens[pick])
         lines.append(f"[{pick + 1}/{len(tokens)}] {text}")
         if lengths[pick] > MAX_BPE:
@@ -80,6 +90,13 @@ def caption_lines(meta: dict[str, Any], chosen: int | None, dictionary) -> tuple
     if chosen is None and len(tokens) > 1:
         lines.append(f"(+{len(tokens) - 1} more caption{'s' if len(tokens) > 2 else ''})")
     return lines, warnings
+
+
+def truncated_lines(meta: dict[str, Any], chosen: int | None) -> set[int]:
+    """Which of :func:`caption_lines`' lines are captions cut at the cap: the sheet draws them marked,
+    so that the caption a warning is about is seen, not only the warning."""
+    lengths = caption_lengths(meta, shard_sink.caption_token_lists(meta))
+    return {n for n, pick in enumerate(shown_captions(chosen)) if lengths[pick] > MAX_BPE}
 
 
 def augmented_view(sample: dict[str, Any], meta: dict[str, Any], labelled: bool,
@@ -126,7 +143,7 @@ def sample_cell(sample: dict[str, Any], dataset: str, labelled: bool, augmented:
         return contact_sheet.Cell(pictures, sample["__key__"], [str(t) for t in texts[:1]],
                                   ["no caption token ids in this sample"])
     lines, warnings = caption_lines(meta, chosen, dictionary)
-    return contact_sheet.Cell(pictures, sample["__key__"], lines, warnings)
+    return contact_sheet.Cell(pictures, sample["__key__"], lines, warnings, truncated_lines(meta, chosen))
 
 
 def preview(layout: Layout, recipe: Recipe, split: str | None, count: int, augmented: bool, seed: int = 0,
