@@ -312,3 +312,117 @@ def _shim(tmp_path: Path) -> tuple[Path, Path]:
         f"exec '{real}' \"$@\"\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return folder, log
+
+
+# ------------------------------------------------------------------------ published shard folders
+
+def jpeg_bytes(width: int, height: int, shade: int) -> bytes:
+    """A small real JPEG of the given size (a plain colour: enough for decoders and size checks)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (shade % 256, (shade * 7) % 256, (shade * 13) % 256)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def example_value(kind, name: str, index: int):
+    """A value of ``kind`` (a features type) that varies with ``index``: lists of 1 to 3 items,
+    fixed-length lists at their length, strings naming the field (with non-ASCII text)."""
+    from vlprep.pipeline.sinks.features import ListOf
+
+    if isinstance(kind, ListOf):
+        count = kind.length if kind.length is not None else 1 + index % 3
+        return [example_value(kind.item, name, index * 3 + position) for position in range(count)]
+    return {"string": f"{name} {index} café", "int64": index * 10 + 1, "bool": index % 2 == 1,
+            "float64": index + 0.5}[kind.name]
+
+
+def example_sample(schema, key: str, index: int) -> tuple[dict, int, int]:
+    """A sample json matching ``schema`` for sample ``index``, and its image's width and height."""
+    width, height = 16 + index % 5, 12 + index % 3
+    meta = {f.name: example_value(f.type, f.name, index) for f in schema.fields}
+    fixed = {"key": key, "width": width, "height": height, "converted": index % 4 == 3,
+             "conversion": "PNG RGB converted to RGB JPEG" if index % 4 == 3 else "", "label": index % 7}
+    meta.update({name: value for name, value in fixed.items() if name in meta})
+    return meta, width, height
+
+
+def publish_split(out_dir: Path, dataset: str, split: str, schema, keys: list[str], per_shard: int = 2,
+                  sha256_in_index: bool = True, stats: dict | None = None) -> list[tuple[str, dict]]:
+    """Publish split ``split`` in ``out_dir`` as a build does, with the package's own writers: shards
+    ``<folder>-<split>-NNNNNN.tar``, the errors file, the split's stats.json entry and the wids
+    index last. Return the samples, ``(key, json)``.
+
+    ``sha256_in_index=False`` drops the shards' sha256 from the index, as indexes written before it
+    was recorded lack it.
+    """
+    from vlprep.pipeline.sinks.shards import json_bytes, shard_name, write_shard
+    from vlprep.pipeline.sinks.splits import merge_split_stats, stem, write_errors, write_index
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    samples, shards = [], []
+    for start in range(0, len(keys), per_shard):
+        members = []
+        for index in range(start, min(start + per_shard, len(keys))):
+            meta, width, height = example_sample(schema, keys[index], index)
+            files = {"jpg": jpeg_bytes(width, height, index), "json": json_bytes(meta)}
+            if schema.label:
+                files["cls"] = str(meta["label"]).encode()
+            members.append((keys[index], files))
+            samples.append((keys[index], meta))
+        shards.append(write_shard(out_dir / shard_name(stem(out_dir, split), start // per_shard), members))
+    write_errors(out_dir, split, [])
+    entry = {"images": len(keys), "shards": len(shards), "inputs": {f"{dataset}/raw-{split}.zip": "ab" * 32},
+             "config": {"limit": None, "seed": 0}, **(stats or {})}
+    merge_split_stats(out_dir, dataset, split, entry)
+    index = write_index(out_dir, split, shards)
+    if not sha256_in_index:
+        data = json.loads(index.read_text())
+        for shard in data["shardlist"]:
+            del shard["sha256"]
+        index.write_text(json.dumps(data, indent=1) + "\n")
+    return samples
+
+
+FOLDER_SPLITS = {
+    "coco": {"karpathy-train": [f"{i:012d}" for i in (9, 25, 30, 41, 57)],
+             "karpathy-test": [f"{i:012d}" for i in (3, 8, 71)],
+             "train2014": [f"{i:012d}" for i in (25, 41, 90, 99)]},
+    "vg": {"train": [f"{i:09d}" for i in (1, 2, 5, 7)]},
+    "vg-concat": {"train": [f"{i:09d}" for i in (1, 2, 5, 7)]},
+    "cc3m": {"train": [f"{i:09d}" for i in (0, 2, 3)]},
+    "imagenet": {"train": [f"n0144076{i % 2}_{i}_n0144076{i % 2}" for i in range(5)],
+                 "val": [f"ILSVRC2012_val_{i:08d}_n01440764" for i in range(1, 4)]},
+}
+"""Small published folders in the new layout: the splits of each and their keys (COCO's train2014
+shares two keys with karpathy-train, as the real splits share images)."""
+
+
+def folder_recipe(name: str):
+    """``(recipe, variant)`` of an output folder (VG's declarations from ``vg_card`` until ``vg.py`` has them)."""
+    import dataclasses
+
+    from vlprep.pipeline.datasets import vg_card
+    from vlprep.pipeline.datasets.registry import recipe
+
+    if name.startswith("vg"):
+        found = dataclasses.replace(recipe("vg"), sample=vg_card.SAMPLE, about=vg_card.ABOUT)
+        return found, ("concat" if name == "vg-concat" else "regions")
+    return recipe(name), None
+
+
+def build_folder(root: Path, name: str, per_shard: int = 2) -> tuple[Path, object, str | None, dict]:
+    """Publish every split of ``FOLDER_SPLITS[name]`` in ``root/<name>``; return the folder, its
+    recipe and variant, and the samples by split (``{split: [(key, json), ...]}``). The first split's
+    index carries sha256, the others' do not (indexes written before it was recorded)."""
+    from vlprep.pipeline.datasets.metadata import sample_schema
+
+    found, variant = folder_recipe(name)
+    schema = sample_schema(found, variant)
+    out = root / name
+    written = {}
+    for position, (split, keys) in enumerate(FOLDER_SPLITS[name].items()):
+        inputs = {source: hashlib.sha256(source.encode()).hexdigest() for source in sorted(found.about.sources)}
+        written[split] = publish_split(out, found.name, split, schema, keys, per_shard, sha256_in_index=position == 0,
+                                       stats={"inputs": inputs})
+    return out, found, variant, written

@@ -16,6 +16,8 @@ from ..layout import Layout
 from ..records import cc3m as records
 from . import shards
 from ..sinks import manifests as manifest_sink
+from ..sinks.features import IMAGE_FIELDS, INT64, STRING, TEXT_FIELDS, Field, SampleSchema
+from ..sinks.folder import About
 from .recipe import FETCH_COMMON, Limit, Manifest, Recipe, Run, Stage, option
 
 if TYPE_CHECKING:
@@ -97,6 +99,49 @@ def fetch(run: Run, options: FetchOptions) -> None:
     run.say_built(webcrawl.summary_lines(stats))
 
 
+SAMPLE = SampleSchema(
+    fields=(
+        Field("dataset", STRING, "Always 'cc3m'."),
+        Field("row", INT64, "0-based line of the row in Train_GCC-training.tsv (the sample key is it, 9 digits)."),
+        Field("url", STRING, "The image URL of the row."),
+        Field("caption", STRING, "The row's caption, cleaned."),
+        Field("sha256", STRING, "sha256 of the image bytes as fetched (the manifest records it)."),
+        *TEXT_FIELDS,
+        *IMAGE_FIELDS,
+    ),
+    image="the image fetched from the row's URL, JPEG",
+    caption=("caption",),
+)
+"""One TSV row: its one caption, and the image its URL gave."""
+
+ABOUT = About(
+    pretty_name="Conceptual Captions 3M",
+    summary="Google's Conceptual Captions: 3,318,333 image URLs with alt-text-derived captions. Kept here: the "
+            "first N rows, in TSV order, whose image could still be fetched and decoded.",
+    homepage="https://ai.google.com/research/ConceptualCaptions/",
+    version="1.0",
+    license="other",
+    license_name="conceptual-captions",
+    license_url="https://github.com/google-research-datasets/conceptual-captions",
+    license_note="The Conceptual Captions TSV is Google's (it may be freely used for any purpose, with "
+                 "acknowledgement of Google LLC appreciated; see its repository). The images belong to their "
+                 "owners on the web: they are fetched from the URLs for research use, and are not relicensed here.",
+    citation="""@inproceedings{sharma2018conceptual,
+  title={Conceptual Captions: A Cleaned, Hypernymed, Image Alt-text Dataset For Automatic Image Captioning},
+  author={Sharma, Piyush and Ding, Nan and Goodman, Sebastian and Soricut, Radu},
+  booktitle={Proceedings of the 56th Annual Meeting of the Association for Computational Linguistics (ACL)},
+  year={2018}
+}""",
+    task_categories=("image-to-text", "text-to-image"),
+    sources={f"{NAME}/{records.TSV_NAME}": TSV_URL},
+    published={SPLIT: (3_318_333, "rows")},
+    roles={"train": SPLIT},
+    notes=("Which rows are kept depends on which URLs answered when the crawl ran; the manifest "
+           "manifests/cc3m-train-<N>.tsv.gz lists them with the sha256 of each image, and `vlprep fetch cc3m "
+           "--tsv Train_GCC-training.tsv --from-manifest cc3m-train-<N>.tsv.gz` rebuilds exactly those rows.",),
+)
+
+
 def summary(stats: dict) -> list[str]:
     from ..engines import webcrawl
 
@@ -140,4 +185,6 @@ RECIPE = Recipe(
     splits=(SPLIT,),
     default_split=SPLIT,
     pretraining_split=SPLIT,
+    sample=SAMPLE,
+    about=ABOUT,
 )

@@ -15,6 +15,8 @@ from ..records import coco as records
 from ..transforms.text import clean_caption
 from . import shards
 from ..sinks import manifests as manifest_sink
+from ..sinks.features import IMAGE_FIELDS, INT64, STRING, TEXT_FIELDS, Field, SampleSchema, list_of
+from ..sinks.folder import About
 from .recipe import FETCH_COMMON, Manifest, Recipe, Run, Stage, option
 
 if TYPE_CHECKING:
@@ -105,6 +107,54 @@ def split_inputs(layout: Layout, split: str, found: list[records.CocoImage]) -> 
 
 # ------------------------------------------------------------------------------------------ recipe
 
+SAMPLE = SampleSchema(
+    fields=(
+        Field("dataset", STRING, "Always 'coco'."),
+        Field("key", STRING, "The sample key: the cocoid, 12 digits."),
+        Field("image_id", INT64, "COCO image id."),
+        Field("cocoid", INT64, "COCO image id (Karpathy's name for it)."),
+        Field("file_name", STRING, "The image's file name in train2014.zip or val2014.zip."),
+        Field("text_ids", list_of(INT64), "Per caption: its id (COCO's annotation id, or Karpathy's sentid)."),
+        *TEXT_FIELDS,
+        *IMAGE_FIELDS,
+    ),
+    image="the COCO image, JPEG",
+    caption=("texts", 0),
+)
+"""One image with all its captions; Energon gets the first caption."""
+
+ABOUT = About(
+    pretty_name="COCO Captions 2014",
+    summary="Microsoft COCO 2014 images with their human captions (about 5 per image), in Karpathy's "
+            "train/val/test split (train includes restval) and in the official train2014/val2014 split.",
+    homepage="https://cocodataset.org",
+    version="2014",
+    license="cc-by-4.0",
+    license_url="https://creativecommons.org/licenses/by/4.0/",
+    license_note="The COCO annotations (captions) are licensed under CC BY 4.0 by the COCO Consortium. The images "
+                 "are not: they come from Flickr, and their use must abide by the Flickr Terms of Use "
+                 "(https://cocodataset.org/#termsofuse). Karpathy's split file is distributed by its author.",
+    citation=r"""@inproceedings{lin2014coco,
+  title={Microsoft {COCO}: Common Objects in Context},
+  author={Lin, Tsung-Yi and Maire, Michael and Belongie, Serge and Hays, James and Perona, Pietro and
+          Ramanan, Deva and Doll{\'a}r, Piotr and Zitnick, C. Lawrence},
+  booktitle={European Conference on Computer Vision (ECCV)},
+  year={2014}
+}
+@inproceedings{karpathy2015deep,
+  title={Deep Visual-Semantic Alignments for Generating Image Descriptions},
+  author={Karpathy, Andrej and Fei-Fei, Li},
+  booktitle={IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year={2015}
+}""",
+    task_categories=("image-to-text", "text-to-image"),
+    sources={f"{NAME}/{relpath}": url for relpath, url in URLS.items()},
+    published={split: (images, "images") for split, (images, _) in EXPECTED.items()},
+    roles={"train": "karpathy-train", "val": "karpathy-val", "test": "karpathy-test"},
+    notes=("Karpathy's val and test images all come from val2014, and karpathy-train is train2014 plus "
+           "restval (from val2014): the Karpathy and official splits hold the same images under the same keys.",),
+)
+
 @dataclass(frozen=True)
 class FetchOptions:
     allow_unpublished: bool = option(False, "Accept --mirror files whose sha256 differs from the published one (a "
@@ -169,5 +219,7 @@ RECIPE = Recipe(
     splits=records.SPLITS,
     default_split=DEFAULT_SPLIT,
     pretraining_split=DEFAULT_SPLIT,
+    sample=SAMPLE,
+    about=ABOUT,
     method_row=(82_783, 5.0, 11.0, 566_747),  # train2014's images with Karpathy train's pairs (docs/image-text.md)
 )

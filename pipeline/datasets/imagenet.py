@@ -14,6 +14,8 @@ from ..layout import Layout
 from ..records import imagenet as records
 from . import shards
 from ..sinks import manifests as manifest_sink
+from ..sinks.features import IMAGE_FIELDS, INT64, STRING, Field, SampleSchema
+from ..sinks.folder import About
 from .recipe import FETCH_COMMON, Manifest, Recipe, Run, Stage, option
 
 if TYPE_CHECKING:
@@ -97,6 +99,55 @@ def shard_stage(run: Run, options: ShardOptions) -> None:
     run.say_built(bucketing.summary_lines(stats))
 
 
+HUB_FILES = "https://huggingface.co/datasets/" + records.REPO + "/resolve/main/"
+
+SAMPLE = SampleSchema(
+    fields=(
+        Field("file_name", STRING, "The image's file name in its tarball (<id>_<synset>.JPEG, or "
+              "ILSVRC2012_val_<8 digits>_<synset>.JPEG)."),
+        Field("synset", STRING, "WordNet synset id of the class (n01440764)."),
+        Field("label", INT64, "Class index 0-999: the synset's position in classes.py (torchvision's order); "
+              "the same as the .cls member."),
+        Field("class_name", STRING, "The class's names, as classes.py gives them."),
+        *IMAGE_FIELDS,
+    ),
+    image="the ImageNet image, JPEG",
+    label="class index 0-999, decimal text (torchvision's order)",
+    label_name="class_name",
+)
+"""One image with its class."""
+
+ABOUT = About(
+    pretty_name="ImageNet-1k (ILSVRC 2012)",
+    summary="The ILSVRC 2012 classification images, 1,000 classes: 1,281,167 train and 50,000 validation "
+            "images, each with its class index in torchvision's (sorted synset) order.",
+    homepage="https://www.image-net.org",
+    version="2012",
+    license="other",
+    license_name="imagenet-terms-of-access",
+    license_url="https://www.image-net.org/download.php",
+    license_note="ImageNet is distributed for non-commercial research and educational use under the ImageNet "
+                 "terms of access (accepted on the image-net.org download page and on the gated Hugging Face "
+                 "repository ILSVRC/imagenet-1k). The images belong to their owners; do not redistribute them.",
+    citation="""@article{russakovsky2015imagenet,
+  title={{ImageNet} Large Scale Visual Recognition Challenge},
+  author={Russakovsky, Olga and Deng, Jia and Su, Hao and Krause, Jonathan and Satheesh, Sanjeev and Ma, Sean and
+          Huang, Zhiheng and Karpathy, Andrej and Khosla, Aditya and Bernstein, Michael and Berg, Alexander C. and
+          Fei-Fei, Li},
+  journal={International Journal of Computer Vision (IJCV)},
+  volume={115},
+  number={3},
+  pages={211--252},
+  year={2015}
+}""",
+    task_categories=("image-classification",),
+    sources={f"{NAME}/{relpath}": HUB_FILES + relpath
+             for relpath in (records.CLASSES_FILE, *records.TARBALLS["train"], *records.TARBALLS["val"])},
+    published={split: (expected["images"], "images") for split, expected in EXPECTED.items()},
+    roles={"train": "train", "val": "val"},
+)
+
+
 def summary(stats: dict) -> list[str]:
     from ..engines import bucketing
 
@@ -134,4 +185,6 @@ RECIPE = Recipe(
     splits=SPLITS,
     default_split="train",
     pretraining_split="train",
+    sample=SAMPLE,
+    about=ABOUT,
 )

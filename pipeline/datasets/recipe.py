@@ -17,9 +17,13 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 from ..layout import DEFAULT_DATA_DIR, Layout
+
+if TYPE_CHECKING:
+    from ..sinks.features import SampleSchema
+    from ..sinks.folder import About
 
 Kind = Literal["text", "pairs", "labels"]
 
@@ -223,6 +227,13 @@ class Recipe:
     default_split: str | None = None
     pretraining_split: str | None = None
     """The split a pretraining run reads, counted once in the Table 1 total."""
+    sample: SampleSchema | Mapping[str, SampleSchema] | None = None
+    """The members and json fields of every sample the dataset writes (by variant when its variants'
+    samples differ: VG's regions and concat); the dataset card, ``croissant.json`` and Energon's
+    ``.nv-meta`` are generated from it."""
+    about: About | None = None
+    """What the dataset is as published (license, sources, published counts, citation, the splits
+    that play Energon's train/val/test), for the dataset card and ``croissant.json``."""
     method_row: tuple[int, float, float, int] | None = None
     """The method's published Table 1 row (images, texts per image, tokens per text, pairs), printed
     beneath the built rows for comparison."""

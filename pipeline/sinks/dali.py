@@ -80,8 +80,8 @@ def refresh(folder: Path, shards: list[tuple[str, str]]) -> list[Path]:
             record[name] = md5
         written.append(path)
     present = {p.name for p in folder.glob("*.tar")}
-    for stale in folder.glob("*.idx"):  # of shards a smaller rebuild removed
-        if stale.with_suffix(".tar").name not in present:
+    for stale in folder.glob("*.idx"):  # of shards a smaller rebuild removed; Energon's <shard>.tar.idx are not DALI's
+        if not stale.name.endswith(".tar.idx") and stale.with_suffix(".tar").name not in present:
             stale.unlink()
     write_json(record_path, {name: md5 for name, md5 in sorted(record.items()) if name in present})
     return written
