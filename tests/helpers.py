@@ -399,15 +399,11 @@ shares two keys with karpathy-train, as the real splits share images)."""
 
 
 def folder_recipe(name: str):
-    """``(recipe, variant)`` of an output folder (VG's declarations from ``vg_card`` until ``vg.py`` has them)."""
-    import dataclasses
-
-    from vlprep.pipeline.datasets import vg_card
+    """``(recipe, variant)`` of an output folder."""
     from vlprep.pipeline.datasets.registry import recipe
 
     if name.startswith("vg"):
-        found = dataclasses.replace(recipe("vg"), sample=vg_card.SAMPLE, about=vg_card.ABOUT)
-        return found, ("concat" if name == "vg-concat" else "regions")
+        return recipe("vg"), ("concat" if name == "vg-concat" else "regions")
     return recipe(name), None
 
 

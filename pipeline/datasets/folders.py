@@ -33,11 +33,14 @@ def describe(layout: Layout, recipe: Recipe) -> list[Path]:
     if recipe.kind not in SHARDED_KINDS:
         return []
     written: list[Path] = []
-    for folder, _variant in recipe.folders():
+    from .metadata import write_folder_metadata
+
+    for folder, variant in recipe.folders():
         out = layout.out(folder)
         if not (out / "stats.json").exists():
             continue
         splits = list(read_json(out / "stats.json").get("splits", {}))
         for _split, index in built_splits(out, splits):
             written += dali.refresh(out, [(s.url, s.md5sum) for s in shard_sink.read_wids_index(index)])
+        written += write_folder_metadata(out, recipe, variant)
     return written

@@ -4,14 +4,14 @@ from __future__ import annotations
 import pytest
 from datasets import Features, Image, List, Value
 
-from vlprep.pipeline.datasets import coco, imagenet, vg_card
+from vlprep.pipeline.datasets import coco, imagenet, vg
 from vlprep.pipeline.datasets.registry import RECIPES
 from vlprep.pipeline.sinks.features import (BOOL, FLOAT64, INT64, STRING, Field, SampleSchema, croissant_type,
                                              energon_field_map, energon_sample_type, hf_features, list_of, problems)
 
 from ..helpers import example_sample
 
-SCHEMAS = {"coco": coco.SAMPLE, "vg": vg_card.REGIONS, "vg-concat": vg_card.CONCAT, "imagenet": imagenet.SAMPLE}
+SCHEMAS = {"coco": coco.SAMPLE, "vg": vg.REGIONS, "vg-concat": vg.CONCAT, "imagenet": imagenet.SAMPLE}
 
 
 def test_hf_features_are_what_datasets_reads_for_the_members():
@@ -26,7 +26,7 @@ def test_hf_features_are_what_datasets_reads_for_the_members():
 def test_croissant_types_give_array_shapes():
     assert croissant_type(STRING) == {"dataType": "sc:Text"}
     assert croissant_type(list_of(list_of(INT64))) == {"dataType": "cr:Int64", "isArray": True, "arrayShape": "-1,-1"}
-    assert croissant_type(vg_card.CONCAT.field("boxes").type)["arrayShape"] == "-1,-1,4"
+    assert croissant_type(vg.CONCAT.field("boxes").type)["arrayShape"] == "-1,-1,4"
 
 
 def test_energon_field_maps_and_sample_types():
@@ -61,4 +61,4 @@ def test_every_declared_schema_accepts_its_own_examples(name):
 
 def test_every_image_recipe_declares_a_sample_and_about():
     declared = {r.name for r in RECIPES if r.sample is not None and r.about is not None}
-    assert declared >= {"coco", "cc3m", "imagenet"}  # vg's come from vg_card until vg.py takes them
+    assert declared >= {"coco", "vg", "cc3m", "imagenet"}
