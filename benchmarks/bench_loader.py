@@ -10,11 +10,18 @@ process (samples/s per worker, torch at one thread as in a DataLoader worker) by
       crop, Pillow resize (same filter), flip, ToTensor + Normalize.
 (v)/(n) target >= 2. Also (v) through a DataLoader with 2 workers (wall samples/s).
 
+dtype: the generated set through a DataLoader (2 workers, batches of 64) with ``dtype="float32"``
+against ``dtype="uint8"``: samples/s per worker and through the DataLoader (measured in alternation)
+and bytes per image batch shipped from the workers, as ratios in the same run; what finishing a view
+costs a worker either way, and what ``normalize`` of one uint8 batch costs on this CPU (a trainer
+runs it on the GPU).
+
 Text: ``text_dataset`` over a generated fairseq binary of 50 M tokens (uint16, Zipf ids, documents of
 ~1,000 tokens), 512-token blocks read in order and in a shuffled order; reference: fairseq's own
 TokenBlockDataset + PrependTokenDataset over the same files. Target > 50 M tokens/s.
 
-Prints peak RSS (this process, and the largest child). Run: ``.venv/bin/python benchmarks/bench_loader.py [--images 2000] [--tokens 50000000]``.
+Prints peak RSS (this process, and the largest child). Run: ``.venv/bin/python benchmarks/bench_loader.py
+[--images 2000] [--tokens 50000000] [--sections demo,generated,dtype,text]``.
 """
 from __future__ import annotations
 
@@ -34,8 +41,10 @@ import webdataset as wds
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from vlprep.pipeline.loader import IMAGENET_MEAN, IMAGENET_STD, ViewConfig, image_dataset, pair_dataset, text_dataset
+from vlprep.pipeline.loader import (IMAGENET_MEAN, IMAGENET_STD, ViewConfig, image_dataset, normalize, pair_dataset,
+                                    text_dataset)
 from vlprep.pipeline.loader.augment import IMAGE_SCALE, PAIR_SCALE, draw_view, sample_generator
+from vlprep.pipeline.loader.decode import flip_view, normalize_view
 from vlprep.pipeline.loader.images import caption_choice, caption_tokens, pad_caption
 from vlprep.pipeline.sinks.fairseq import write_dataset
 from vlprep.pipeline.sinks.shards import shard_name, write_shard, write_wids_index
@@ -133,6 +142,67 @@ def image_rows(label: str, index: Path, pair: bool) -> None:
           f"(v)/(n) {ours / naive:4.2f}   2 workers {loader:7.0f}/s")
 
 
+def loader_pass(loader: DataLoader) -> tuple[float, float, torch.Tensor]:
+    """One pass: samples/s, image bytes per batch received, and the first image batch."""
+    start, samples, batches, nbytes, first = time.perf_counter(), 0, 0, 0, None
+    for batch in loader:
+        first = batch[0] if first is None else first
+        samples += len(batch[0])
+        batches += 1
+        nbytes += batch[0].nbytes
+    return samples / (time.perf_counter() - start), nbytes / batches, first
+
+
+def finish_rows(kind: str, view: torch.Tensor, repeats: int = 2000) -> None:
+    """What finishing one decoded, resized view costs a worker: normalize to float32, or flip only."""
+    costs = {}
+    for name, finish in (("float32", normalize_view), ("uint8", flip_view)):
+        start = time.perf_counter()
+        for n in range(repeats):
+            finish(view, n % 2 == 0)
+        costs[name] = (time.perf_counter() - start) / repeats * 1e3
+    print(f"{kind} finishing a {view.shape[-1]}x{view.shape[-1]} view in the worker (half flipped): float32 "
+          f"{costs['float32']:.3f} ms, uint8 {costs['uint8']:.3f} ms")
+
+
+def dtype_rows(index: Path, pair: bool, batch_size: int = 64, workers: int = 2, repeats: int = 3) -> None:
+    """float32 against uint8 views: per worker, and through the same DataLoader with bytes per batch.
+
+    The two are measured in alternation, best of ``repeats`` each, so load from elsewhere on the
+    machine weighs on both alike.
+    """
+    make = pair_dataset if pair else image_dataset
+    kind = "pair_dataset " if pair else "image_dataset"
+    dtypes = ("float32", "uint8")
+    per_worker = {dtype: 0.0 for dtype in dtypes}
+    for _ in range(repeats):
+        for dtype in dtypes:
+            measured, _ = rate(lambda: iter(make(index, shuffle_buffer=0, dtype=dtype)), repeats=1)
+            per_worker[dtype] = max(per_worker[dtype], measured)
+    loaders = {dtype: DataLoader(make(index, shuffle_buffer=0, dtype=dtype), batch_size=batch_size,
+                                 num_workers=workers, persistent_workers=True) for dtype in dtypes}
+    through, nbytes, first = {dtype: 0.0 for dtype in dtypes}, {}, {}
+    for loader in loaders.values():
+        loader_pass(loader)  # warm-up: page cache, worker start
+    for _ in range(repeats):
+        for dtype in dtypes:
+            speed, nbytes[dtype], first[dtype] = loader_pass(loaders[dtype])
+            through[dtype] = max(through[dtype], speed)
+    del loaders  # their workers stop: the timings below run alone
+    finish_rows(kind, first["uint8"][0])
+    for dtype in dtypes:
+        print(f"{kind} {dtype:<7} {per_worker[dtype]:6.0f}/s/worker   {workers} workers, batch {batch_size}: "
+              f"{through[dtype]:6.0f} samples/s, {nbytes[dtype] / 2**20:5.1f} MiB per image batch")
+    start = time.perf_counter()
+    for _ in range(5):
+        normalize(first["uint8"])
+    print(f"{kind} normalize(uint8 batch of {len(first['uint8'])}) on this CPU at one thread: "
+          f"{(time.perf_counter() - start) / 5 * 1e3:5.1f} ms (a trainer calls normalize(batch, 'cuda'))")
+    print(f"{kind} uint8/float32: {per_worker['uint8'] / per_worker['float32']:4.2f}x samples/s per worker, "
+          f"{through['uint8'] / through['float32']:4.2f}x samples/s through the DataLoader, "
+          f"{nbytes['float32'] / nbytes['uint8']:4.2f}x fewer bytes per batch")
+
+
 def make_text(tokens: int) -> Path:
     root = WORK / f"text-{tokens}"
     if not (root / "train.idx").exists():
@@ -181,15 +251,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--tokens", type=int, default=50_000_000)
+    parser.add_argument("--sections", default="demo,generated,dtype,text",
+                        help="which measurements, comma-separated: demo, generated, dtype, text")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     torch.set_num_threads(1)
-    out = demo_outputs()
-    generated = make_image_shards(args.images)
-    image_rows("demo coco (tiny)", out / "coco" / "karpathy-train.index.json", pair=True)
-    image_rows("demo imagenet (tiny)", out / "imagenet" / "train.index.json", pair=False)
-    image_rows("generated 640x480", generated, pair=True)
-    image_rows("generated 640x480", generated, pair=False)
-    text_rows(args.tokens)
+    if "demo" in sections:
+        out = demo_outputs()
+        image_rows("demo coco (tiny)", out / "coco" / "karpathy-train.index.json", pair=True)
+        image_rows("demo imagenet (tiny)", out / "imagenet" / "train.index.json", pair=False)
+    if sections & {"generated", "dtype"}:
+        generated = make_image_shards(args.images)
+    if "generated" in sections:
+        image_rows("generated 640x480", generated, pair=True)
+        image_rows("generated 640x480", generated, pair=False)
+    if "dtype" in sections:
+        dtype_rows(generated, pair=True)
+    if "text" in sections:
+        text_rows(args.tokens)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"peak RSS: {own:.0f} MB this process (all measurements, text memory-mapped), "

@@ -6,7 +6,8 @@ full decode and the DCT scaling does the first, anti-aliased, part of the downsc
 power-of-two scales are used: libjpeg-turbo's SIMD inverse DCT covers them, while the 3/8, 5/8, ...
 kernels are slower than a full decode. The crop is a view of the decoded array (no copy); the
 resize is torch's antialiased uint8 kernel (the same filter as Pillow's ``resize``, within a few
-grey levels); flip and normalization happen on the 224×224 result. Anything libjpeg-turbo refuses
+grey levels); flip and normalization happen on the 224×224 result (or, with ``dtype="uint8"``,
+normalization happens in the trainer: :func:`normalize`, on the GPU). Anything libjpeg-turbo refuses
 (CMYK, PNG, damaged files) goes through Pillow, with its draft mode doing the DCT scaling.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..errors import VlprepError
 from .augment import IMAGENET_MEAN, IMAGENET_STD, Crop, ViewConfig
 
 DCT_DIVISORS = (8, 4, 2)
@@ -85,12 +87,57 @@ def resize_uint8(pixels: np.ndarray, size: int, interpolation: str) -> torch.Ten
     return F.interpolate(tensor, size=(size, size), mode=interpolation, antialias=True, align_corners=False)[0]
 
 
-def normalize(view: torch.Tensor, flip: bool) -> torch.Tensor:
+def normalize_view(view: torch.Tensor, flip: bool) -> torch.Tensor:
     """uint8 3×H×W → float32, ImageNet-normalized ((v/255 − mean)/std), flipped left-right if asked."""
     if flip:
         view = view.flip(-1)
-    out = view.to(torch.float32, memory_format=torch.contiguous_format)
-    return out.mul_(_SCALE).sub_(_SHIFT)
+    return normalize_pixels(view.to(torch.float32, memory_format=torch.contiguous_format))
+
+
+def flip_view(view: torch.Tensor, flip: bool) -> torch.Tensor:
+    """uint8 3×H×W flipped left-right if asked, contiguous: what ``dtype="uint8"`` ships from a worker."""
+    return view.flip(-1) if flip else view.contiguous()
+
+
+def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """Float pixels 0..255 (…×3×H×W) normalized in place: the one formula both dtypes go through.
+
+    Multiply by 1/(255·std), then subtract mean/std, as two separate float32 operations, so a batch
+    normalized on the GPU equals the views normalized one by one in the workers.
+    """
+    scale, shift = _constants(pixels.device)
+    return pixels.mul_(scale).sub_(shift)
+
+
+_DEVICE_CONSTANTS: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    if device.type == "cpu":
+        return _SCALE, _SHIFT
+    if device not in _DEVICE_CONSTANTS:
+        _DEVICE_CONSTANTS[device] = (_SCALE.to(device), _SHIFT.to(device))
+    return _DEVICE_CONSTANTS[device]
+
+
+def normalize(images: torch.Tensor, device: torch.device | str | None = None, *,
+              non_blocking: bool = True) -> torch.Tensor:
+    """Views from ``dtype="uint8"`` (3×H×W or N×3×H×W) → the float32 views of the float path.
+
+    Workers then ship a quarter of the bytes and the GPU does the arithmetic: the batch is moved to
+    ``device`` as uint8 (``non_blocking`` from pinned memory), converted and normalized there, with
+    the same mean/std and the same operations as ``dtype="float32"``.
+    """
+    if images.dtype != torch.uint8:
+        raise VlprepError(f"normalize: a {images.dtype} tensor; it takes the uint8 views of dtype='uint8'",
+                          fix="build the dataset with dtype='uint8', or drop normalize: float views are "
+                              "normalized already")
+    if images.dim() not in (3, 4) or images.shape[-3] != 3:
+        raise VlprepError(f"normalize: shape {tuple(images.shape)}; it takes 3×H×W or N×3×H×W views",
+                          fix="pass the image tensor of a dtype='uint8' item or batch")
+    if device is not None:
+        images = images.to(device, non_blocking=non_blocking)
+    return normalize_pixels(images.to(torch.float32, memory_format=torch.contiguous_format))
 
 
 def make_view_uint8(data: bytes, crop_fn, config: ViewConfig) -> tuple[torch.Tensor, bool]:
@@ -110,4 +157,4 @@ def make_view_uint8(data: bytes, crop_fn, config: ViewConfig) -> tuple[torch.Ten
 def make_view(data: bytes, crop_fn, config: ViewConfig) -> torch.Tensor:
     """The normalized 3×size×size float view the trainer sees."""
     view, flip = make_view_uint8(data, crop_fn, config)
-    return normalize(view, flip)
+    return normalize_view(view, flip)
