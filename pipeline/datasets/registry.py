@@ -80,4 +80,4 @@ def execute(found: Recipe, stage: str, run: Run, options: Any) -> None:
     if stage == found.builder:
         from .folders import describe
 
-        describe(run.layout, found)
+        describe(run.layout, found, run.say)
