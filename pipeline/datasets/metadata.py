@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from ..errors import VlprepError
 from ..fileio import read_json
-from ..sinks import energon
+from ..sinks import dali, energon
 from ..sinks.cards import card
 from ..sinks.croissant import croissant
 from ..sinks.features import JSON_MEMBER, SampleSchema, problems
@@ -157,8 +157,29 @@ def write_folder_metadata(out_dir: Path, recipe: Recipe, variant: str | None = N
     out_dir = Path(out_dir)
     check_samples(out_dir, folder)
     indexes = energon.refresh_tar_indexes(out_dir, folder.shards())
+    return [write_if_changed(out_dir / name, data) for name, data in folder_files(folder).items()] + indexes
+
+
+def folder_files(folder: PublishedFolder) -> dict[str, bytes]:
+    """The card, ``croissant.json`` and Energon's files of a folder, by name relative to it."""
     files = {CARD_NAME: card(folder).encode("utf-8"),
              CROISSANT_NAME: (json.dumps(croissant(folder), indent=1, sort_keys=True, ensure_ascii=False)
                               + "\n").encode("utf-8")}
     files.update({name: text.encode("utf-8") for name, text in energon.meta_files(folder).items()})
-    return [write_if_changed(out_dir / name, data) for name, data in files.items()] + indexes
+    return files
+
+
+def stale_metadata(out_dir: Path, recipe: Recipe, variant: str | None = None) -> list[str]:
+    """The metadata files of ``out_dir`` that are missing or differ from what its splits give now
+    (``verify`` reports them: a reader would be told of shards or counts that are not there)."""
+    folder = read_folder(out_dir, recipe, variant)
+    if folder is None:
+        return []
+    out_dir = Path(out_dir)
+    stale = [name for name, data in folder_files(folder).items()
+             if not (out_dir / name).is_file() or (out_dir / name).read_bytes() != data]
+    for shard in folder.shards():
+        for index in (out_dir / energon.index_name(shard.name), dali.idx_path(out_dir / shard.name)):
+            if not index.is_file():
+                stale.append(index.name)
+    return stale

@@ -103,10 +103,24 @@ def verify(run: Run, options: VerifyOptions) -> None:
         def rebuild(dataset: str, split: str, variant: str | None = variant) -> str:
             return rebuild_command(dataset, split, run.layout, variant)
 
-        for split, found in imagetext.verify(run.layout, recipe.name, labelled, rebuild, folder).items():
+        verified = imagetext.verify(run.layout, recipe.name, labelled, rebuild, folder)
+        for split, found in verified.items():
             shards = f"{found['shards']} shard{'s' if found['shards'] != 1 else ''}"
             run.say(f"{folder} {split}: ok ({shards}, {found['images']:,} images decoded"
                     + (", labels in 0..999)" if labelled else f", {found['texts']:,} texts)"))
+        check_readers_metadata(run.layout.out(folder), recipe, variant, rebuild(recipe.name, next(iter(verified), "")))
+
+
+def check_readers_metadata(out: Path, recipe, variant: str | None, command: str) -> None:
+    """The card, Croissant, Energon and DALI files of a verified folder describe what it holds."""
+    from ..errors import VlprepError
+    from .metadata import stale_metadata
+
+    stale = stale_metadata(out, recipe, variant)
+    if stale:
+        raise VlprepError(f"{out}: {', '.join(stale[:6])}{' …' if len(stale) > 6 else ''} "
+                          "missing or out of date (readers would be told of other shards or counts)",
+                          fix=f"run the build again to rewrite them ({command}; finished shards are kept)")
 
 
 def rebuild_command(dataset: str, split: str, layout: Layout | None = None, variant: str | None = None) -> str:

@@ -31,3 +31,17 @@ def test_files_of_the_older_layout_are_named_and_their_splits_leave_stats(demo_d
     (out / "train-concat-000000.tar").unlink(), (out / "train-concat.index.json").unlink()
     describe(layout, recipe("vg"), again.append)
     assert again == []
+
+
+def test_verify_refuses_readers_metadata_that_no_longer_matches(demo_data, tmp_path):
+    from ..helpers import run_cli
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data, symlinks=True)
+    run_cli("verify", "imagenet", "--data-dir", str(data))
+    (data / "out" / "imagenet" / "imagenet-val-000001.idx").unlink()      # DALI's index of one shard
+    card = data / "out" / "imagenet" / "README.md"
+    card.write_text(card.read_text().replace("imagenet-val-", "imagenet-gone-"))
+    failed = run_cli("verify", "imagenet", "--data-dir", str(data), check=False)
+    assert failed.returncode == 1 and "README.md, imagenet-val-000001.idx missing or out of date" in failed.stderr
+    assert "vlprep shard imagenet --split" in failed.stderr
