@@ -131,7 +131,7 @@ RECIPE = Recipe(
     },
     manifest=Manifest("cc3m-*.tsv.gz", manifest_sink.URL_ROWS,
                       "Conceptual Captions rows kept (0-based TSV line), their URL, sha256 of the bytes, caption "
-                      "hash (first 16 hex digits of its sha256)", numeric_key=True,
+                      "hash (first 16 hex digits of its sha256)",
                       rebuild="Rebuild CC3M exactly with `vlprep fetch cc3m --tsv Train_GCC-training.tsv "
                       "--from-manifest cc3m-train-<N>.tsv.gz`."),
     demo="vlprep.pipeline.samples.demo:cc3m",

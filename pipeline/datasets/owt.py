@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from ..caps import DEFAULT_CAPS
 from ..errors import VlprepError
 from ..layout import Layout
+from ..sinks import manifests as manifest_sink
 from .recipe import FETCH_COMMON, Limit, Manifest, Recipe, Run, Stage, option
 
 if TYPE_CHECKING:
@@ -218,7 +219,6 @@ def write_manifest(layout: Layout) -> Path:
     """``owt-subsets.tsv.gz`` from ``out/owt/stats.json``: each subset file, its split, sha256, counts, origin."""
     from ..fileio import read_json
     from ..redact import redact_text
-    from ..sinks import manifests as manifest_sink
 
     stats = read_json(layout.out(NAME) / "stats.json")
     split_of = {int(subset): split for split, data in stats["splits"].items() for subset in data.get("subsets", [])}
@@ -233,7 +233,7 @@ def write_manifest(layout: Layout) -> Path:
     return manifest_sink.write_tsv_gz(layout.manifests() / MANIFEST.pattern, MANIFEST.header, rows)
 
 
-MANIFEST = Manifest("owt-subsets.tsv.gz", ("file", "split", "sha256", "documents", "documents_kept", "source"),
+MANIFEST = Manifest("owt-subsets.tsv.gz", manifest_sink.SOURCE_FILES,
                     "OpenWebText subset files: sha256, where they came from (hub repo@commit or mirror), documents",
                     build=write_manifest)
 
