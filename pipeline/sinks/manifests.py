@@ -43,7 +43,7 @@ _INT = re.compile(r"^-?[0-9]+$")
 @dataclass(frozen=True)
 class Column:
     """One manifest column: its name, its type, and for an integer column that may have no value,
-    the documented number written instead (ImageNet's ``label`` is ``-1`` on a skipped image)."""
+    the documented number written instead (a class ``label`` is ``-1`` on a skipped image)."""
 
     name: str
     dtype: Dtype
