@@ -553,7 +553,8 @@ def _manifest_help() -> str:
 def manifest_build(ctx: click.Context, dataset: str, data_dir: Path, manifest_dir: Path | None) -> None:
     """Write the manifests of every built dataset (or DATASET) and a README.md index.
 
-    Gzipped sorted TSVs with deterministic bytes, one schema per dataset (see docs/manifests.md).
+    Gzipped sorted TSVs with deterministic bytes, each with a typed parquet twin (ids as strings,
+    counts as int64), one schema per dataset (see docs/manifests.md).
 
     \b
     Examples:

@@ -32,7 +32,8 @@ RETRY_POLICIES = ("transient", "all", "none")
 
 @dataclass(frozen=True)
 class FetchOptions:
-    tsv: Path | None = option(None, "Train_GCC-training.tsv (default: fetched from --mirror or its published URL).",
+    tsv: Path | None = option(None, "Train_GCC-training.tsv you have (hard-linked, else copied, into DATA_DIR/raw/cc3m; "
+                              "default: fetched from --mirror or its published URL).",
                               type=Path, must_exist=True)
     from_manifest: Path | None = option(None, "Rebuild exactly the rows of this cc3m-train-<N>.tsv.gz, checking "
                                         "sha256.", type=Path, must_exist=True)
@@ -59,14 +60,17 @@ class PreviewOptions(shards.PreviewOptions):
 
 
 def fetch_tsv(layout: Layout, tsv: Path | None, mirror: str | None) -> Path:
-    """Where the TSV is: ``--tsv``, else fetched from ``--mirror`` or the published URL into raw/."""
+    """The TSV in ``raw/cc3m``: ``--tsv`` brought in (hard-linked, or copied), else fetched from
+    ``--mirror`` or the published URL. Either way the fetch loop records its sha256 and its source, so
+    ``raw/cc3m`` has its ``SHA256SUMS`` and ``SOURCE.json`` like every other dataset."""
+    from ..engines.fetch import fetch_files, fetch_local
+
     if tsv is not None:
         if not Path(tsv).is_file():
             raise VlprepError(f"{tsv} is not a file", fix=f"pass the path of {records.TSV_NAME} with --tsv")
-        return Path(tsv)
-    from ..engines.fetch import fetch_files
-
-    fetch_files(layout.raw(NAME), {records.TSV_NAME: TSV_URL}, mirror)
+        fetch_local(layout.raw(NAME), {records.TSV_NAME: Path(tsv)})
+    else:
+        fetch_files(layout.raw(NAME), {records.TSV_NAME: TSV_URL}, mirror)
     return layout.raw(NAME) / records.TSV_NAME
 
 
@@ -89,8 +93,7 @@ def fetch(run: Run, options: FetchOptions) -> None:
         retry_failed=options.retry_failed, max_attempts=options.max_attempts)
     webcrawl.check_distributor(config.distributor)
     tsv_path = fetch_tsv(run.layout, options.tsv, run.common.mirror)
-    if options.tsv is None:
-        run.say(check_line(run.layout.raw(NAME), tsv_path.name))
+    run.say(check_line(run.layout.raw(NAME), tsv_path.name))
     urls = url_list(tsv_path)
     if options.from_manifest is not None:
         stats = webcrawl.rebuild(run.layout, urls, options.from_manifest, config, run.common.tokenizer)
@@ -177,7 +180,7 @@ RECIPE = Recipe(
     },
     manifest=Manifest("cc3m-*.tsv.gz", manifest_sink.URL_ROWS,
                       "Conceptual Captions rows kept (0-based TSV line), their URL, sha256 of the bytes, caption "
-                      "hash (first 16 hex digits of its sha256)", numeric_key=True,
+                      "hash (first 16 hex digits of its sha256)",
                       rebuild="Rebuild CC3M exactly with `vlprep fetch cc3m --tsv Train_GCC-training.tsv "
                       "--from-manifest cc3m-train-<N>.tsv.gz`."),
     demo="vlprep.pipeline.samples.demo:cc3m",

@@ -23,6 +23,7 @@ from ..caps import DEFAULT_CAPS
 from ..errors import VlprepError
 from ..layout import Layout
 from ..records import glue as records
+from ..sinks import manifests as manifest_sink
 from .recipe import FETCH_COMMON, Limit, Manifest, Recipe, Run, Stage, option
 
 if TYPE_CHECKING:
@@ -198,7 +199,6 @@ def write_manifest(layout: Layout) -> Path:
     import hashlib
 
     from ..fileio import read_json
-    from ..sinks import manifests as manifest_sink
 
     stats = read_json(layout.out(NAME) / "stats.json")
     rows = []
@@ -211,7 +211,7 @@ def write_manifest(layout: Layout) -> Path:
     return manifest_sink.write_tsv_gz(layout.manifests() / MANIFEST.pattern, MANIFEST.header, sorted(rows))
 
 
-MANIFEST = Manifest("glue-files.tsv.gz", ("file", "task", "split", "rows", "sha256"),
+MANIFEST = Manifest("glue-files.tsv.gz", manifest_sink.TASK_FILES,
                     "GLUE parquet files binarized: task, fairseq split, rows, sha256", build=write_manifest)
 
 RECIPE = Recipe(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from ..caps import DEFAULT_CAPS
 from ..errors import VlprepError
 from ..layout import Layout
+from ..sinks import manifests as manifest_sink
 from .recipe import FETCH_COMMON, Limit, Manifest, Recipe, Run, Stage, option
 
 if TYPE_CHECKING:
@@ -107,53 +108,35 @@ def corpus() -> TextCorpus:
 
 def fetch_subsets(layout: Layout, subsets: tuple[int, ...], revision: str | None = None,
                   mirror: str | None = None) -> FetchReport:
-    """Download and verify the subset tars; record where they came from in ``raw/owt/SOURCE.json``."""
+    """Download and verify the subset tars; the fetch loop records where they came from in
+    ``raw/owt/SOURCE.json``, which ``binarize`` copies into the outputs' provenance."""
     from ..engines.fetch import fetch_from_hub, fetch_from_mirror
-    from ..fileio import ensure_dir, write_json
+    from ..fileio import ensure_dir
     from ..records import owt as records
-    from ..redact import redact_url
     from ..sources.mirror import Mirror
 
     raw = ensure_dir(layout.raw(NAME))
     relpaths = [records.subset_relpath(s) for s in subsets]
     if mirror:
-        report = fetch_from_mirror(raw, relpaths, Mirror(mirror), records.KNOWN_SHA256)
-        source = {"mirror": redact_url(mirror)}
-    else:
-        revision = revision or records.DEFAULT_REVISION
-        report = fetch_from_hub(raw, relpaths, records.HUB_REPO, revision, records.KNOWN_SHA256)
-        source = {"hub_repo": records.HUB_REPO, "revision": revision, "commit": report.commit}
-    sources_path = raw / SOURCE_RECORD
-    known = read_sources(sources_path)
-    for relpath in relpaths:
-        known[relpath] = {**source, "sha256": report.sha256[relpath]}
-    write_json(sources_path, known)
-    return report
+        return fetch_from_mirror(raw, relpaths, Mirror(mirror), records.KNOWN_SHA256)
+    return fetch_from_hub(raw, relpaths, records.HUB_REPO, revision or records.DEFAULT_REVISION, records.KNOWN_SHA256)
 
 
 def read_sources(path: Path) -> dict[str, dict]:
-    """``raw/owt/SOURCE.json`` (empty if absent). A damaged one is one error naming it, not a traceback:
-    it is only provenance, and fetch writes it again."""
-    from ..fileio import read_json
+    """``raw/owt/SOURCE.json`` (empty if absent), in either form: the fetch loop's, or the older
+    ``{"hub_repo", "revision", "commit", "sha256"}`` / ``{"mirror", "sha256"}`` entries."""
+    from ..sources.provenance import read_sources as read
 
-    if not path.exists():
-        return {}
-    try:
-        sources = read_json(path)
-    except ValueError as exc:
-        sources = str(exc)
-    if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
-        raise VlprepError(f"{path}: not a valid source record ({str(sources)[:80]})",
-                          fix=f"delete it and run: vlprep fetch {NAME}  (it is written again from the fetch)")
-    return sources
+    return read(path, NAME)
 
 
 def subset_origin(raw: Path, relpath: str) -> dict:
-    """Where the fetched subset ``relpath`` came from, by ``SOURCE.json`` (credentials redacted)."""
-    from ..redact import redact_text
+    """Where the fetched subset ``relpath`` came from, by ``SOURCE.json`` (credentials redacted): hub
+    repo, revision and commit, or mirror, as ``stats.json`` has always recorded it."""
+    from ..sources.provenance import origin_of
 
-    return {k: redact_text(v) if isinstance(v, str) else v
-            for k, v in read_sources(raw / SOURCE_RECORD).get(relpath, {}).items() if k != "sha256"}
+    entry = read_sources(raw / SOURCE_RECORD).get(relpath)
+    return origin_of(entry) if entry else {}
 
 
 def fetch(run: Run, options: FetchOptions) -> None:
@@ -218,7 +201,6 @@ def write_manifest(layout: Layout) -> Path:
     """``owt-subsets.tsv.gz`` from ``out/owt/stats.json``: each subset file, its split, sha256, counts, origin."""
     from ..fileio import read_json
     from ..redact import redact_text
-    from ..sinks import manifests as manifest_sink
 
     stats = read_json(layout.out(NAME) / "stats.json")
     split_of = {int(subset): split for split, data in stats["splits"].items() for subset in data.get("subsets", [])}
@@ -233,7 +215,7 @@ def write_manifest(layout: Layout) -> Path:
     return manifest_sink.write_tsv_gz(layout.manifests() / MANIFEST.pattern, MANIFEST.header, rows)
 
 
-MANIFEST = Manifest("owt-subsets.tsv.gz", ("file", "split", "sha256", "documents", "documents_kept", "source"),
+MANIFEST = Manifest("owt-subsets.tsv.gz", manifest_sink.SOURCE_FILES,
                     "OpenWebText subset files: sha256, where they came from (hub repo@commit or mirror), documents",
                     build=write_manifest)
 

@@ -24,6 +24,7 @@ from ..layout import DEFAULT_DATA_DIR, Layout
 if TYPE_CHECKING:
     from ..sinks.features import SampleSchema
     from ..sinks.folder import About
+    from ..sinks.manifests import Schema
 
 Kind = Literal["text", "pairs", "labels"]
 
@@ -193,18 +194,23 @@ class Stage:
 
 @dataclass(frozen=True)
 class Manifest:
-    """The used-ID manifest a dataset writes: file name pattern, columns, what it lists, and whether its
-    first column sorts as a number (CC3M rows) or as text (ids zero-padded to a fixed width)."""
+    """The used-ID manifest a dataset writes: file name pattern, columns with their types (a
+    ``sinks.manifests.Schema``, declared there once), and what it lists."""
 
     pattern: str
-    header: tuple[str, ...]
+    header: "Schema"
     description: str
-    numeric_key: bool = False
     rebuild: str = ""
     """A sentence for the manifests' README when the manifest rebuilds the data exactly."""
     build: Callable[[Layout], Path] | None = None
     """Writes the manifest at ``manifest build`` time (from stats.json); None when the stage that
     builds the dataset writes it."""
+
+    @property
+    def numeric_key(self) -> bool:
+        """Whether the first column sorts as a number (CC3M rows) or as text (ids zero-padded to a
+        fixed width, file names): its declared type says."""
+        return self.header.columns[0].dtype == "int64"
 
 
 @dataclass(frozen=True)

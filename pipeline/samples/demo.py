@@ -170,7 +170,7 @@ def manifest_build(layout: Layout, names: tuple[str, ...], say: Say) -> list[Pat
 
     files = manifests.build(layout, names)
     say(f"manifest build: {len(files)} manifests and their README.md index in {layout.manifests()}")
-    return [f.path for f in files] + [layout.manifests() / "README.md"]
+    return [p for f in files for p in f.paths] + [layout.manifests() / "README.md"]
 
 
 def trainer(layout: Layout, say: Say) -> list[Path]:

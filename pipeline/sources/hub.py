@@ -50,6 +50,14 @@ def resolve(repo_id: str, filename: str, revision: str, repo_type: str = "datase
                    etag if _SHA256.match(etag) else None, meta.size)
 
 
+def file_url(hub_file: HubFile, repo_type: str = "dataset") -> str:
+    """Where ``hub_file`` is read at its resolved commit, as it may be recorded (credentials redacted)."""
+    from huggingface_hub import hf_hub_url
+
+    return redact_url(hf_hub_url(hub_file.repo_id, hub_file.filename, repo_type=repo_type,
+                                 revision=hub_file.commit, endpoint=endpoint()))
+
+
 def download(hub_file: HubFile, dest_dir: Path, repo_type: str = "dataset") -> tuple[Path, str]:
     """Download ``hub_file`` at its resolved commit into ``dest_dir``; return (path, sha256)."""
     from huggingface_hub import hf_hub_download

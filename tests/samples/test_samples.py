@@ -11,6 +11,7 @@ import pytest
 from vlprep.pipeline.datasets.registry import names
 from vlprep.pipeline.samples.demo import dataset_steps, plan, run_demo
 from vlprep.pipeline.samples.images import build_coco_mirror, coco_split_ids
+from vlprep.pipeline.sinks import manifests as manifest_sink
 
 OPTIONAL_EXTRAS = {"torch": "loader"}
 """Packages an optional extra brings, and the extra: a module that needs one not installed is skipped."""
@@ -94,7 +95,8 @@ def test_a_demo_of_some_steps_runs_them_and_the_steps_across_those_datasets(tmp_
     assert [p.name for p in manifests] == ["coco-karpathy-test.tsv.gz", "coco-karpathy-train.tsv.gz",
                                            "vg-concat.tsv.gz", "vg-regions.tsv.gz"]
     assert result.outputs == written + [out / "stats.json", out / "stats.md", out / "text-lengths.png",
-                                        *manifests, tmp_path / "data" / "manifests" / "README.md"]
+                                        *[p for m in manifests for p in (m, manifest_sink.twin(m))],
+                                        tmp_path / "data" / "manifests" / "README.md"]
     assert {p.name for p in written} >= {"coco-karpathy-test.index.json", "coco-karpathy-train-000000.tar",
                                          "stats.json", "vg-concat-train.index.json", "vg-train.errors.jsonl"}
     assert "stats coco vg (Table 1 of the sample):" in said

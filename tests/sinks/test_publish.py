@@ -34,7 +34,7 @@ def test_the_token_reaches_git_through_its_environment_only(tmp_path):
                      env=_env(tmp_path, shim, bare))
     assert "published" in result.stdout
     assert git("--git-dir", str(bare), "show", "--name-only", "--format=", "main") == \
-        "manifests/README.md\nmanifests/glue-files.tsv.gz"
+        "manifests/README.md\nmanifests/glue-files.parquet\nmanifests/glue-files.tsv.gz"
     logged = log.read_bytes()
     assert b"push\0--quiet\0origin" in logged, "the shim saw vlprep's git processes"
     assert b"ENV GIT_CONFIG_KEY_0=http.https://github.com/.extraHeader" in logged
