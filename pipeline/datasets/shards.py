@@ -124,31 +124,31 @@ def check_readers_metadata(out: Path, recipe, variant: str | None, command: str)
 
 
 def rebuild_command(dataset: str, split: str, layout: Layout | None = None, variant: str | None = None) -> str:
-    """The command that rebuilds one stored split of a variant, with the ``--limit`` it was built
-    with when its stats.json says so (so the pasted command builds the same)."""
+    """The command that rebuilds one stored split of a variant. With the split's stats.json entry,
+    it repeats what the split was built with (shard settings, ``--limit``), so the pasted command
+    builds the same bytes."""
+    from .metadata import rebuild_command as recorded_command
     from .registry import recipe
 
     found = recipe(dataset)
+    entry = _split_entry(layout, found.folder(variant), split) if layout is not None and split else None
+    if entry is not None:
+        return recorded_command(found, split, variant, entry)
     command = found.command(found.builder)
     if variant and found.variants and variant != found.variants[0]:
         command += f" --variant {variant}"
-    if split and len(found.splits) > 1:
-        command += f" --split {split}"
-    limit = _built_limit(layout, found.folder(variant), split) if layout is not None and split else None
-    return command + (f" --limit {limit}" if limit else "")
+    return command + (f" --split {split}" if split and len(found.splits) > 1 else "")
 
 
-def _built_limit(layout: Layout, folder: str, split: str) -> int | None:
-    """The ``--limit`` a split was built with (a trial's, or a crawl's count), from its stats.json."""
+def _split_entry(layout: Layout, folder: str, split: str) -> dict | None:
+    """The split's entry of ``out/<folder>/stats.json``, or None when there is none to read."""
     from ..fileio import read_json
 
     try:
-        splits = read_json(layout.out(folder) / "stats.json")["splits"]
-        entry = splits[split]
+        entry = read_json(layout.out(folder) / "stats.json")["splits"][split]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    limit = (entry.get("config") or {}).get("limit") if isinstance(entry.get("config"), dict) else None
-    return entry.get("count") if limit is None and isinstance(entry.get("count"), int) else limit
+    return entry if isinstance(entry, dict) else None
 
 
 def preview(run: Run, options: PreviewOptions) -> None:
