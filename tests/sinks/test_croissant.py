@@ -12,7 +12,7 @@ from vlprep.pipeline.sinks.folder import hf_split_names
 
 from ..helpers import FOLDER_SPLITS, build_folder
 
-mlc = pytest.importorskip("mlcroissant")
+import mlcroissant as mlc  # noqa: E402 - a test dependency: missing, the module fails loudly
 EXPECTED_WARNINGS = {'Property "https://schema.org/datePublished" is recommended, but does not exist.'}
 """The only warning: no publication date is stated (the metadata holds no date, so equal folders give equal bytes)."""
 

@@ -123,3 +123,47 @@ def test_dali_indexes_point_at_every_member(demo_data):
                     tar = subprocess.run(["tar", "-xOf", str(shard), name], capture_output=True, check=True)
                     assert data[int(offset): int(offset) + int(size)] == tar.stdout, f"{shard.name}: {name}"
                 assert len(stems) == 1
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_each_demo_folder_loads_by_its_card_alone(demo_data, tmp_path, monkeypatch, streaming):
+    import datasets
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for folder in FOLDERS:
+        loaded = datasets.load_dataset(str(demo_data / "out" / folder), streaming=streaming,
+                                       cache_dir=str(tmp_path / "cache"))
+        splits = {index.name[len(folder) + 1: -len(".index.json")]: index
+                  for index in (demo_data / "out" / folder).glob("*.index.json")}
+        assert set(loaded) == {split.replace("-", "_") for split in splits}, folder
+        for split, index in splits.items():
+            truth = tar_samples(index)
+            rows = list(loaded[split.replace("-", "_")])
+            assert sorted(row["__key__"] for row in rows) == sorted(truth), f"{folder} {split}"
+            for row in rows:
+                assert row["json"] == json.loads(truth[row["__key__"]]["json"]), f"{folder} {split} {row['__key__']}"
+                if "cls" in truth[row["__key__"]]:
+                    assert row["cls"] == int(truth[row["__key__"]]["cls"])
+
+
+def test_each_demo_folder_validates_in_mlcroissant_and_loads_in_energon(demo_data):
+    import mlcroissant as mlc
+    import yaml
+    from braceexpand import braceexpand
+    from megatron.energon import WorkerConfig, get_loader, get_val_dataset
+
+    workers = WorkerConfig(rank=0, world_size=1, num_workers=0)
+    for folder in FOLDERS:
+        out = demo_data / "out" / folder
+        metadata = mlc.Dataset(jsonld=str(out / "croissant.json")).metadata   # raises on a validation error
+        shards = {e["url"]: e for i in out.glob("*.index.json") for e in json.loads(i.read_text())["shardlist"]}
+        objects = {d.name: d for d in metadata.distribution if d.name in shards}
+        assert set(objects) == set(shards) and all(objects[n].sha256 == shards[n]["sha256"] for n in shards)
+        parts = yaml.safe_load((out / ".nv-meta" / "split.yaml").read_text())["split_parts"]
+        for part, files in parts.items():
+            dataset = get_val_dataset(str(out), split_part=part, batch_size=1, worker_config=workers)
+            count = sum(1 for _ in get_loader(dataset))
+            names = [name for pattern in files for name in braceexpand(pattern)]
+            assert count == sum(shards[name]["nsamples"] for name in names), f"{folder} {part}"
