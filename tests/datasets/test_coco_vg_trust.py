@@ -97,7 +97,7 @@ def test_coco_max_text_kb_drops_a_caption_over_it(tmp_path, base):
     write_sums(mirror, COCO_FILES)
     result, data = shard("coco", mirror, tmp_path, "--max-text-kb", "2")
     assert result.returncode == 0, result.stderr
-    errors = (data / "out" / "coco" / "karpathy-train.errors.jsonl").read_text()
+    errors = (data / "out" / "coco" / "coco-karpathy-train.errors.jsonl").read_text()
     assert "text over the cap: 3,000 bytes > 2 KB (--max-text-kb)" in errors
 
 
