@@ -38,7 +38,8 @@ def _stage(layout: Layout, dataset: str, stage: str, say: Say, **options: Any) -
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and ".preview" not in p.name)
+    """Every file and folder the stages wrote in ``folder`` (the readers' ``.nv-meta/`` included)."""
+    return sorted(p for p in folder.iterdir() if ".preview" not in p.name)
 
 
 def owt(layout: Layout, workers: int, say: Say) -> list[Path]:
