@@ -169,17 +169,25 @@ def folder_files(folder: PublishedFolder) -> dict[str, bytes]:
     return files
 
 
-def stale_metadata(out_dir: Path, recipe: Recipe, variant: str | None = None) -> list[str]:
-    """The metadata files of ``out_dir`` that are missing or differ from what its splits give now
-    (``verify`` reports them: a reader would be told of shards or counts that are not there)."""
+def stale_metadata(out_dir: Path, recipe: Recipe, variant: str | None = None) -> list[tuple[str, str | None]]:
+    """The metadata files of ``out_dir`` that are missing or differ from what its splits give now,
+    each with the split it belongs to (None: the whole folder's). ``verify`` reports them: a reader
+    would be told of shards or counts that are not there, or read past a sample."""
+    from ..sinks.shards import read_wids_index
+
     folder = read_folder(out_dir, recipe, variant)
     if folder is None:
         return []
     out_dir = Path(out_dir)
-    stale = [name for name, data in folder_files(folder).items()
-             if not (out_dir / name).is_file() or (out_dir / name).read_bytes() != data]
-    for shard in folder.shards():
-        for index in (out_dir / energon.index_name(shard.name), dali.idx_path(out_dir / shard.name)):
-            if not index.is_file():
-                stale.append(index.name)
+    stale: list[tuple[str, str | None]] = [
+        (name, None) for name, data in folder_files(folder).items()
+        if not (out_dir / name).is_file() or (out_dir / name).read_bytes() != data]
+    energon_record, dali_record = energon.read_record(out_dir), dali.read_record(out_dir)
+    for split in folder.splits:
+        md5 = {shard.url: shard.md5sum for shard in read_wids_index(index_path(out_dir, split.name))}
+        for shard in split.shards:
+            if not energon.is_current(out_dir, shard, energon_record):
+                stale.append((energon.index_name(shard.name), split.name))
+            if not dali.is_current(out_dir, shard.name, md5.get(shard.name, ""), dali_record):
+                stale.append((dali.idx_path(out_dir / shard.name).name, split.name))
     return stale

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..caps import DEFAULT_CAPS, Caps
 from ..layout import Layout
@@ -108,19 +109,25 @@ def verify(run: Run, options: VerifyOptions) -> None:
             shards = f"{found['shards']} shard{'s' if found['shards'] != 1 else ''}"
             run.say(f"{folder} {split}: ok ({shards}, {found['images']:,} images decoded"
                     + (", labels in 0..999)" if labelled else f", {found['texts']:,} texts)"))
-        check_readers_metadata(run.layout.out(folder), recipe, variant, rebuild(recipe.name, next(iter(verified), "")))
+        check_readers_metadata(run.layout.out(folder), recipe, variant,
+                               lambda split: rebuild(recipe.name, split or next(iter(verified), "")))
 
 
-def check_readers_metadata(out: Path, recipe, variant: str | None, command: str) -> None:
-    """The card, Croissant, Energon and DALI files of a verified folder describe what it holds."""
+def check_readers_metadata(out: Path, recipe, variant: str | None, rebuild: Callable[[str | None], str]) -> None:
+    """The card, Croissant, Energon and DALI files of a verified folder describe what it holds.
+
+    The fix is the build of the split a stale file belongs to, with the options it was built with:
+    it keeps every finished shard and rewrites the readers' files of the whole folder."""
     from ..errors import VlprepError
     from .metadata import stale_metadata
 
     stale = stale_metadata(out, recipe, variant)
     if stale:
-        raise VlprepError(f"{out}: {', '.join(stale[:6])}{' …' if len(stale) > 6 else ''} "
-                          "missing or out of date (readers would be told of other shards or counts)",
-                          fix=f"run the build again to rewrite them ({command}; finished shards are kept)")
+        names = ", ".join(name for name, _ in stale[:6]) + (" …" if len(stale) > 6 else "")
+        split = next((split for _, split in stale if split), None)
+        raise VlprepError(f"{out}: {names} missing, damaged or out of date (readers would be told of other "
+                          "shards or counts, or read past a sample)",
+                          fix=f"run the build again to rewrite them: {rebuild(split)} (finished shards are kept)")
 
 
 def rebuild_command(dataset: str, split: str, layout: Layout | None = None, variant: str | None = None) -> str:

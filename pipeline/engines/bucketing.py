@@ -455,7 +455,7 @@ def _finish(layout: Layout, source: TarballSource, writer: split_sink.SplitWrite
         per_class = Counter(source.class_of(name) for r in results for name, _ in r["kept"])
         counts = {**_class_counts(per_class), unknown_key: counts[unknown_key],
                   "per_class": dict(sorted(per_class.items()))}
-    shards = [shard_sink.ShardInfo(**r["shard"]) for r in results]
+    shards = writer.drop_empty([shard_sink.ShardInfo(**r["shard"]) for r in results])
     errors = sorted((e for r in results for e in r["errors"]), key=lambda e: e["file"])
     errors += [{"key": source.key_of(n), "file": n,
                 "error": f"{source.class_word} not in {source.classes_file}"}

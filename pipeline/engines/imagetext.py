@@ -326,7 +326,7 @@ def _plan(raw: Path, config: ShardConfig, locators: list[dict], expected, reject
 
 def _finish(layout: Layout, writer: split_sink.SplitWriter, config: ShardConfig, plan: dict, results: list[dict],
             inputs: dict[str, str] | None) -> dict:
-    shards = [shard_sink.ShardInfo(**r["shard"]) for r in results]
+    shards = writer.drop_empty([shard_sink.ShardInfo(**r["shard"]) for r in results])
     errors = plan["missing"] + [e for r in results for e in r["errors"]]
     dropped = plan.get("dropped", [])
     writer.write_errors(sorted(errors + dropped, key=lambda e: e["key"]))

@@ -57,31 +57,47 @@ def write_index(shard: Path) -> Path:
 
 
 RECORD = ".dali-idx.json"
-"""Per folder: the md5 (from the wids index) of each shard whose DALI index was written."""
+"""Per folder: for each shard, the md5 (from the wids index) it had when its DALI index was written,
+and the sha256 of that index, so a changed shard or a damaged index is noticed without reading a tar."""
+
+
+def read_record(folder: Path) -> dict[str, list[str]]:
+    """The folder's record (empty when absent, unreadable or of an older form: everything is redone)."""
+    from ..fileio import read_json
+
+    try:
+        record = read_json(Path(folder) / RECORD)
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in record.items() if isinstance(v, list) and len(v) == 2} if isinstance(record, dict) else {}
+
+
+def is_current(folder: Path, name: str, md5: str, record: dict[str, list[str]]) -> bool:
+    """Whether ``name``'s DALI index was written from a shard with ``md5`` and is unchanged since."""
+    from ..fileio import sha256_file
+
+    path = idx_path(Path(folder) / name)
+    return record.get(name, [None])[0] == md5 and path.is_file() and sha256_file(path) == record[name][1]
 
 
 def refresh(folder: Path, shards: list[tuple[str, str]]) -> list[Path]:
-    """The DALI index of every ``(shard name, md5)`` in ``folder``, rewritten unless the folder's
-    record says it was written for a shard with that very md5 (a rebuilt shard of the same name
+    """The DALI index of every ``(shard name, md5)`` in ``folder``, rewritten unless the record says
+    it was written from a shard with that very md5 and is intact (a rebuilt shard of the same name
     has another md5, whatever the file times say)."""
-    from ..fileio import read_json, write_json
+    from ..fileio import sha256_file, write_json
 
     folder = Path(folder)
-    record_path = folder / RECORD
-    try:
-        record = read_json(record_path) if record_path.exists() else {}
-    except ValueError:
-        record = {}
+    record = read_record(folder)
     written = []
     for name, md5 in shards:
         path = idx_path(folder / name)
-        if record.get(name) != md5 or not path.exists():
+        if not is_current(folder, name, md5, record):
             write_index(folder / name)
-            record[name] = md5
+            record[name] = [md5, sha256_file(path)]
         written.append(path)
     present = {p.name for p in folder.glob("*.tar")}
     for stale in folder.glob("*.idx"):  # of shards a smaller rebuild removed; Energon's <shard>.tar.idx are not DALI's
         if not stale.name.endswith(".tar.idx") and stale.with_suffix(".tar").name not in present:
             stale.unlink()
-    write_json(record_path, {name: md5 for name, md5 in sorted(record.items()) if name in present})
+    write_json(folder / RECORD, {name: entry for name, entry in sorted(record.items()) if name in present})
     return written

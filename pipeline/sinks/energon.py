@@ -22,6 +22,7 @@ be: a sample's members contiguous, one sample per key within a shard.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import tarfile
@@ -153,21 +154,38 @@ def index_shard(path: Path, nsamples: int) -> bytes:
     return layout.index_bytes()
 
 
+def is_current(out_dir: Path, shard: Shard, record: dict) -> bool:
+    """Whether the shard's ``.tar.idx`` was written from a shard with its sha256 and is intact since
+    (the record keeps both digests, so neither a rebuilt shard nor a damaged index goes unnoticed)."""
+    path = Path(out_dir) / index_name(shard.name)
+    entry = record.get(shard.name)
+    return (isinstance(entry, list) and len(entry) == 2 and entry[0] == shard.sha256 and path.is_file()
+            and hashlib.sha256(path.read_bytes()).hexdigest() == entry[1])
+
+
+def read_record(out_dir: Path) -> dict:
+    """``.nv-meta/vlprep-tar-idx.json`` (empty when absent or unreadable: every index is redone)."""
+    record_path = Path(out_dir) / META_DIR / RECORD_NAME
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.exists() else {}
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def refresh_tar_indexes(out_dir: Path, shards: Iterable[Shard]) -> list[Path]:
     """Write ``<shard>.tar.idx`` for every shard that is new or changed (by sha256), remove those of
     shards no longer in the folder, and keep the record; return every shard's index path."""
     out_dir = Path(out_dir)
     record_path = out_dir / META_DIR / RECORD_NAME
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.exists() else {}
-    except ValueError:
-        record = {}
+    record = read_record(out_dir)
     written = []
     for shard in shards:
         path = out_dir / index_name(shard.name)
-        if record.get(shard.name) != shard.sha256 or not path.exists():
-            write_if_changed(path, index_shard(out_dir / shard.name, shard.nsamples))
-            record[shard.name] = shard.sha256
+        if not is_current(out_dir, shard, record):
+            data = index_shard(out_dir / shard.name, shard.nsamples)
+            write_if_changed(path, data)
+            record[shard.name] = [shard.sha256, hashlib.sha256(data).hexdigest()]
         written.append(path)
     for stale in out_dir.glob("*.tar" + ITAR_SUFFIX):
         if not stale.with_suffix("").exists():

@@ -267,3 +267,14 @@ class SplitWriter:
 
     def write_index(self, shards: list[ShardInfo]) -> Path:
         return write_index(self.out, self.split, shards)
+
+    def drop_empty(self, shards: list[ShardInfo]) -> list[ShardInfo]:
+        """The shards that hold samples; published shards that hold none are removed.
+
+        A shard is planned before its images are decoded, so one whose every image fails is an
+        empty tar: readers that open each shard (Energon, DALI) fail on it, and it holds nothing.
+        The numbers of the others are kept (a gap in them is harmless to every reader)."""
+        for shard in shards:
+            if shard.nsamples == 0:
+                (self.out / shard.url).unlink(missing_ok=True)
+        return [shard for shard in shards if shard.nsamples > 0]

@@ -39,9 +39,41 @@ def test_verify_refuses_readers_metadata_that_no_longer_matches(demo_data, tmp_p
     data = tmp_path / "data"
     shutil.copytree(demo_data, data, symlinks=True)
     run_cli("verify", "imagenet", "--data-dir", str(data))
-    (data / "out" / "imagenet" / "imagenet-val-000001.idx").unlink()      # DALI's index of one shard
-    card = data / "out" / "imagenet" / "README.md"
+    out = data / "out" / "imagenet"
+    (out / "imagenet-val-000001.idx").unlink()      # DALI's index of one shard
+    card = out / "README.md"
     card.write_text(card.read_text().replace("imagenet-val-", "imagenet-gone-"))
+    energon_index = out / "imagenet-val-000000.tar.idx"
+    energon_index.write_bytes(energon_index.read_bytes()[:-8] + bytes(8))  # one offset damaged, same size
     failed = run_cli("verify", "imagenet", "--data-dir", str(data), check=False)
-    assert failed.returncode == 1 and "README.md, imagenet-val-000001.idx missing or out of date" in failed.stderr
-    assert "vlprep shard imagenet --split" in failed.stderr
+    assert failed.returncode == 1, failed.stderr
+    assert ("README.md, imagenet-val-000000.tar.idx, imagenet-val-000001.idx missing, damaged or out of date"
+            in failed.stderr)
+    fix = failed.stderr.split("fix: ", 1)[1].split(" (finished shards")[0]
+    assert fix.startswith("run the build again to rewrite them: vlprep shard imagenet --split val ")
+    assert "--shard-samples 10" in fix and "--limit" in fix  # what the split was built with: the same key
+    command = fix.split(": ", 1)[1].split()[1:]
+    run_cli(*command)                                                  # the fix, pasted
+    run_cli("verify", "imagenet", "--data-dir", str(data))
+
+
+def test_a_shard_whose_every_image_fails_is_not_published(demo_data, tmp_path):
+    from megatron.energon import WorkerConfig, get_loader, get_val_dataset
+
+    from ..helpers import run_cli
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data, symlinks=True)
+    # one image per shard: the sample's undecodable image leaves its shard with nothing in it
+    run_cli("shard", "imagenet", "--data-dir", str(data), "--split", "train", "--shard-samples", "1",
+            "--limit", "1000000", "--force")
+    out = data / "out" / "imagenet"
+    index = json.loads((out / "imagenet-train.index.json").read_text())["shardlist"]
+    stats = json.loads((out / "stats.json").read_text())["splits"]["train"]
+    assert all(entry["nsamples"] == 1 for entry in index) and stats["skipped_images"] >= 1
+    assert len(index) == stats["images"] == stats["shards"]
+    assert sorted(p.name for p in out.glob("imagenet-train-*.tar")) == sorted(e["url"] for e in index)
+    run_cli("verify", "imagenet", "--data-dir", str(data))
+    dataset = get_val_dataset(str(out), split_part="train", batch_size=1,
+                              worker_config=WorkerConfig(rank=0, world_size=1, num_workers=0))
+    assert sum(1 for _ in get_loader(dataset)) == stats["images"]
