@@ -72,7 +72,7 @@ def test_train_shards_labels_shuffle_workers_and_dirt(tmp_path, fetched):
     other.mkdir()
     (other / "raw").symlink_to(fetched / "raw")
     run_cli("shard", "imagenet", "--data-dir", str(other), "--workers", "3", "--shard-samples", "8", *TRIAL)
-    assert {p.name: p.read_bytes() for p in (other / "out" / "imagenet").glob("train-*.tar")} == first
+    assert {p.name: p.read_bytes() for p in (other / "out" / "imagenet").glob("imagenet-train-*.tar")} == first
 
     got = samples(out, "train")
     labels = {synset: index for index, (synset, _) in enumerate(IMAGENET_SAMPLE_CLASSES)}

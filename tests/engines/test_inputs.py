@@ -167,13 +167,13 @@ def test_a_swap_cut_short_is_finished_by_the_next_run(tmp_path, coco_vg):
     data, _, _ = coco_vg
     out = data / "out" / "coco"
     run_cli("shard", "coco", "--data-dir", str(data), "--shard-samples", "20", *TRIAL)
-    (out / "karpathy-train-000005.tar").mkdir()  # the sixth move fails: five new shards are already in
+    (out / "coco-karpathy-train-000005.tar").mkdir()  # the sixth move fails: five new shards are already in
     args = ("shard", "coco", "--data-dir", str(data), "--shard-samples", "5", *TRIAL)
     assert run_cli(*args, check=False).returncode != 0
-    assert (out / ".karpathy-train.swap.json").exists()
-    (out / "karpathy-train-000005.tar").rmdir()
+    assert (out / ".coco-karpathy-train.swap.json").exists()
+    (out / "coco-karpathy-train-000005.tar").rmdir()
     run_cli(*args)
-    assert not (out / ".karpathy-train.swap.json").exists()
+    assert not (out / ".coco-karpathy-train.swap.json").exists()
     run_cli("verify", "coco", "--data-dir", str(data))
     clean = tmp_path / "clean"
     clean.mkdir()
