@@ -62,7 +62,7 @@ def cc3m(layout: Layout, workers: int, say: Say) -> list[Path]:
 
     kinds = ["good", "404", "png", "redirect", "html", "good", "noai", "webp", "truncated", "bomb", "flaky",
              "403", "empty-url", "crlf", "good", "empty-caption", "good", "png", "good", "redirect"] * 2
-    tsv = layout.raw("cc3m") / "demo" / "Train_GCC-training.tsv"
+    tsv = layout.root / MIRROR / "cc3m" / "Train_GCC-training.tsv"  # as a user's own copy: fetch brings it into raw/
     tsv.parent.mkdir(parents=True, exist_ok=True)
     with serve_web() as web:
         write_tsv(tsv, web, kinds)

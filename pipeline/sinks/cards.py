@@ -11,6 +11,8 @@ mlcroissant and Energon. Same folder, same bytes: no dates, no absolute paths.
 """
 from __future__ import annotations
 
+import hashlib
+
 from typing import Any
 
 import yaml
@@ -47,11 +49,23 @@ def header(folder: PublishedFolder) -> dict[str, Any]:
         meta["task_categories"] = list(about.task_categories)
     meta["size_categories"] = [size_category(sum(split.samples for split in folder.splits))]
     meta["tags"] = ["webdataset", "vlprep"]
-    meta["configs"] = [{"config_name": "default", "default": True,
+    name = config_name(folder)
+    meta["configs"] = [{"config_name": name, "default": True,
                         "data_files": [{"split": names[split.name], "path": shard_glob(split)}
                                        for split in folder.splits]}]
-    meta["dataset_info"] = {"config_name": "default", "features": hf_features(folder.sample)}
+    meta["dataset_info"] = {"config_name": name, "features": hf_features(folder.sample)}
     return meta
+
+
+def config_name(folder: PublishedFolder) -> str:
+    """``shards-<12 hex digits>``, from the name and sha256 of every shard of the folder.
+
+    ``datasets`` caches a local folder by its card alone (the ``data_files`` are globs, resolved
+    after the cache is chosen), so a card that stayed the same across a rebuild would keep serving
+    the old samples; a config named by the shards' contents gets a cache of its own after any
+    rebuild. It is the default config, so ``load_dataset(folder)`` never needs the name."""
+    digest = hashlib.sha256("".join(f"{shard.name} {shard.sha256}\n" for shard in folder.shards()).encode())
+    return f"shards-{digest.hexdigest()[:12]}"
 
 
 def type_text(kind: FieldType) -> str:

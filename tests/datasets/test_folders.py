@@ -77,3 +77,29 @@ def test_a_shard_whose_every_image_fails_is_not_published(demo_data, tmp_path):
     dataset = get_val_dataset(str(out), split_part="train", batch_size=1,
                               worker_config=WorkerConfig(rank=0, world_size=1, num_workers=0))
     assert sum(1 for _ in get_loader(dataset)) == stats["images"]
+
+
+def test_datasets_cache_of_a_folder_follows_a_rebuild(demo_data, tmp_path, monkeypatch):
+    import datasets
+
+    from ..helpers import run_cli
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data, symlinks=True)
+    folder, cache = str(data / "out" / "coco"), str(tmp_path / "cache")
+
+    def keys() -> list[str]:
+        return datasets.load_dataset(folder, split="karpathy_train", cache_dir=cache)["__key__"]
+
+    full = keys()
+    run_cli("shard", "coco", "--data-dir", str(data), "--limit", "10", "--force")   # a trial over the split
+    trial = keys()
+    assert len(trial) < len(full)
+    run_cli("shard", "coco", "--data-dir", str(data), "--limit", "1000000", "--seed", "5")
+    reshuffled = keys()
+    assert sorted(reshuffled) == sorted(full) and reshuffled != full   # the same images, in another order
+    run_cli("shard", "coco", "--data-dir", str(data), "--limit", "1000000")    # same counts and sizes again
+    assert keys() == full
