@@ -11,6 +11,7 @@ interrupted run resumes at shard granularity and ends with the same bytes; the s
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import lzma
 import random
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from ..caps import DEFAULT_CAPS, MIB, OPTION_OF
 from ..errors import VlprepError
-from ..fileio import atomic_path, file_digest, read_json, write_json
+from ..fileio import atomic_path, read_json, write_json
 from ..layout import Layout
 from ..parallel import process_pool, run_bounded
 from ..sinks import manifests as manifest_sink
@@ -389,14 +390,21 @@ def verify(layout: Layout, dataset: str, labelled: bool, rebuild: Callable[[str,
         fix = f"run: {rebuild(dataset, split)}"
         index = split_sink.index_path(out, split)
         shards = shard_sink.read_wids_index(index)
+        strays = split_sink.unlisted_shards(out, split, {shard.url for shard in shards})
+        if strays:  # a reader that globs the split (datasets, DALI) would read them as part of it
+            raise VlprepError(f"{strays[0]}{f' and {len(strays) - 1} more' if len(strays) > 1 else ''}: named as a "
+                              f"shard of {split} but not in {index.name}",
+                              fix=f"remove {'them' if len(strays) > 1 else 'it'} (a file of another build), or {fix}")
         images = texts = 0
         for shard in tqdm(shards, desc=f"verify {dataset} {split}", unit="shard", disable=None, leave=False):
             path = out / shard.url
             if not path.exists() or path.stat().st_size != shard.filesize:
                 raise VlprepError(f"{path}: missing or not {shard.filesize:,} bytes as the index says",
                                   fix=f"{fix} (finished shards are kept)")
-            if file_digest(path, "md5") != shard.md5sum:
-                raise VlprepError(f"{path}: md5 differs from {index.name}", fix=fix)
+            md5, sha256 = file_digests(path)
+            if md5 != shard.md5sum or (shard.sha256 and sha256 != shard.sha256):
+                raise VlprepError(f"{path}: {'md5' if md5 != shard.md5sum else 'sha256'} differs from {index.name}",
+                                  fix=fix)
             count = 0
             for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False):
                 where = f"{path}:{sample['__key__']}"
@@ -429,6 +437,16 @@ def verify(layout: Layout, dataset: str, labelled: bool, rebuild: Callable[[str,
                               fix=fix)
         report[split] = {"shards": len(shards), "images": images, "texts": texts}
     return report
+
+
+def file_digests(path: Path) -> tuple[str, str]:
+    """md5 and sha256 of a file in one read (the wids index states both)."""
+    md5, sha256 = hashlib.md5(), hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            md5.update(block)
+            sha256.update(block)
+    return md5.hexdigest(), sha256.hexdigest()
 
 
 def _check_tokens(meta: dict, n_symbols: int, where: str) -> None:

@@ -142,6 +142,12 @@ def check_not_worse(out: Path, split: str, limit: int | None, force: bool, comma
                          considered=published.get("images", 0) + published.get("skipped_images", 0))
 
 
+def unlisted_shards(out: Path, split: str, listed: Container[str]) -> list[Path]:
+    """Files in ``out`` named as shards of ``split`` (``<stem>-NNNNNN.tar``) that its index does not list."""
+    return sorted(p for p in Path(out).glob(f"{stem(out, split)}-[0-9][0-9][0-9][0-9][0-9][0-9].tar")
+                  if p.name not in listed)
+
+
 def remove_stale_shards(out: Path, split: str, keep: Container[str]) -> None:
     """Delete the split's shards ``<stem>-NNNNNN.tar`` in ``out`` whose name is not in ``keep``
     (left by an earlier, larger configuration, or no longer part of the split)."""

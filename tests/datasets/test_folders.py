@@ -103,3 +103,22 @@ def test_datasets_cache_of_a_folder_follows_a_rebuild(demo_data, tmp_path, monke
     assert sorted(reshuffled) == sorted(full) and reshuffled != full   # the same images, in another order
     run_cli("shard", "coco", "--data-dir", str(data), "--limit", "1000000")    # same counts and sizes again
     assert keys() == full
+
+
+def test_verify_refuses_a_stray_shard_and_a_sha256_that_differs_from_the_index(demo_data, tmp_path):
+    from ..helpers import run_cli
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data, symlinks=True)
+    out = data / "out" / "coco"
+    stray = out / "coco-karpathy-test-000007.tar"        # what a glob of the split would pick up
+    shutil.copy(out / "coco-karpathy-train-000000.tar", stray)
+    failed = run_cli("verify", "coco", "--data-dir", str(data), check=False)
+    assert failed.returncode == 1 and "coco-karpathy-test-000007.tar: named as a shard of karpathy-test" in failed.stderr
+    stray.unlink()
+    index = out / "coco-karpathy-test.index.json"
+    listing = json.loads(index.read_text())
+    listing["shardlist"][0]["sha256"] = "0" * 64
+    index.write_text(json.dumps(listing))
+    failed = run_cli("verify", "coco", "--data-dir", str(data), check=False)
+    assert failed.returncode == 1 and "sha256 differs from coco-karpathy-test.index.json" in failed.stderr
