@@ -32,7 +32,8 @@ RETRY_POLICIES = ("transient", "all", "none")
 
 @dataclass(frozen=True)
 class FetchOptions:
-    tsv: Path | None = option(None, "Train_GCC-training.tsv you have (hard-linked, else copied, into DATA_DIR/raw/cc3m; "
+    tsv: Path | None = option(None, "Train_GCC-training.tsv you have (hard-linked, else copied, into "
+                              "DATA_DIR/raw/cc3m; "
                               "default: fetched from --mirror or its published URL).",
                               type=Path, must_exist=True)
     from_manifest: Path | None = option(None, "Rebuild exactly the rows of this cc3m-train-<N>.tsv.gz, checking "

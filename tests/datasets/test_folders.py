@@ -114,7 +114,8 @@ def test_verify_refuses_a_stray_shard_and_a_sha256_that_differs_from_the_index(d
     stray = out / "coco-karpathy-test-000007.tar"        # what a glob of the split would pick up
     shutil.copy(out / "coco-karpathy-train-000000.tar", stray)
     failed = run_cli("verify", "coco", "--data-dir", str(data), check=False)
-    assert failed.returncode == 1 and "coco-karpathy-test-000007.tar: named as a shard of karpathy-test" in failed.stderr
+    assert failed.returncode == 1
+    assert "coco-karpathy-test-000007.tar: named as a shard of karpathy-test" in failed.stderr
     stray.unlink()
     index = out / "coco-karpathy-test.index.json"
     listing = json.loads(index.read_text())
