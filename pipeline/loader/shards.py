@@ -34,7 +34,7 @@ from webdataset.utils import pytorch_worker_info
 from ..errors import VlprepError
 from .augment import sample_seed
 from .state import (ConsumedMap, EpochCounters, EpochProgress, Progress, ResampledProgress, layout_readers,
-                    make_state, progress_of, reader_key, reader_layout, reader_slot)
+                    make_state, progress_of, reader_key, reader_layout, reader_slot, shards_fingerprint)
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class ShardSet:
     urls: tuple[str, ...]
     nsamples: tuple[int, ...] | None
     source: str
+    md5s: tuple[str, ...] | None = None
+    """Each shard's md5 when an index gave it: what a resume state is checked against."""
 
     @property
     def total(self) -> int | None:
@@ -78,12 +80,13 @@ def read_index(index: Path) -> ShardSet:
         entries = json.loads(index.read_text())["shardlist"]
         urls = tuple(str(index.parent / entry["url"]) for entry in entries)
         counts = tuple(int(entry["nsamples"]) for entry in entries)
+        md5s = tuple(str(entry.get("md5sum", "")) for entry in entries)
     except (ValueError, KeyError, TypeError) as exc:
         raise VlprepError(f"{index}: not a wids shard index ({exc})",
                           fix="rebuild the split with vlprep shard, which writes the index last") from exc
     if not urls:
         raise VlprepError(f"{index}: the index lists no shards", fix="rebuild the split with vlprep shard")
-    return ShardSet(urls, counts, str(index))
+    return ShardSet(urls, counts, str(index), md5s if all(md5s) else None)
 
 
 def epoch_order(urls: Sequence[str], seed: int, epoch: int, shuffle: bool) -> list[str]:
@@ -193,6 +196,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.names = shard_names(shard_set.urls)
         self.urls = dict(zip(self.names, shard_set.urls))
         self.counts = dict(zip(self.names, shard_set.nsamples or ()))
+        self.fingerprint = shards_fingerprint(self.names, shard_set.md5s) if shard_set.md5s else ""
         self._epochs = EpochCounters()
         self._resume: Progress | None = None
         self._progress: Progress | None = None
@@ -227,7 +231,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         progress is not visible: this is then the start of the epoch the next pass takes.
         """
         progress = self._progress if self._progress is not None else self._fresh_progress(self.epoch, begin=False)
-        return make_state(progress, self.seed, self.shard_set.source)
+        return make_state(progress, self.seed, self.shard_set.source, self.fingerprint)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from ``state``: the next pass is its epoch, less what the state says was delivered.
@@ -246,6 +250,12 @@ class ShardStream(torch.utils.data.IterableDataset):
                               fix=f"build the dataset with seed={state['seed']}, as when saved")
         if isinstance(progress, EpochProgress):
             self._check_shards(progress.consumed)
+        saved = str(state.get("shards", ""))
+        if saved and self.fingerprint and saved != self.fingerprint:
+            raise VlprepError(f"{where}: the shards changed since the state was saved (rebuilt: their md5 in the "
+                              "index differ), so the rest of that epoch is not there to resume",
+                              fix="resume with the shards the state was saved on, or start the epoch again "
+                                  "(set_epoch) without loading the state")
         in_worker = torch.utils.data.get_worker_info() is not None
         self._epochs.set(progress.epoch, reader_slot() if in_worker else None)
         self._resume, self._progress = progress, None

@@ -176,9 +176,20 @@ class ResampledProgress:
 Progress = EpochProgress | ResampledProgress
 
 
-def make_state(progress: Progress, seed: int, source: str) -> dict[str, Any]:
+def make_state(progress: Progress, seed: int, source: str, shards: str = "") -> dict[str, Any]:
+    """``shards``: the fingerprint of the shards' contents (:func:`shards_fingerprint`), "" if unknown."""
     mode = "resampled" if isinstance(progress, ResampledProgress) else "epoch"
-    return {"format": STATE_FORMAT, "mode": mode, "seed": seed, "source": source, **progress.body()}
+    return {"format": STATE_FORMAT, "mode": mode, "seed": seed, "source": source, "shards": shards,
+            **progress.body()}
+
+
+def shards_fingerprint(names: Iterable[str], digests: Iterable[str]) -> str:
+    """16 hex digits over each shard's name and md5 (from the wids index): a state records it, so a
+    rebuild that keeps the shard names and counts (a new --seed) cannot be resumed as if unchanged."""
+    import hashlib
+
+    text = "".join(f"{name} {digest}\n" for name, digest in zip(names, digests))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def progress_of(state: Mapping[str, Any], where: str) -> Progress:
@@ -250,9 +261,9 @@ def merge_states(*saved: Any) -> dict[str, Any]:
     check_format(first, "merge_states")
     for state in states[1:]:
         check_format(state, "merge_states")
-        for key in ("mode", "seed", "epoch"):
-            if state[key] != first[key]:
-                raise VlprepError(f"merge_states: states of different {key}s ({first[key]} and {state[key]})",
+        for key in ("mode", "seed", "epoch", "shards"):
+            if state.get(key, "") != first.get(key, ""):
+                raise VlprepError(f"merge_states: states that differ in {key} ({first.get(key)} and {state.get(key)})",
                                   fix="merge states saved at the same step of the same run, by every rank")
     progress = [progress_of(state, "merge_states") for state in states]
     merged = progress[0]
@@ -262,7 +273,7 @@ def merge_states(*saved: Any) -> dict[str, Any]:
     else:
         for other in progress[1:]:
             merge_counts(merged, other)
-    return make_state(merged, int(first["seed"]), str(first.get("source", "")))
+    return make_state(merged, int(first["seed"]), str(first.get("source", "")), str(first.get("shards", "")))
 
 
 def merge_counts(into: ResampledProgress, other: ResampledProgress) -> None:

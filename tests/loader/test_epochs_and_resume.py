@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -232,6 +233,27 @@ def test_state_is_plain_compact_and_survives_moving_the_shards(toy, tmp_path):
     assert_exactly_the_epoch(before, items_of(resumed), epoch_items(toy, 0))
 
 
+def test_a_state_of_shards_rebuilt_under_the_same_names_is_refused(toy, tmp_path):
+    dataset = pairs(toy)
+    iterator = iter(dataset)
+    for _ in range(5):
+        next(iterator)
+    state = dataset.state_dict()
+    rebuilt = tmp_path / "rebuilt"
+    rebuilt.mkdir()
+    for number in range(6):        # the same names and counts, other bytes (as a rebuild with a new --seed)
+        shutil.copy(shard_path(toy, 5 - number), rebuilt / shard_path(toy, number).name)
+    index = json.loads(index_path(toy).read_text())
+    by_name = {entry["url"]: entry for entry in index["shardlist"]}
+    index["shardlist"] = [{**by_name[shard_path(toy, 5 - n).name], "url": shard_path(toy, n).name} for n in range(6)]
+    (rebuilt / index_path(toy).name).write_text(json.dumps(index))
+    with pytest.raises(VlprepError, match="the shards changed since the state was saved"):
+        pairs(rebuilt / toy.name).load_state_dict(state)
+    pairs(toy).load_state_dict(state)                 # the shards it was saved on
+    with pytest.raises(VlprepError, match="differ in shards"):
+        merge_states(state, {**state, "shards": "0" * 16})
+
+
 def test_a_shard_listed_twice_is_read_twice_and_resumed_as_two(toy):
     shards = [str(shard_path(toy, 0)), str(shard_path(toy, 1)), str(shard_path(toy, 0))]
     dataset = pair_dataset(shards, size=SIZE, seed=SEED, with_keys=True, shuffle_buffer=0)
@@ -315,7 +337,7 @@ def test_states_that_do_not_fit_are_refused_with_the_fix(toy, monkeypatch):
         pairs(foreign).load_state_dict(state)
     later = pairs(toy)
     later.set_epoch(4)
-    with pytest.raises(VlprepError, match="different epochs"):
+    with pytest.raises(VlprepError, match="differ in epoch"):
         merge_states(state, later.state_dict())
     # a resampled state from one rank of two cannot be re-dealt: the other rank's counts are missing
     monkeypatch.setenv("RANK", "0")
