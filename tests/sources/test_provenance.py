@@ -48,7 +48,8 @@ def test_every_raw_folder_holds_sums_that_check_and_a_source_per_file(demo_data)
         sources = _check_raw_folder(raw)
         assert {e["kind"] for e in sources.values()} == ({"local"} if name == "cc3m" else {"mirror"}), name
     tsv = _sources(demo_data / "raw" / "cc3m")["Train_GCC-training.tsv"]
-    assert tsv["path"].endswith("demo/Train_GCC-training.tsv") and tsv["checked"] == "recorded"
+    assert tsv["path"] == str(demo_data / "demo-mirror" / "cc3m" / "Train_GCC-training.tsv")  # the user's copy
+    assert tsv["checked"] == "recorded"
     coco = _sources(demo_data / "raw" / "coco")["zips/val2014.zip"]
     assert coco["official_url"] == "http://images.cocodataset.org/zips/val2014.zip"
     assert coco["url"].endswith("/coco/zips/val2014.zip") and coco["checked"] == "mirror-sums"
