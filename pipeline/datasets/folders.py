@@ -27,6 +27,13 @@ def built_splits(out: Path, splits: list[str]) -> list[tuple[str, Path]]:
     return [(split, index_path(out, split)) for split in splits if index_path(out, split).exists()]
 
 
+def stale_previews(index: Path) -> list[Path]:
+    """The split's preview sheets (``<stem>.preview*.png``) drawn before its index was last written."""
+    stem = index.name[: -len(".index.json")]
+    written = index.stat().st_mtime_ns
+    return sorted(p for p in index.parent.glob(f"{stem}.preview*.png") if p.stat().st_mtime_ns < written)
+
+
 def legacy_files(out: Path) -> list[Path]:
     """Shards, indexes and errors of the older layout in ``out`` (``<split>-NNNNNN.tar``, named
     without the folder): nothing reads them any more, and their names clash across folders."""
@@ -76,6 +83,9 @@ def describe(layout: Layout, recipe: Recipe, say: Callable[[str], None] = print)
         splits = list(read_json(out / "stats.json").get("splits", {}))
         for _split, index in built_splits(out, splits):
             written += dali.refresh(out, [(s.url, s.md5sum) for s in shard_sink.read_wids_index(index)])
+            for sheet in stale_previews(index):
+                sheet.unlink()
+                say(f"removed {sheet}: it showed the shards before this build (vlprep preview draws it again)")
         written += write_folder_metadata(out, recipe, variant)
         old = legacy_files(out)
         if old or dropped:

@@ -123,3 +123,19 @@ def test_verify_refuses_a_stray_shard_and_a_sha256_that_differs_from_the_index(d
     index.write_text(json.dumps(listing))
     failed = run_cli("verify", "coco", "--data-dir", str(data), check=False)
     assert failed.returncode == 1 and "sha256 differs from coco-karpathy-test.index.json" in failed.stderr
+
+
+def test_a_rebuild_removes_the_preview_of_the_shards_it_replaced(demo_data, tmp_path):
+    from ..helpers import run_cli
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data, symlinks=True)
+    out = data / "out" / "coco"
+    sheet = out / "coco-karpathy-train.preview.png"
+    run_cli("preview", "coco", "--data-dir", str(data), "--limit", "2")
+    kept = out / "coco-karpathy-test.preview.png"
+    run_cli("preview", "coco", "--split", "karpathy-test", "--data-dir", str(data), "--limit", "2")
+    assert sheet.is_file() and kept.is_file()
+    rebuilt = run_cli("shard", "coco", "--data-dir", str(data), "--limit", "1000000", "--seed", "3")
+    assert not sheet.exists() and f"removed {sheet}" in rebuilt.stdout
+    assert kept.is_file()   # another split's sheet still shows what that split holds
