@@ -13,3 +13,10 @@ class VlprepError(Exception):
     def __init__(self, message: str, *, fix: str | None = None) -> None:
         self.fix = fix
         super().__init__(message if fix is None else f"{message}\n  fix: {fix}")
+
+
+class DamagedFile(VlprepError, ValueError):
+    """A file vlprep wrote (an index, ``stats.json``) that no longer parses: named, with the fix.
+
+    Also a ``ValueError``, so code that reads a file it can do without (and catches ValueError)
+    goes on as before."""

@@ -134,7 +134,15 @@ def write_json(path: Path, data: Any, durable: bool = True) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON file vlprep wrote; one that does not parse is a :class:`DamagedFile` naming it."""
+    from .errors import DamagedFile
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DamagedFile(f"{path}: damaged, not valid JSON ({exc})",
+                          fix="restore it, or run the command that wrote it again (a fetch or build "
+                              "rewrites it; see vlprep --help)") from exc
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:

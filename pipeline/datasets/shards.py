@@ -96,8 +96,11 @@ def verify(run: Run, options: VerifyOptions) -> None:
     built folder of the dataset (a variant with its own folder included)."""
     from ..engines import imagetext
 
+    from .folders import check_current_layout
+
     recipe = recipe_of(run)
     labelled = recipe.kind == "labels"
+    check_current_layout(run.layout, recipe)
     built = [(folder, variant) for folder, variant in recipe.folders()
              if (run.layout.out(folder) / "stats.json").exists()] or [recipe.folders()[0]]
     for folder, variant in built:

@@ -47,6 +47,9 @@ def index_path(layout: Layout, recipe: Recipe, split: str | None, variant: str |
     split = split or recipe.default_split
     path = split_index(layout.out(folder), split)
     if not path.is_file():
+        from ..datasets.folders import check_current_layout
+
+        check_current_layout(layout, recipe)
         built = sorted(p.name[len(folder) + 1: -len(".index.json")]
                        for p in layout.out(folder).glob(f"{folder}-*.index.json"))
         hint = f"built splits: {', '.join(built)}" if built else f"nothing is built in out/{folder} yet"

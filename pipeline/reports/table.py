@@ -27,6 +27,8 @@ class TableReport:
 
 def build_table(layout: Layout, datasets: tuple[str, ...]) -> TableReport:
     """Read each dataset's ``stats.json``; write ``out/stats.json``, ``out/stats.md`` and the PNG."""
+    from ..datasets.folders import check_current_layout
+
     rows: list[stats_sink.TableRow] = []
     histograms: dict[str, dict[int, int]] = {}
     for dataset in datasets:
@@ -36,6 +38,7 @@ def build_table(layout: Layout, datasets: tuple[str, ...]) -> TableReport:
             raise VlprepError(f"{path} is missing: {dataset} has not been built yet",
                               fix=f"run: {found.command(found.builder)}")
         found = recipe(dataset)
+        check_current_layout(layout, found)
         for folder, _ in found.folders():  # a variant's folder gives rows, never counted in the total
             path = layout.out(folder) / "stats.json"
             if folder != dataset and not path.exists():

@@ -188,10 +188,19 @@ def caption_token_lists(meta: Mapping[str, Any]) -> list[list[int]]:
 
 
 def read_wids_index(path: Path) -> list[ShardInfo]:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if data.get("__kind__") != WIDS_KIND:
-        raise ValueError(f"{path} is not a wids shard index")
-    return [ShardInfo(**shard) for shard in data["shardlist"]]
+    """The shards a wids index lists; a damaged one is a :class:`DamagedFile` naming it."""
+    from ..errors import DamagedFile
+
+    fix = "rebuild the split (its build writes the index last; finished shards are kept)"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("__kind__") != WIDS_KIND:
+            raise DamagedFile(f"{path}: not a wids shard index", fix=fix)
+        return [ShardInfo(**shard) for shard in data["shardlist"]]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, DamagedFile):
+            raise
+        raise DamagedFile(f"{path}: damaged wids shard index ({exc!r})", fix=fix) from exc
 
 
 def plan_shards(sizes: list[int], max_count: int, max_bytes: int) -> list[tuple[int, int]]:

@@ -9,28 +9,49 @@ from vlprep.pipeline.datasets.registry import recipe
 from vlprep.pipeline.layout import Layout
 
 
-def test_files_of_the_older_layout_are_named_and_their_splits_leave_stats(demo_data, tmp_path):
-    layout = Layout(tmp_path / "data")
-    out = layout.out("vg")
-    shutil.copytree(demo_data / "out" / "vg", out)
-    (out / "train-concat-000000.tar").write_bytes(b"old shard")       # as an older vlprep stored VG concat
+def test_an_older_layout_is_refused_with_its_rebuilds_and_its_files_named_once_rebuilt(demo_data, tmp_path):
+    from ..helpers import run_cli
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data, symlinks=True)
+    layout = Layout(data)
+    out, concat = layout.out("vg"), layout.out("vg-concat")
+    shutil.rmtree(concat)                                     # as an older vlprep stored VG concat: a split of out/vg
+    (out / "train-concat-000000.tar").write_bytes(b"old shard")
     (out / "train-concat.index.json").write_text("{}")
     stats = json.loads((out / "stats.json").read_text())
-    stats["splits"]["train-concat"] = dict(stats["splits"]["train"])
+    stats["splits"]["train-concat"] = {**stats["splits"]["train"], "config": {
+        **stats["splits"]["train"]["config"], "variant": {"variant": "concat", "leak_guard": True}}}
     (out / "stats.json").write_text(json.dumps(stats))
+    for command in ("verify", "stats"):
+        refused = run_cli(command, "vg", "--data-dir", str(data), check=False)
+        assert refused.returncode == 1 and "train-concat is a split of an older vlprep layout" in refused.stderr
+        assert "vlprep shard vg --variant concat --limit 1000000" in refused.stderr, refused.stderr
     said: list[str] = []
-    written = describe(layout, recipe("vg"), said.append)
+    describe(layout, recipe("vg"), said.append)                # a build of the regions variant
+    assert said == [f"note: {out}: train-concat is still of the older vlprep layout; rebuild it: "
+                    "vlprep shard vg --variant concat --limit 1000000"]
+    assert "train-concat" in json.loads((out / "stats.json").read_text())["splits"]   # kept until rebuilt
+    rebuilt = run_cli("shard", "vg", "--variant", "concat", "--limit", "1000000", "--data-dir", str(data))
+    assert "rm -- train-concat-000000.tar train-concat.index.json" in rebuilt.stdout
     assert set(json.loads((out / "stats.json").read_text())["splits"]) == {"train"}
     assert (out / "train-concat-000000.tar").read_bytes() == b"old shard"   # never deleted for the user
-    [note] = said
-    assert "older vlprep layout" in note and "train-concat" in note
-    assert note.endswith("rm -- train-concat-000000.tar train-concat.index.json")
     assert legacy_files(out) == [out / "train-concat-000000.tar", out / "train-concat.index.json"]
-    assert out / "README.md" in written and out / "croissant.json" in written
-    again: list[str] = []
+    run_cli("verify", "vg", "--data-dir", str(data))
     (out / "train-concat-000000.tar").unlink(), (out / "train-concat.index.json").unlink()
+    again: list[str] = []
     describe(layout, recipe("vg"), again.append)
     assert again == []
+
+
+def test_the_rm_of_many_older_files_names_each_split_exactly(tmp_path):
+    from vlprep.pipeline.datasets.folders import removal
+
+    files = [tmp_path / f"{split}-{n:06d}.tar" for split in ("train2014", "val") for n in range(12)]
+    files += [tmp_path / "train2014.index.json", tmp_path / "train2014.errors.jsonl"]
+    assert removal(files) == ("train2014-[0-9][0-9][0-9][0-9][0-9][0-9].tar train2014.index.json "
+                              "train2014.errors.jsonl val-[0-9][0-9][0-9][0-9][0-9][0-9].tar val.index.json "
+                              "val.errors.jsonl")
 
 
 def test_verify_refuses_readers_metadata_that_no_longer_matches(demo_data, tmp_path):
@@ -139,3 +160,21 @@ def test_a_rebuild_removes_the_preview_of_the_shards_it_replaced(demo_data, tmp_
     rebuilt = run_cli("shard", "coco", "--data-dir", str(data), "--limit", "1000000", "--seed", "3")
     assert not sheet.exists() and f"removed {sheet}" in rebuilt.stdout
     assert kept.is_file()   # another split's sheet still shows what that split holds
+
+
+def test_a_damaged_index_or_stats_file_is_one_message_naming_it(demo_data, tmp_path):
+    from ..helpers import run_cli
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data, symlinks=True)
+    index = data / "out" / "imagenet" / "imagenet-val.index.json"
+    index.write_text(index.read_text()[:40])
+    for args in (("verify", "imagenet"), ("preview", "imagenet", "--split", "val")):
+        failed = run_cli(*args, "--data-dir", str(data), check=False)
+        assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+        assert f"{index}: damaged wids shard index" in failed.stderr and "fix: rebuild the split" in failed.stderr
+    stats = data / "out" / "coco" / "stats.json"
+    stats.write_text("{not json")
+    failed = run_cli("stats", "coco", "--data-dir", str(data), check=False)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+    assert f"{stats}: damaged, not valid JSON" in failed.stderr
