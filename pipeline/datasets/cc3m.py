@@ -175,7 +175,7 @@ RECIPE = Recipe(
                        "(even kill -9) continue where they stood and end with the same rows. A rerun first retries "
                        "rows that failed for a transient cause (--retry-failed, --max-attempts) and recomputes "
                        "the first N. The TSV has no published checksum: its sha256 is recorded. CC3M has no shard "
-                       "stage: this fetch writes its shards."),
+                       "stage: this fetch writes its shards." + shards.READERS_NOTE),
         "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),
         "preview": shards.preview_stage(NAME, PreviewOptions),
     },

@@ -208,7 +208,7 @@ RECIPE = Recipe(
                        "Beside them: coco-SPLIT.index.json (wids format), coco-SPLIT.errors.jsonl (images skipped "
                        "and why), stats.json, and the manifest "
                        "of the image ids used in DATA_DIR/manifests/. An interrupted run resumes at shard "
-                       "granularity."),
+                       "granularity." + shards.READERS_NOTE),
         "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),
         "preview": shards.preview_stage(NAME, PreviewOptions, ("vlprep preview coco --split karpathy-test --augmented",)),
     },

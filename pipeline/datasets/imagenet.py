@@ -173,7 +173,7 @@ RECIPE = Recipe(
                        details="<key>.jpg, <key>.cls (class index 0-999 in classes.py order, torchvision's) and "
                        "<key>.json (synset, class name, file name), streamed from the tarballs in two resumable "
                        "phases; train shuffled with --seed, val in file order; the published counts are checked "
-                       "unless --limit is set."),
+                       "unless --limit is set." + shards.READERS_NOTE),
         "verify": shards.verify_stage(NAME, "class indices in 0..999 and equal to their json"),
         "preview": shards.preview_stage(NAME, PreviewOptions, ("vlprep preview imagenet --split val",)),
     },

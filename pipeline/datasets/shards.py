@@ -173,11 +173,19 @@ def preview(run: Run, options: PreviewOptions) -> None:
     run.say(str(result.path))
 
 
+READERS_NOTE = (" After every build the output folder also gets what other readers need, rewritten from what "
+                "it holds: README.md (a Hugging Face dataset card), croissant.json, .nv-meta/ and <shard>.tar.idx "
+                "(Energon), and <shard>.idx (DALI); see docs/use-with/.")
+"""Appended to the help of every stage that builds shards."""
+
+
 def verify_stage(name: str, kind_text: str) -> Stage:
     return Stage(verify, VerifyOptions, "Read every shard back and check it; exit non-zero on the first fault.",
                  (f"vlprep verify {name}",),
-                 details=f"Every image decoded, {kind_text}, md5 and sizes against the wids index, counts against "
-                 "stats.json, raw inputs unchanged since the build.")
+                 details=f"Every image decoded, {kind_text}, md5, sha256 and sizes against the wids index, no stray "
+                 "shard, counts against stats.json, raw inputs unchanged since the build; in every output folder "
+                 "of the dataset (a variant's included). The dataset card, croissant.json, Energon's and DALI's "
+                 "files must describe the shards as they are.")
 
 
 def preview_stage(name: str, options: type = PreviewOptions, examples: tuple[str, ...] = ()) -> Stage:

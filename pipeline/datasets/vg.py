@@ -319,8 +319,9 @@ RECIPE = Recipe(
                        details="Each sample is <key>.jpg and <key>.json (image and COCO ids, cleaned region "
                        "descriptions with their region ids and boxes, token ids <s> + <=62 BPE + </s>, untruncated "
                        "lengths), shuffled with --seed. The leak guard needs COCO's Karpathy split (vlprep fetch "
-                       "coco). Beside the shards: index, errors, stats.json and the manifest vg-VARIANT.tsv.gz. "
-                       "An image with no COCO counterpart has coco_id -1."),
+                       "coco). Beside the shards: index, errors and stats.json; the manifest goes to "
+                       "DATA_DIR/manifests/vg-VARIANT.tsv.gz. An image with no COCO counterpart has coco_id -1."
+                       + shards.READERS_NOTE),
         "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),
         "preview": shards.preview_stage(NAME, PreviewOptions, ("vlprep preview vg --variant concat --limit 8 --augmented",)),
     },

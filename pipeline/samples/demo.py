@@ -134,7 +134,7 @@ def glue(layout: Layout, workers: int, say: Say) -> list[Path]:
     _stage(layout, "glue", "fetch", say, mirror=str(root))
     _stage(layout, "glue", "binarize", say, limit=TRIAL)
     _stage(layout, "glue", "verify", say)
-    return sorted(p for p in layout.out("glue").iterdir() if p.is_dir()) + _files(layout.out("glue"))
+    return _files(layout.out("glue"))  # the <TASK>-bin folders and stats.json
 
 
 def dataset_steps() -> dict[str, Step]:
