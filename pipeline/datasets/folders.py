@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ..layout import Layout
-from ..sinks import dali
-from ..sinks import shards as shard_sink
 from ..sinks.splits import index_path
 
 if TYPE_CHECKING:
@@ -150,7 +148,6 @@ def describe(layout: Layout, recipe: Recipe, say: Callable[[str], None] = print)
         replaced_legacy_splits(layout, recipe, out)
         splits = [split for split in read_json(out / "stats.json").get("splits", {})]
         for _split, index in built_splits(out, splits):
-            written += dali.refresh(out, [(s.url, s.md5sum) for s in shard_sink.read_wids_index(index)])
             for sheet in stale_previews(index):
                 sheet.unlink()
                 say(f"removed {sheet}: it showed the shards before this build (vlprep preview draws it again)")

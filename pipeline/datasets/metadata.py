@@ -8,8 +8,8 @@ folder of the recipe)::
 reads every published split of the folder (its wids index and its ``stats.json`` entry), checks the
 shards against the recipe's :class:`~vlprep.pipeline.sinks.features.SampleSchema`, and (re)writes,
 each atomically and only when its bytes change: ``README.md`` (the Hugging Face dataset card),
-``croissant.json``, ``.nv-meta/{dataset.yaml,split.yaml,.info.json}`` and a ``<shard>.tar.idx`` per
-shard (Energon). Derived from the files alone, it gives the same bytes for the same folder whichever
+``croissant.json``, ``.nv-meta/{dataset.yaml,split.yaml,.info.json}``, and per shard a
+``<shard>.tar.idx`` (Energon) and a ``<shard>.idx`` (DALI). Derived from the files alone, it gives the same bytes for the same folder whichever
 run, machine or order of splits wrote it, and it can be run again at any time.
 """
 from __future__ import annotations
@@ -156,7 +156,7 @@ def write_folder_metadata(out_dir: Path, recipe: Recipe, variant: str | None = N
         return []
     out_dir = Path(out_dir)
     check_samples(out_dir, folder)
-    indexes = energon.refresh_tar_indexes(out_dir, folder.shards())
+    indexes = energon.refresh_tar_indexes(out_dir, folder.shards()) + dali.refresh(out_dir, folder.shards())
     return [write_if_changed(out_dir / name, data) for name, data in folder_files(folder).items()] + indexes
 
 
@@ -173,8 +173,6 @@ def stale_metadata(out_dir: Path, recipe: Recipe, variant: str | None = None) ->
     """The metadata files of ``out_dir`` that are missing or differ from what its splits give now,
     each with the split it belongs to (None: the whole folder's). ``verify`` reports them: a reader
     would be told of shards or counts that are not there, or read past a sample."""
-    from ..sinks.shards import read_wids_index
-
     folder = read_folder(out_dir, recipe, variant)
     if folder is None:
         return []
@@ -182,12 +180,6 @@ def stale_metadata(out_dir: Path, recipe: Recipe, variant: str | None = None) ->
     stale: list[tuple[str, str | None]] = [
         (name, None) for name, data in folder_files(folder).items()
         if not (out_dir / name).is_file() or (out_dir / name).read_bytes() != data]
-    energon_record, dali_record = energon.read_record(out_dir), dali.read_record(out_dir)
-    for split in folder.splits:
-        md5 = {shard.url: shard.md5sum for shard in read_wids_index(index_path(out_dir, split.name))}
-        for shard in split.shards:
-            if not energon.is_current(out_dir, shard, energon_record):
-                stale.append((energon.index_name(shard.name), split.name))
-            if not dali.is_current(out_dir, shard.name, md5.get(shard.name, ""), dali_record):
-                stale.append((dali.idx_path(out_dir / shard.name).name, split.name))
+    for derived in (energon.indexes(out_dir), dali.indexes(out_dir)):
+        stale += [(path.name, split.name) for split in folder.splits for path in derived.stale(split.shards)]
     return stale

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import tarfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
-from ..fileio import atomic_path
+from .folder import DerivedIndexes, Shard
 
 VERSION = "v1.2"
 BLOCK = tarfile.BLOCKSIZE
@@ -48,56 +48,29 @@ def index_lines(shard: Path) -> list[str]:
     return [f"{VERSION} {len(samples)}", *(" ".join(parts) for parts in samples)]
 
 
-def write_index(shard: Path) -> Path:
-    """Write the shard's DALI index atomically; return its path."""
-    path = idx_path(shard)
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(index_lines(shard)) + "\n", encoding="utf-8")
-    return path
+def index_bytes(shard: Path) -> bytes:
+    """The DALI index file of one shard."""
+    return ("\n".join(index_lines(shard)) + "\n").encode("utf-8")
 
 
 RECORD = ".dali-idx.json"
-"""Per folder: for each shard, the md5 (from the wids index) it had when its DALI index was written,
-and the sha256 of that index, so a changed shard or a damaged index is noticed without reading a tar."""
+"""Per folder: for each shard, the sha256 it had when its DALI index was written and the sha256 of
+that index (:class:`~.folder.DerivedIndexes`)."""
 
 
-def read_record(folder: Path) -> dict[str, list[str]]:
-    """The folder's record (empty when absent, unreadable or of an older form: everything is redone)."""
-    from ..fileio import read_json
-
-    try:
-        record = read_json(Path(folder) / RECORD)
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in record.items() if isinstance(v, list) and len(v) == 2} if isinstance(record, dict) else {}
-
-
-def is_current(folder: Path, name: str, md5: str, record: dict[str, list[str]]) -> bool:
-    """Whether ``name``'s DALI index was written from a shard with ``md5`` and is unchanged since."""
-    from ..fileio import sha256_file
-
-    path = idx_path(Path(folder) / name)
-    return record.get(name, [None])[0] == md5 and path.is_file() and sha256_file(path) == record[name][1]
-
-
-def refresh(folder: Path, shards: list[tuple[str, str]]) -> list[Path]:
-    """The DALI index of every ``(shard name, md5)`` in ``folder``, rewritten unless the record says
-    it was written from a shard with that very md5 and is intact (a rebuilt shard of the same name
-    has another md5, whatever the file times say)."""
-    from ..fileio import sha256_file, write_json
-
+def indexes(folder: Path) -> DerivedIndexes:
+    """The DALI indexes of ``folder``'s shards, with their record."""
     folder = Path(folder)
-    record = read_record(folder)
-    written = []
-    for name, md5 in shards:
-        path = idx_path(folder / name)
-        if not is_current(folder, name, md5, record):
-            write_index(folder / name)
-            record[name] = [md5, sha256_file(path)]
-        written.append(path)
-    present = {p.name for p in folder.glob("*.tar")}
+    return DerivedIndexes(folder, folder / RECORD, lambda name: idx_path(folder / name),
+                          lambda shard: index_bytes(folder / shard.name))
+
+
+def refresh(folder: Path, shards: Iterable[Shard]) -> list[Path]:
+    """The DALI index of every shard, rewritten unless the record says it was written from a shard
+    with that very sha256 and is intact; indexes of shards no longer there are removed."""
+    folder = Path(folder)
+    written = indexes(folder).refresh(shards)
     for stale in folder.glob("*.idx"):  # of shards a smaller rebuild removed; Energon's <shard>.tar.idx are not DALI's
-        if not stale.name.endswith(".tar.idx") and stale.with_suffix(".tar").name not in present:
+        if not stale.name.endswith(".tar.idx") and not stale.with_suffix(".tar").exists():
             stale.unlink()
-    write_json(folder / RECORD, {name: entry for name, entry in sorted(record.items()) if name in present})
     return written

@@ -22,7 +22,6 @@ be: a sample's members contiguous, one sample per key within a shard.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 import tarfile
@@ -34,7 +33,7 @@ import yaml
 
 from ..errors import VlprepError
 from .features import SampleSchema, energon_field_map, energon_sample_type
-from .folder import PublishedFolder, PublishedSplit, Shard, write_if_changed
+from .folder import DerivedIndexes, PublishedFolder, PublishedSplit, Shard
 
 META_DIR = ".nv-meta"
 INFO_NAME = ".info.json"
@@ -140,8 +139,9 @@ def index_name(shard: str) -> str:
 
 
 RECORD_NAME = "vlprep-tar-idx.json"
-"""In ``.nv-meta/``: the sha256 of each shard whose ``.tar.idx`` was written from it, so a shard is
-scanned again only when it changed (a million-image split is millions of tar headers)."""
+"""In ``.nv-meta/``: per shard, its sha256 when its ``.tar.idx`` was written and the index's own
+(:class:`~.folder.DerivedIndexes`), so a shard is scanned again only when it or its index changed
+(a million-image split is millions of tar headers)."""
 
 
 def index_shard(path: Path, nsamples: int) -> bytes:
@@ -154,42 +154,19 @@ def index_shard(path: Path, nsamples: int) -> bytes:
     return layout.index_bytes()
 
 
-def is_current(out_dir: Path, shard: Shard, record: dict) -> bool:
-    """Whether the shard's ``.tar.idx`` was written from a shard with its sha256 and is intact since
-    (the record keeps both digests, so neither a rebuilt shard nor a damaged index goes unnoticed)."""
-    path = Path(out_dir) / index_name(shard.name)
-    entry = record.get(shard.name)
-    return (isinstance(entry, list) and len(entry) == 2 and entry[0] == shard.sha256 and path.is_file()
-            and hashlib.sha256(path.read_bytes()).hexdigest() == entry[1])
-
-
-def read_record(out_dir: Path) -> dict:
-    """``.nv-meta/vlprep-tar-idx.json`` (empty when absent or unreadable: every index is redone)."""
-    record_path = Path(out_dir) / META_DIR / RECORD_NAME
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.exists() else {}
-    except ValueError:
-        return {}
-    return record if isinstance(record, dict) else {}
+def indexes(out_dir: Path) -> DerivedIndexes:
+    """The ``.tar.idx`` of ``out_dir``'s shards, with their record in ``.nv-meta/``."""
+    out_dir = Path(out_dir)
+    return DerivedIndexes(out_dir, out_dir / META_DIR / RECORD_NAME, lambda name: out_dir / index_name(name),
+                          lambda shard: index_shard(out_dir / shard.name, shard.nsamples))
 
 
 def refresh_tar_indexes(out_dir: Path, shards: Iterable[Shard]) -> list[Path]:
-    """Write ``<shard>.tar.idx`` for every shard that is new or changed (by sha256), remove those of
-    shards no longer in the folder, and keep the record; return every shard's index path."""
-    out_dir = Path(out_dir)
-    record_path = out_dir / META_DIR / RECORD_NAME
-    record = read_record(out_dir)
-    written = []
-    for shard in shards:
-        path = out_dir / index_name(shard.name)
-        if not is_current(out_dir, shard, record):
-            data = index_shard(out_dir / shard.name, shard.nsamples)
-            write_if_changed(path, data)
-            record[shard.name] = [shard.sha256, hashlib.sha256(data).hexdigest()]
-        written.append(path)
-    for stale in out_dir.glob("*.tar" + ITAR_SUFFIX):
+    """Write ``<shard>.tar.idx`` for every shard that is new or changed (by sha256) or whose index is
+    damaged, remove those of shards no longer in the folder; return every index path and the record."""
+    derived = indexes(out_dir)
+    written = derived.refresh(shards)
+    for stale in Path(out_dir).glob("*.tar" + ITAR_SUFFIX):
         if not stale.with_suffix("").exists():
             stale.unlink()
-    kept = {name: digest for name, digest in sorted(record.items()) if (out_dir / name).exists()}
-    write_if_changed(record_path, (json.dumps(kept, indent=1, sort_keys=True) + "\n").encode("utf-8"))
-    return written + [record_path]
+    return written + [derived.record]

@@ -9,10 +9,12 @@ finds, whatever run wrote it.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..fileio import atomic_path, sha256_file
 from .features import SampleSchema
@@ -167,3 +169,56 @@ def write_if_changed(path: Path, data: bytes) -> Path:
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
     return path
+
+
+@dataclass(frozen=True)
+class DerivedIndexes:
+    """Per-shard index files derived from the shards alone (DALI's ``.idx``, Energon's ``.tar.idx``)
+    and their record: for each shard, the sha256 it had when its index was written and the index's
+    own sha256. A rebuilt shard (another sha256 under the same name) or a damaged index is noticed
+    from the record and the small index file, and an unchanged shard's tar is not read again."""
+
+    folder: Path
+    """The output folder whose shards are indexed."""
+    record: Path
+    index_of: Callable[[str], Path]
+    """Shard file name → its index file."""
+    build: Callable[[Shard], bytes]
+    """The index bytes of one shard (reads its tar)."""
+
+    def entries(self) -> dict[str, list[str]]:
+        """The record (empty when absent, unreadable or of an older form: every index is redone)."""
+        try:
+            record = json.loads(self.record.read_text(encoding="utf-8")) if self.record.exists() else {}
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(record, dict):
+            return {}
+        return {name: entry for name, entry in record.items() if isinstance(entry, list) and len(entry) == 2}
+
+    def is_current(self, shard: Shard, entries: Mapping[str, list[str]]) -> bool:
+        path = self.index_of(shard.name)
+        entry = entries.get(shard.name)
+        return (entry is not None and entry[0] == shard.sha256 and path.is_file()
+                and sha256_file(path) == entry[1])
+
+    def stale(self, shards: Iterable[Shard]) -> list[Path]:
+        """The index files of ``shards`` that are missing, damaged or of an older shard."""
+        entries = self.entries()
+        return [self.index_of(shard.name) for shard in shards if not self.is_current(shard, entries)]
+
+    def refresh(self, shards: Iterable[Shard]) -> list[Path]:
+        """Write the index of every shard whose index is not current, keep the record of the shards
+        still on disk; return every shard's index path."""
+        entries = self.entries()
+        written = []
+        for shard in shards:
+            path = self.index_of(shard.name)
+            if not self.is_current(shard, entries):
+                data = self.build(shard)
+                write_if_changed(path, data)
+                entries[shard.name] = [shard.sha256, hashlib.sha256(data).hexdigest()]
+            written.append(path)
+        kept = {name: entry for name, entry in sorted(entries.items()) if (self.folder / name).exists()}
+        write_if_changed(self.record, (json.dumps(kept, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+        return written

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import yaml
 
-from vlprep.pipeline.datasets.metadata import sample_schema, write_folder_metadata
+from vlprep.pipeline.datasets.metadata import read_folder, sample_schema, write_folder_metadata
 from vlprep.pipeline.errors import VlprepError
 from vlprep.pipeline.sinks.splits import remove_stale_shards
 
@@ -97,7 +97,7 @@ def test_tar_indexes_follow_the_shards_beside_dali_indexes(tmp_path):
     folder, recipe, variant, _ = build_folder(tmp_path, "coco")
     write_folder_metadata(folder, recipe, variant)
     index = folder / "coco-train2014-000000.tar.idx"
-    dali.refresh(folder, [(p.name, "md5") for p in sorted(folder.glob("*.tar"))])
+    dali.refresh(folder, read_folder(folder, recipe, variant).shards())
     assert index.exists() and (folder / "coco-train2014-000000.idx").exists()  # each keeps the other's
     before = {p: p.stat().st_mtime_ns for p in folder.glob("*.tar.idx")}
     write_folder_metadata(folder, recipe, variant)
