@@ -154,6 +154,16 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
+def file_digests(path: Path) -> tuple[str, str]:
+    """md5 and sha256 of a file in one read (a wids index states both)."""
+    md5, sha256 = hashlib.md5(), hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(HASH_CHUNK):
+            md5.update(block)
+            sha256.update(block)
+    return md5.hexdigest(), sha256.hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     return file_digest(path, "sha256")
 

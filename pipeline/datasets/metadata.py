@@ -96,7 +96,7 @@ def rebuild_command(recipe: Recipe, split: str, variant: str | None, entry: Mapp
     command = [recipe.command(recipe.builder)]
     if variant and recipe.variants and variant != recipe.variants[0]:
         command.append(f"--variant {variant}")
-    if len(recipe.splits) > 1:
+    if split and len(recipe.splits) > 1:
         command.append(f"--split {split}")
     command += _option_flags(recipe, entry)
     limit = built_limit(entry)

@@ -142,12 +142,7 @@ def rebuild_command(dataset: str, split: str, layout: Layout | None = None, vari
 
     found = recipe(dataset)
     entry = _split_entry(layout, found.folder(variant), split) if layout is not None and split else None
-    if entry is not None:
-        return recorded_command(found, split, variant, entry)
-    command = found.command(found.builder)
-    if variant and found.variants and variant != found.variants[0]:
-        command += f" --variant {variant}"
-    return command + (f" --split {split}" if split and len(found.splits) > 1 else "")
+    return recorded_command(found, split, variant, entry or {})
 
 
 def _split_entry(layout: Layout, folder: str, split: str) -> dict | None:

@@ -11,7 +11,6 @@ interrupted run resumes at shard granularity and ends with the same bytes; the s
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import lzma
 import random
@@ -26,7 +25,7 @@ from tqdm import tqdm
 
 from ..caps import DEFAULT_CAPS, MIB, OPTION_OF
 from ..errors import VlprepError
-from ..fileio import atomic_path, read_json, write_json
+from ..fileio import atomic_path, file_digests, read_json, write_json
 from ..layout import Layout
 from ..parallel import process_pool, run_bounded
 from ..sinks import manifests as manifest_sink
@@ -437,16 +436,6 @@ def verify(layout: Layout, dataset: str, labelled: bool, rebuild: Callable[[str,
                               fix=fix)
         report[split] = {"shards": len(shards), "images": images, "texts": texts}
     return report
-
-
-def file_digests(path: Path) -> tuple[str, str]:
-    """md5 and sha256 of a file in one read (the wids index states both)."""
-    md5, sha256 = hashlib.md5(), hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            md5.update(block)
-            sha256.update(block)
-    return md5.hexdigest(), sha256.hexdigest()
 
 
 def _check_tokens(meta: dict, n_symbols: int, where: str) -> None:

@@ -49,7 +49,7 @@ from typing import Iterable, Iterator, Protocol
 from tqdm import tqdm
 
 from ..errors import VlprepError
-from ..fileio import atomic_path, ensure_dir, read_json, sha256_file, write_json
+from ..fileio import atomic_path, ensure_dir, file_digests, read_json, sha256_file, write_json
 from ..layout import Layout
 from ..records.urllist import Row, caption_hash
 from ..sinks import manifests as manifest_sink
@@ -854,12 +854,8 @@ def _fuller_shard(path: Path, targets: list[int], expected: dict[int, str],
         return None
     metas: list[dict] = []
     allowed = set(targets)
-    digest, sha256 = hashlib.md5(), hashlib.sha256()
     try:
-        with open(path, "rb") as raw:
-            for chunk in iter(lambda: raw.read(1 << 20), b""):
-                digest.update(chunk)
-                sha256.update(chunk)
+        md5, sha256 = file_digests(path)
         with tarfile.open(path, "r:") as archive:
             for member in archive:
                 if member.name.endswith(".json"):
@@ -871,8 +867,7 @@ def _fuller_shard(path: Path, targets: list[int], expected: dict[int, str],
         return None
     if len(metas) <= new_count:
         return None
-    return (shard_sink.ShardInfo(path.name, len(metas), path.stat().st_size, digest.hexdigest(), sha256.hexdigest()),
-            metas)
+    return shard_sink.ShardInfo(path.name, len(metas), path.stat().st_size, md5, sha256), metas
 
 
 def _take(iterator: Iterator, n: int) -> list:
