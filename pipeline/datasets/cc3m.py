@@ -18,6 +18,7 @@ from . import shards
 from ..sinks import manifests as manifest_sink
 from ..sinks.features import IMAGE_FIELDS, INT64, STRING, TEXT_FIELDS, Field, SampleSchema
 from ..sinks.folder import About
+from .crawloptions import PolitenessOptions, politeness
 from .recipe import FETCH_COMMON, Limit, Manifest, Recipe, Run, Stage, option
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ RETRY_POLICIES = ("transient", "all", "none")
 
 
 @dataclass(frozen=True)
-class FetchOptions:
+class FetchOptions(PolitenessOptions):
     tsv: Path | None = option(None, "Train_GCC-training.tsv you have (hard-linked, else copied, into "
                               "DATA_DIR/raw/cc3m; "
                               "default: fetched from --mirror or its published URL).",
@@ -49,7 +50,9 @@ class FetchOptions:
     threads: int = option(64, "Download threads per worker process.", type=int, low=1)
     distributor: str = option("multiprocessing", "img2dataset distributor (pyspark and ray must be installed).",
                               choices=DISTRIBUTORS)
-    max_window: int = option(50_000, "Most rows tried in one window (the unit of planning).", type=int, low=1)
+    max_window: int | None = option(None, "Most rows tried in one window (one img2dataset job). Default: no cap; "
+                                    "a probe window, then one sized for the rest from its success rate.",
+                                    type=int, low=1)
     window_timeout: float | None = option(None, "Seconds before a stalled window is killed and run again (default: "
                                           "from its size).", type=float, low=1)
     shard_samples: int = option(10_000, "Samples per output shard.", type=int, low=1)
@@ -91,7 +94,7 @@ def fetch(run: Run, options: FetchOptions) -> None:
         resize=options.resize, timeout=options.timeout, retries=options.retries, processes=run.common.workers,
         threads=options.threads, distributor=options.distributor, max_window=options.max_window,
         window_timeout=options.window_timeout, shard_samples=options.shard_samples,
-        retry_failed=options.retry_failed, max_attempts=options.max_attempts)
+        retry_failed=options.retry_failed, max_attempts=options.max_attempts, politeness=politeness(options))
     webcrawl.check_distributor(config.distributor)
     tsv_path = fetch_tsv(run.layout, options.tsv, run.common.mirror)
     run.say(check_line(run.layout.raw(NAME), tsv_path.name))

@@ -4,11 +4,18 @@ The list is described by a :class:`UrlList` (the dataset's name and split, the l
 rows are read, the command that builds the output); the recipe that owns the list builds one and
 calls :func:`fetch_first` or :func:`rebuild`. A row's identity is its 0-based index in the list.
 
-Rows are tried in windows of consecutive rows, each sized from the success rate seen so far so
-that it is expected to bring exactly the successes still missing (a first guess of 70 %, never
-more than ``max_window`` rows): the run stops at the first window that completes the count and so
-never tries more rows than needed beyond that window. Each window is one img2dataset run in a
-child process (see :mod:`.webdownload`) writing parquet into ``work/<name>/<key>/windows/<n>/``.
+Rows are tried in windows of consecutive rows, as few as the success rate allows, because each
+window is one img2dataset job that waits for its slowest part (on a cluster, one job the cluster
+schedules): a *probe* window first (a quarter of the rows a 70 % success rate would need, at least
+1,000: its rows count like any other, and its size sets how well it measures the rate), then one
+window sized for all the successes still missing from the rate the probe measured, taken at its
+lower confidence bound so that it falls short only rarely, then, if it does, a short *tail* window
+sized the same way (:func:`plan_window`; ``--max-window`` caps a window's rows). The
+run stops at the first window that completes the count and so never tries more rows than needed
+beyond that window; which windows ran never changes the result, which is the first N successes in
+index order. Each window is one img2dataset run in a child process (see :mod:`.webdownload`)
+writing parquet into ``work/<name>/<key>/windows/<n>/``, in parts of at most 1,000 rows (fewer in
+a small window, so that it still runs in parallel).
 The window list is written before a window starts, img2dataset's own shards inside a window are
 kept as they finish (its incremental mode), and a window's summary is written when all its rows
 are accounted for; so a run killed at any moment continues where it stood and ends with the same
@@ -55,6 +62,7 @@ from ..records.urllist import Row, caption_hash
 from ..sinks import manifests as manifest_sink
 from ..sinks import shards as shard_sink
 from ..sinks import splits as split_sink
+from ..sources.politeness import AGENT_TOKEN, Politeness, host_of
 from ..sources.webimage import CAUSES, TRANSIENT, classify, url_problem
 from ..transforms.captions import MAX_BPE
 from ..transforms.text import clean_caption
@@ -65,10 +73,20 @@ from .webdownload import MODULE as ENGINE
 PRIOR_SUCCESS_RATE = 0.7
 MIN_RATE = 0.02
 WINDOW_MARGIN = 1.02
-"""2 % more rows than the rate predicts: a window that falls a few successes short costs a whole
-extra img2dataset start (seconds); 2 % covers about four standard deviations of a 14k-row window."""
+"""2 % more rows than the prior rate predicts, for the estimate the probe is a fraction of."""
+PROBE_FRACTION, PROBE_ROWS = 0.25, 1000
+"""The probe window: a quarter of the rows the prior rate predicts for the whole count, at least
+1,000. Its rows are not lost, so a larger probe costs nothing but measures the rate better: the
+window after it then over-tries fewer rows (for 10,000 rows, 3.3 % more than needed at a 70 % rate and
+8.2 % at 30 %, on average over 300 simulated crawls)."""
+CONFIDENCE_Z = 2.5
+"""Standard deviations below the measured rate, and of the window's own successes, that a window is
+sized for: the window after the probe falls short (and a short tail window runs) in under 1 % of
+crawls whose rows fail at random (tests/engines/test_window_plan.py simulates it)."""
 SUB_SHARD = 1000
-"""Rows per img2dataset shard inside a window: the unit of parallelism and of resume."""
+"""Most rows per img2dataset shard inside a window: the unit of parallelism and of resume."""
+MIN_SUB_SHARD, SUB_SHARDS_WANTED = 64, 16
+"""A small window is cut into about 16 parts of at least 64 rows, so that a probe runs in parallel."""
 DISTRIBUTORS = ("multiprocessing", "pyspark", "ray")
 MANIFEST_HEADER = manifest_sink.URL_ROWS
 RETRY_POLICIES = ("transient", "all", "none")
@@ -127,8 +145,8 @@ class DownloadConfig:
     max_bytes: int = 50_000_000
     max_pixels: int = 89_478_485
     disallowed: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
-    user_agent_token: str | None = None
-    max_window: int = 50_000
+    politeness: Politeness = field(default_factory=Politeness)
+    max_window: int | None = None
     min_window: int = 64
     window_timeout: float | None = None
     shard_samples: int = 10_000
@@ -143,16 +161,29 @@ class DownloadConfig:
             raise VlprepError(f"--max-attempts {self.max_attempts} is below 1", fix="use 1 (no retries) or more")
 
     def key(self, source: str) -> str:
+        """The crawl's folder: everything that decides which rows succeed with which bytes (robots.txt
+        only when it is read, so that crawls made before the option keep their folder)."""
         blob = {"resize": self.resize, "max_bytes": self.max_bytes, "max_pixels": self.max_pixels,
                 "disallowed": list(self.disallowed), "source": source, "version": 1}
+        if self.politeness.robots_txt:
+            blob["robots_txt"] = True
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
-    def time_limit(self, rows: int) -> float:
-        """A window's wall-clock limit: every thread's worst case (all its URLs at the deadline) twice, + 2 min."""
+    def time_limit(self, rows: int, busiest_host: int = 0) -> float:
+        """A window's wall-clock limit: every thread's worst case (all its URLs at the deadline) twice, + 2 min;
+        at least as long as the busiest host's rows take through its per-host slots in the worst case."""
         if self.window_timeout:
             return self.window_timeout
         per_thread = math.ceil(rows / max(1, self.processes * self.threads))
-        return 2 * per_thread * self.timeout * 2 * (self.retries + 1) + 120
+        per_slot = math.ceil(busiest_host / max(1, self.processes * self.politeness.per_host))
+        attempt = self.timeout * (self.retries + 1) + self.politeness.retry_after_max * self.retries
+        return 2 * max(per_thread, per_slot) * attempt * 2 + 120
+
+    def record(self) -> dict:
+        """The config as ``stats.json`` holds it."""
+        found = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        found["politeness"] = self.politeness.record()
+        return found
 
 
 @dataclass
@@ -162,9 +193,41 @@ class Window:
     stop: int
     rows: list[int] | None = None
     """Explicit rows (rebuilding from a manifest); None for the consecutive rows start..stop-1."""
+    sub_shard: int | None = None
+    """Rows per img2dataset part, fixed when the window is planned (resumed parts must match); None in
+    windows planned before it was recorded, which used :data:`SUB_SHARD`."""
 
     def size(self) -> int:
         return len(self.rows) if self.rows is not None else self.stop - self.start
+
+    @property
+    def part_rows(self) -> int:
+        return self.sub_shard or SUB_SHARD
+
+
+def sub_shard_rows(rows: int) -> int:
+    """Rows per img2dataset part of a new window: about :data:`SUB_SHARDS_WANTED` parts for a small
+    window, parts of :data:`SUB_SHARD` rows for a large one (a function of the size alone, so a
+    resumed window is cut the same way whatever ``--workers`` the rerun has)."""
+    return min(SUB_SHARD, max(MIN_SUB_SHARD, math.ceil(rows / SUB_SHARDS_WANTED)))
+
+
+def plan_window(need: int, successes: int, tried: int, config: DownloadConfig) -> int:
+    """Rows for the next window, expected to bring the ``need`` successes still missing.
+
+    With nothing tried yet it is the probe: :data:`PROBE_FRACTION` of what the prior rate predicts
+    (all of it when that is small). After that, the rate measured so far at its lower confidence
+    bound, plus the spread of the window's own successes, both :data:`CONFIDENCE_Z` deviations.
+    """
+    if not tried:
+        estimate = math.ceil(need / PRIOR_SUCCESS_RATE * WINDOW_MARGIN)
+        size = min(estimate, max(PROBE_ROWS, math.ceil(PROBE_FRACTION * estimate)))
+    else:
+        rate = successes / tried
+        low = max(MIN_RATE, rate - CONFIDENCE_Z * math.sqrt(max(rate * (1 - rate), 1e-4) / tried))
+        size = math.ceil((need + CONFIDENCE_Z * math.sqrt(need * (1 - low))) / low)
+    size = max(size, config.min_window)
+    return min(size, config.max_window) if config.max_window else size
 
 
 @dataclass
@@ -174,7 +237,7 @@ class WindowResult:
     failures: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     """What became of one row so far: its latest status and cause, and how often it was tried."""
 
@@ -314,8 +377,8 @@ class Crawl:
         if found is not None:
             return found
         label = f"{self.urls.name} window {window.index} (rows {window.start:,}..{window.stop - 1:,})"
-        entries = self._run_pass(ensure_dir(self.window_dir(window)), list(self._rows(window)), 0, verify_hash,
-                                 bar, label)
+        entries = self._run_pass(ensure_dir(self.window_dir(window)), self._rows(window), 0, verify_hash,
+                                 bar, label, window.part_rows)
         self._save(window, entries)
         return _result(entries)
 
@@ -343,27 +406,27 @@ class Crawl:
         if not rows:
             return 0, 0
         label = f"{self.urls.name} window {window.index} retry pass {pass_no} ({len(rows):,} rows)"
-        tried = self._run_pass(ensure_dir(folder), list(self.urls.reader.select_rows(self.urls.path, rows)), pass_no,
-                               verify_hash, bar, label)
+        tried = self._run_pass(ensure_dir(folder), self.urls.reader.select_rows(self.urls.path, rows), pass_no,
+                               verify_hash, bar, label, SUB_SHARD)
         for row, entry in tried.items():
             entry.attempts = entries[row].attempts + 1
             entries[row] = entry
         self._save(window, entries)
         return len(tried), sum(e.ok for e in tried.values())
 
-    def _run_pass(self, folder: Path, rows: list[Row], pass_no: int, verify_hash: dict[int, str] | None,
-                  bar: tqdm | None, label: str) -> dict[int, Attempt]:
-        """Fetch ``rows`` with img2dataset into ``folder/i2d``; rows that cannot be fetched never reach it."""
-        rejected = {row.row: cause for row in rows if (cause := _rejected(row))}
-        fetched = [row for row in rows if row.row not in rejected]
+    def _run_pass(self, folder: Path, rows: Iterable[Row], pass_no: int, verify_hash: dict[int, str] | None,
+                  bar: tqdm | None, label: str, part_rows: int) -> dict[int, Attempt]:
+        """Fetch ``rows`` with img2dataset into ``folder/i2d``, in parts of ``part_rows``; rows that
+        cannot be fetched never reach it."""
+        rejected: dict[int, str] = {}
+        given = _write_window_input(folder / "input.parquet", rows, verify_hash, rejected)
         output = folder / "i2d"
         entries: dict[int, Attempt] = {}
-        if fetched:
-            _write_window_input(folder / "input.parquet", fetched, verify_hash)
-            expected_shards = math.ceil(len(fetched) / SUB_SHARD)
-            limit = self.config.time_limit(len(fetched))
+        if given.rows:
+            expected_shards = math.ceil(given.rows / part_rows)
+            limit = self.config.time_limit(given.rows, given.busiest_host)
             for attempt in range(1, 4):
-                finished = _run_engine(folder, output, self.config, limit, verify_hash is not None, bar)
+                finished = _run_engine(folder, output, self.config, limit, verify_hash is not None, bar, part_rows)
                 if finished and _complete(output, expected_shards):
                     break
                 if bar is not None:
@@ -379,9 +442,9 @@ class Crawl:
             bar.update(len(rejected))
         when = time.time()
         entries.update({row: Attempt(row, False, cause, 1, when, pass_no) for row, cause in rejected.items()})
-        if set(entries) != {row.row for row in rows}:
+        if len(entries) != given.rows + len(rejected):
             raise VlprepError(f"{output}: img2dataset accounted for {len(entries) - len(rejected):,} of the "
-                              f"{len(fetched):,} rows it was given", fix="run the same command again")
+                              f"{given.rows:,} rows it was given", fix="run the same command again")
         return entries
 
     def _rows(self, window: Window) -> Iterator[Row]:
@@ -417,21 +480,63 @@ def _input_rows(path: Path) -> list[int]:
     return [int(r) for r in pq.read_table(path, columns=["row"]).column("row").to_pylist()]
 
 
-def _write_window_input(path: Path, rows: Iterable[Row], verify_hash: dict[int, str] | None) -> None:
+@dataclass
+class PassInput:
+    """What a pass gives img2dataset: its row count, and the most rows any one host has among them
+    (the per-host slots make that host the slowest part of the pass)."""
+
+    rows: int = 0
+    busiest_host: int = 0
+
+
+INPUT_BATCH = 10_000
+"""Rows per record batch of a window's input parquet: a window of a million rows is written in
+bounded memory."""
+
+
+def _write_window_input(path: Path, rows: Iterable[Row], verify_hash: dict[int, str] | None,
+                        rejected: dict[int, str]) -> PassInput:
+    """The pass's ``input.parquet``, written as the rows stream by; rows that are never fetched go to
+    ``rejected`` (row -> cause) instead. No file is left when every row is rejected."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = list(rows)
-    columns = {"url": pa.array([r.url for r in rows], pa.string()),
-               "caption": pa.array([r.caption for r in rows], pa.string()),
-               "row": pa.array([r.row for r in rows], pa.int64())}
-    if verify_hash is not None:
-        columns["sha256"] = pa.array([verify_hash[r.row] for r in rows], pa.string())
+    schema = pa.schema([("url", pa.string()), ("caption", pa.string()), ("row", pa.int64())]
+                       + ([("sha256", pa.string())] if verify_hash is not None else []))
+    hosts: Counter = Counter()
+    given = PassInput()
     with atomic_path(path, durable=False) as tmp:
-        pq.write_table(pa.table(columns), tmp)
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for batch in _batches(rows, INPUT_BATCH):
+                kept = [row for row in batch if not _reject(row, rejected)]
+                if not kept:
+                    continue
+                hosts.update(host_of(row.url) for row in kept)
+                columns = [[r.url for r in kept], [r.caption for r in kept], [r.row for r in kept]]
+                if verify_hash is not None:
+                    columns.append([verify_hash[r.row] for r in kept])
+                writer.write_batch(pa.record_batch(columns, schema=schema))
+                given.rows += len(kept)
+    if not given.rows:
+        path.unlink(missing_ok=True)
+    given.busiest_host = max(hosts.values(), default=0)
+    return given
 
 
-def _engine_config(folder: Path, output: Path, config: DownloadConfig, verify: bool) -> dict:
+def _reject(row: Row, rejected: dict[int, str]) -> bool:
+    cause = _rejected(row)
+    if cause:
+        rejected[row.row] = cause
+    return bool(cause)
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := _take(iterator, size):
+        yield batch
+
+
+def _engine_config(folder: Path, output: Path, config: DownloadConfig, verify: bool, part_rows: int) -> dict:
     resize = {"resize_mode": "no"} if config.resize is None else {
         "resize_mode": "keep_ratio", "image_size": config.resize, "resize_only_if_bigger": True,
         "downscale_interpolation": "area"}
@@ -439,24 +544,25 @@ def _engine_config(folder: Path, output: Path, config: DownloadConfig, verify: b
         "url_list": str(folder / "input.parquet"), "input_format": "parquet", "url_col": "url",
         "caption_col": "caption", "save_additional_columns": ["row"], "output_format": "parquet",
         "output_folder": str(output), "processes_count": config.processes, "thread_count": config.threads,
-        "number_sample_per_shard": SUB_SHARD, "timeout": config.timeout, "retries": config.retries,
+        "number_sample_per_shard": part_rows, "timeout": config.timeout, "retries": config.retries,
         "encode_format": "jpg", "encode_quality": 95, "skip_reencode": True, "compute_hash": "sha256",
         "distributor": config.distributor, "incremental_mode": "incremental", "enable_wandb": False,
         "extract_exif": False, "max_shard_retry": 1, "oom_shard_count": 5,
-        "disallowed_header_directives": list(config.disallowed), "user_agent_token": config.user_agent_token,
+        "disallowed_header_directives": list(config.disallowed), "user_agent_token": AGENT_TOKEN,
         **resize,
     }
     if verify:
         options["verify_hash"] = ["sha256", "sha256"]
-    return {"img2dataset": options, "max_bytes": config.max_bytes, "max_pixels": config.max_pixels,
-            "parent_pid": os.getpid()}
+    settings = {"max_bytes": config.max_bytes, "max_pixels": config.max_pixels,
+                "politeness": asdict(config.politeness)}
+    return {"img2dataset": options, "settings": settings, "parent_pid": os.getpid()}
 
 
 def _run_engine(folder: Path, output: Path, config: DownloadConfig, limit: float, verify: bool,
-                bar: tqdm | None) -> bool:
+                bar: tqdm | None, part_rows: int) -> bool:
     """img2dataset on the window in its own process group; False if it ran past ``limit`` and was killed."""
     config_path = folder / "engine.json"
-    write_json(config_path, _engine_config(folder, output, config, verify), durable=False)
+    write_json(config_path, _engine_config(folder, output, config, verify, part_rows), durable=False)
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONUNBUFFERED": "1"}
     started = time.monotonic()
     with open(folder / "engine.log", "ab") as log:
@@ -535,10 +641,8 @@ def fetch_first(layout: Layout, urls: UrlList, count: int, config: DownloadConfi
         successes, tried, failures = _tally(results)
         next_row = crawl.windows[-1].stop if crawl.windows else 0
         while len(successes) < count and next_row < total_rows:
-            rate = max(MIN_RATE, len(successes) / tried) if tried else PRIOR_SUCCESS_RATE
-            size = math.ceil((count - len(successes)) / rate * WINDOW_MARGIN)
-            size = min(max(size, config.min_window), config.max_window, total_rows - next_row)
-            window = crawl.add(Window(len(crawl.windows), next_row, next_row + size))
+            size = min(plan_window(count - len(successes), len(successes), tried, config), total_rows - next_row)
+            window = crawl.add(Window(len(crawl.windows), next_row, next_row + size, sub_shard=sub_shard_rows(size)))
             results.append(crawl.run(window, bar))
             successes, tried, failures = _tally(results)
             next_row = window.stop
@@ -635,9 +739,10 @@ def rebuild(layout: Layout, urls: UrlList, manifest: Path, config: DownloadConfi
     ordered = sorted(wanted)
     hashes = {r: wanted[r][2] for r in ordered}
     if not crawl.windows:
-        for start in range(0, len(ordered), config.max_window):
-            part = ordered[start:start + config.max_window]
-            crawl.add(Window(len(crawl.windows), part[0], part[-1] + 1, part))
+        step = config.max_window or len(ordered)
+        for start in range(0, len(ordered), step):
+            part = ordered[start:start + step]
+            crawl.add(Window(len(crawl.windows), part[0], part[-1] + 1, part, sub_shard_rows(len(part))))
     with tqdm(total=len(ordered), desc=f"{urls.name} rows from manifest", unit="row", disable=None) as bar:
         retried, recovered = _retry_windows(crawl, bar, hashes)
         results = [crawl.run(window, bar, verify_hash={r: hashes[r] for r in window.rows or []})
@@ -822,7 +927,7 @@ def _write_output(layout: Layout, crawl: Crawl, kept: dict[int, int], positions:
         "mean_text_tokens": round(sum(k * v for k, v in lengths.items()) / images, 3) if images else 0.0,
         "truncated_texts": counts["truncated"], "shards": len(shards), "bytes": sum(s.filesize for s in shards),
         "text_length_histogram": {str(k): lengths[k] for k in sorted(lengths)},
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(crawl.config).items()},
+        "config": crawl.config.record(),
         "inputs": _list_inputs(layout, urls), **extra,
     }
     if expected is not None:

@@ -2,8 +2,8 @@
 
 img2dataset's own fetch (``urllib`` with a per-read socket timeout and no size limit) lets a server
 that trickles a byte a second hold a worker for as long as it likes, and reads a 4 GB body into
-memory. This fetch keeps img2dataset's behaviour (its User-Agent, its ``X-Robots-Tag`` opt-out rule)
-and adds a deadline for the whole answer, a byte cap checked against ``Content-Length`` and while
+memory. This fetch keeps img2dataset's ``X-Robots-Tag`` opt-out rule, says who is asking (the
+crawl's own User-Agent, :mod:`.politeness`, never a browser's) and adds a deadline for the whole answer, a byte cap checked against ``Content-Length`` and while
 reading, and a check that the body is as long as announced. Only ``http`` and ``https`` URLs with
 a host and no credentials are fetched, and redirects are followed only to such URLs: urllib's
 default opener would read ``file://``, ``data:`` and ``ftp://`` URLs (and follow a redirect to
@@ -21,10 +21,13 @@ import urllib.parse
 import urllib.request
 from typing import Callable
 
+from .politeness import Politeness, retry_after_seconds
+
 CAUSES = ("http_4xx", "http_429", "http_5xx", "http_other", "timeout", "dns", "connection", "invalid_url",
-          "opted_out", "too_large", "not_an_image", "changed", "empty_caption", "other")
+          "opted_out", "robots_txt", "too_large", "not_an_image", "changed", "empty_caption", "other")
 """Failure causes reported in ``stats.json`` (``changed``: the bytes differ from a manifest's sha256;
-``empty_caption``: a row whose caption is empty once cleaned, never kept)."""
+``empty_caption``: a row whose caption is empty once cleaned, never kept; ``robots_txt``: the host's
+robots.txt disallows the URL, with ``--robots-txt``)."""
 RETRYABLE = frozenset({"http_5xx", "timeout", "connection"})
 """Causes retried at once inside one attempt (``--retries``)."""
 TRANSIENT = frozenset({"http_5xx", "http_429", "timeout", "dns", "connection", "other"})
@@ -33,16 +36,18 @@ TRANSIENT = frozenset({"http_5xx", "http_429", "timeout", "dns", "connection", "
 image, opted out, too large, an invalid URL, an empty caption; ``other`` (a failure no cause
 names) counts as transient so that it is looked at again rather than trusted."""
 FETCHED_SCHEMES = ("http", "https")
-USER_AGENT = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:72.0) Gecko/20100101 Firefox/72.0"
 CHUNK = 1 << 16
+DEFAULT_AGENT = Politeness().user_agent
 
 
 class WebImageError(Exception):
     """A fetch that failed, with its cause (one of :data:`CAUSES`)."""
 
-    def __init__(self, cause: str, message: str) -> None:
+    def __init__(self, cause: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"{cause}: {message}")
         self.cause = cause
+        self.retry_after = retry_after
+        """Seconds the host asked to wait before asking again (a 429 or 503 with ``Retry-After``)."""
 
 
 def url_problem(url: str) -> str | None:
@@ -86,17 +91,16 @@ def _opener() -> urllib.request.OpenerDirector:
     return opener
 
 
-def fetch(url: str, timeout: float, max_bytes: int, user_agent_token: str | None = None,
+def fetch(url: str, timeout: float, max_bytes: int, user_agent: str | None = None,
           disallowed: Callable[[object], bool] | None = None) -> bytes:
-    """The body of ``url``, or :class:`WebImageError`; the whole answer must arrive within ``timeout``."""
+    """The body of ``url``, or :class:`WebImageError`; the whole answer must arrive within ``timeout``
+    (``user_agent``: the crawl's, by default vlprep's with its default contact)."""
     deadline = time.monotonic() + timeout
-    agent = USER_AGENT + (f" (compatible; {user_agent_token}; +https://github.com/rom1504/img2dataset)"
-                          if user_agent_token else "")
     problem = url_problem(url)
     if problem is not None:
         raise WebImageError("invalid_url", problem)
     try:
-        request = urllib.request.Request(url, headers={"User-Agent": agent})
+        request = urllib.request.Request(url, headers={"User-Agent": user_agent or DEFAULT_AGENT})
     except ValueError as exc:
         raise WebImageError("invalid_url", str(exc)) from exc
     try:
@@ -112,7 +116,8 @@ def fetch(url: str, timeout: float, max_bytes: int, user_agent_token: str | None
     except urllib.error.HTTPError as exc:
         kind = ("http_429" if exc.code == 429 else "http_4xx" if 400 <= exc.code < 500
                 else "http_5xx" if exc.code >= 500 else "http_other")
-        raise WebImageError(kind, f"HTTP Error {exc.code}: {exc.reason}") from None
+        raise WebImageError(kind, f"HTTP Error {exc.code}: {exc.reason}",
+                            retry_after_seconds(exc.headers.get("Retry-After") if exc.headers else None)) from None
     except urllib.error.URLError as exc:
         raise WebImageError(_reason_cause(exc.reason), str(exc.reason)) from None
     except (TimeoutError, socket.timeout) as exc:
