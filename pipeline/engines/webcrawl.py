@@ -58,7 +58,7 @@ from ..sinks import splits as split_sink
 from ..sources.webimage import CAUSES, TRANSIENT, classify, url_problem
 from ..transforms.captions import MAX_BPE
 from ..transforms.text import clean_caption
-from . import imagetext
+from . import clusters, imagetext
 from .inputs import input_name
 from .webdownload import MODULE as ENGINE
 
@@ -134,6 +134,8 @@ class DownloadConfig:
     shard_samples: int = 10_000
     retry_failed: str = "transient"
     max_attempts: int = 3
+    ray_address: str | None = None
+    spark_master: str | None = None
 
     def __post_init__(self) -> None:
         if self.retry_failed not in RETRY_POLICIES:
@@ -277,6 +279,8 @@ class Crawl:
         self.windows_path = self.root / "windows.json"
         self.windows: list[Window] = ([Window(**w) for w in read_json(self.windows_path)["windows"]]
                                       if self.windows_path.exists() else [])
+        self.cluster = clusters.resolve(config.distributor, config.ray_address, config.spark_master)
+        self.checked = config.distributor == "multiprocessing"
 
     def window_dir(self, window: Window) -> Path:
         return self.root / "windows" / f"{window.index:06d}"
@@ -359,11 +363,15 @@ class Crawl:
         output = folder / "i2d"
         entries: dict[int, Attempt] = {}
         if fetched:
+            if not self.checked:  # every node sees the crawl's folder and can run the downloader
+                self.cluster = clusters.preflight(self.cluster, self.root, self.config.processes, say=tqdm.write)
+                self.checked = True
             _write_window_input(folder / "input.parquet", fetched, verify_hash)
             expected_shards = math.ceil(len(fetched) / SUB_SHARD)
             limit = self.config.time_limit(len(fetched))
             for attempt in range(1, 4):
-                finished = _run_engine(folder, output, self.config, limit, verify_hash is not None, bar)
+                finished = _run_engine(folder, output, self.config, limit, verify_hash is not None, bar,
+                                       self.cluster)
                 if finished and _complete(output, expected_shards):
                     break
                 if bar is not None:
@@ -371,9 +379,10 @@ class Crawl:
                               f"{'past its ' + format(limit, '.0f') + ' s limit' if not finished else 'incomplete'}"
                               f", attempt {attempt} of 3; its finished parts are kept")
             else:
-                raise VlprepError(f"{label} did not complete in 3 attempts; img2dataset's log: "
-                                  f"{folder / 'engine.log'}",
-                                  fix="check the network and run the same command again (finished parts are kept)")
+                cause = clusters.engine_cause(folder / "engine.log")
+                raise VlprepError(f"{label} did not complete in 3 attempts"
+                                  f"{': ' + cause if cause else ''}; img2dataset's log: {folder / 'engine.log'}",
+                                  fix="run the same command again once that is fixed (finished parts are kept)")
             entries = _pass_entries(output, pass_no, time.time())
         if bar is not None:
             bar.update(len(rejected))
@@ -431,7 +440,8 @@ def _write_window_input(path: Path, rows: Iterable[Row], verify_hash: dict[int, 
         pq.write_table(pa.table(columns), tmp)
 
 
-def _engine_config(folder: Path, output: Path, config: DownloadConfig, verify: bool) -> dict:
+def _engine_config(folder: Path, output: Path, config: DownloadConfig, verify: bool,
+                   cluster: clusters.ClusterConfig | None = None) -> dict:
     resize = {"resize_mode": "no"} if config.resize is None else {
         "resize_mode": "keep_ratio", "image_size": config.resize, "resize_only_if_bigger": True,
         "downscale_interpolation": "area"}
@@ -449,14 +459,15 @@ def _engine_config(folder: Path, output: Path, config: DownloadConfig, verify: b
     if verify:
         options["verify_hash"] = ["sha256", "sha256"]
     return {"img2dataset": options, "max_bytes": config.max_bytes, "max_pixels": config.max_pixels,
-            "parent_pid": os.getpid()}
+            "parent_pid": os.getpid(), "cluster": (cluster or clusters.ClusterConfig(config.distributor)).to_json(),
+            "name": f"vlprep window {folder.name}"}
 
 
 def _run_engine(folder: Path, output: Path, config: DownloadConfig, limit: float, verify: bool,
-                bar: tqdm | None) -> bool:
+                bar: tqdm | None, cluster: clusters.ClusterConfig | None = None) -> bool:
     """img2dataset on the window in its own process group; False if it ran past ``limit`` and was killed."""
     config_path = folder / "engine.json"
-    write_json(config_path, _engine_config(folder, output, config, verify), durable=False)
+    write_json(config_path, _engine_config(folder, output, config, verify, cluster), durable=False)
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONUNBUFFERED": "1"}
     started = time.monotonic()
     with open(folder / "engine.log", "ab") as log:

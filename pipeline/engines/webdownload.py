@@ -2,8 +2,9 @@
 
 ``python -m vlprep.pipeline.engines.webdownload WINDOW.json`` calls ``img2dataset.download`` on the
 window's input parquet. Two things are changed inside img2dataset, in whichever process runs its
-downloader (multiprocessing, pyspark or ray workers alike, because the downloader object travels
-to them by pickling and brings this module with it):
+downloader (multiprocessing, pyspark or ray workers alike: the downloader object travels to them by
+pickling, with its settings as attributes, and names this module, which vlprep ships to cluster
+workers itself; see :mod:`.clusters`):
 
 - each URL is fetched by :func:`vlprep.pipeline.sources.webimage.fetch` (a deadline for the whole
   answer, a byte cap, the truncated-body check, img2dataset's ``X-Robots-Tag`` rule), retried only
@@ -28,7 +29,6 @@ from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-MAX_BYTES_ENV, MAX_PIXELS_ENV = "VLPREP_MAX_IMAGE_BYTES", "VLPREP_MAX_IMAGE_PIXELS"
 MODULE = "vlprep.pipeline.engines.webdownload"
 """This module's import name, also when it runs as ``__main__`` (pickled classes must name it)."""
 
@@ -54,15 +54,17 @@ def check_image(data: bytes, max_pixels: int) -> None:
         raise WebImageError("not_an_image", f"does not decode: {exc}") from None
 
 
-def bounded_download_with_retry(row, timeout, retries, user_agent_token, disallowed_header_directives):
-    """Drop-in for img2dataset's ``download_image_with_retry``: ``(key, BytesIO | None, error | None)``."""
+def bounded_download_with_retry(row, timeout, retries, user_agent_token, disallowed_header_directives, *,
+                                max_bytes: int = 50_000_000, max_pixels: int = 89_478_485):
+    """Drop-in for img2dataset's ``download_image_with_retry``: ``(key, BytesIO | None, error | None)``.
+
+    The bounds come bound by :meth:`BoundedDownloader.__call__` from the downloader's ``settings``
+    (environment variables never reach Ray or Spark workers)."""
     from img2dataset.downloader import is_disallowed
 
     from ..sources.webimage import RETRYABLE, WebImageError, fetch
 
     key, url = row
-    max_bytes = int(os.environ.get(MAX_BYTES_ENV, 50_000_000))
-    max_pixels = int(os.environ.get(MAX_PIXELS_ENV, 89_478_485))
 
     def disallowed(headers) -> bool:
         return bool(disallowed_header_directives) and is_disallowed(headers, user_agent_token,
@@ -82,20 +84,27 @@ def bounded_download_with_retry(row, timeout, retries, user_agent_token, disallo
     return key, None, error
 
 
-def _install() -> None:
+def _install(settings: dict) -> None:
     import img2dataset.downloader  # noqa: F401 - loads the module into sys.modules
 
-    sys.modules["img2dataset.downloader"].download_image_with_retry = bounded_download_with_retry
+    bounds = {k: int(settings[k]) for k in ("max_bytes", "max_pixels") if k in settings}
+    sys.modules["img2dataset.downloader"].download_image_with_retry = functools.partial(
+        bounded_download_with_retry, **bounds)
 
 
 def _downloader_class():
     from img2dataset.downloader import Downloader
 
     class BoundedDownloader(Downloader):
-        """img2dataset's downloader with :func:`bounded_download_with_retry` installed where it runs."""
+        """img2dataset's downloader with :func:`bounded_download_with_retry` installed where it runs.
+
+        ``settings`` (max_bytes, max_pixels, Ray nodes to leave out) is set before img2dataset hands
+        the object to its distributor, so it travels with every task."""
+
+        settings: dict = {}
 
         def __call__(self, row):
-            _install()
+            _install(self.settings)
             return super().__call__(row)
 
     BoundedDownloader.__module__ = MODULE
@@ -119,19 +128,36 @@ def _watch_parent(parent: int) -> None:
         time.sleep(0.5)
 
 
-def run_window(config: dict) -> None:
+def make_downloader(settings: dict, **kwargs):
+    """img2dataset builds its ``Downloader(**kwargs)``; ours carries ``settings`` as an attribute."""
     import importlib
 
+    downloader = importlib.import_module(MODULE).BoundedDownloader(**kwargs)
+    downloader.settings = dict(settings)
+    return downloader
+
+
+def run_window(config: dict) -> None:
     import img2dataset
+
+    from . import clusters
 
     # ``img2dataset.main`` the attribute is the CLI function; the module is only in sys.modules.
     engine = sys.modules["img2dataset.main"]
-    engine.Downloader = importlib.import_module(MODULE).BoundedDownloader
+    cluster = clusters.ClusterConfig.from_json(config.get("cluster"))
+    settings = {"max_bytes": config["max_bytes"], "max_pixels": config["max_pixels"],
+                "exclude_nodes": list(cluster.exclude_nodes)}
+    engine.Downloader = functools.partial(make_downloader, settings)
     # Its logger polls every 5 s and the run waits for it at the end; a window needs no such delay.
     engine.LoggerProcess = functools.partial(engine.LoggerProcess, log_interval=0.5)
-    os.environ[MAX_BYTES_ENV] = str(config["max_bytes"])
-    os.environ[MAX_PIXELS_ENV] = str(config["max_pixels"])
-    img2dataset.download(**config["img2dataset"])
+    clusters.install(engine, cluster)
+    options = config["img2dataset"]
+    try:
+        with clusters.session(cluster, options["processes_count"], config.get("name", "vlprep-window")):
+            img2dataset.download(**options)
+    except Exception as exc:
+        clusters.write_cause(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+        raise
 
 
 def main() -> None:
