@@ -165,6 +165,9 @@ def stage_package(dest: Path) -> Path:
         target = staged / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / name, target)
+    # The installed vlprep is a namespace package (no root __init__.py); zipimport, which Spark's
+    # addPyFile relies on, finds only regular packages.
+    (staged / "__init__.py").write_text('"""vlprep, as shipped to cluster workers."""\n')
     return staged
 
 

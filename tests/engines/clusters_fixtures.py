@@ -172,11 +172,14 @@ class SparkCluster:
 @contextmanager
 def spark_cluster() -> Iterator[SparkCluster]:
     """A standalone master + one worker (2 cores) on 127.0.0.1, executors on a Python without vlprep."""
+    import pyspark
+
     root = Path(tempfile.mkdtemp(prefix="c18s-", dir="/tmp"))
     port, ui, worker_ui = free_port(), free_port(), free_port()
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(root / "logs"),
+    home = Path(pyspark.__file__).parent  # pip's pyspark is a whole Spark: jars, bin/spark-class
+    env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(root / "logs"),
            "SPARK_WORKER_DIR": str(root / "work"), "VLPREP_TEST_CLUSTER": str(root)}
-    spark_class = str(VENV_BIN / "spark-class")
+    spark_class = str(home / "bin" / "spark-class")
     processes: list[subprocess.Popen] = []
     try:
         python = bare_python(root / "venv-bare")
@@ -191,7 +194,8 @@ def spark_cluster() -> Iterator[SparkCluster]:
                  "--memory", "2g", "--webui-port", str(worker_ui), "--work-dir", str(root / "work"), master],
                 env=env, stdout=log, stderr=log, start_new_session=True))
         cluster = SparkCluster(master, f"http://127.0.0.1:{ui}", python)
-        wait_for(lambda: _quiet(lambda: len(cluster.workers()) == 1), "spark worker registration", 90)
+        wait_for(lambda: _quiet(lambda: len(cluster.workers()) == 1) or _exited(processes, root),
+                 "spark worker registration", 90)
         yield cluster
     finally:
         for process in processes:
@@ -202,6 +206,14 @@ def spark_cluster() -> Iterator[SparkCluster]:
             process.wait()
         _kill_naming(str(root))
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _exited(processes: list[subprocess.Popen], root: Path) -> bool:
+    """Raise with the daemon's log if a Spark daemon has exited (instead of waiting out the timeout)."""
+    for process, name in zip(processes, ("master", "worker")):
+        if process.poll() is not None:
+            raise RuntimeError(f"spark {name} exited: {(root / (name + '.log')).read_text()[-3000:]}")
+    return False
 
 
 def _quiet(check) -> bool:

@@ -113,8 +113,9 @@ def test_ray_two_nodes_give_the_multiprocessing_bytes(ray_nodes, tsv, reference,
 def test_a_node_that_cannot_run_the_downloader_is_left_out(ray_nodes, tsv, reference, tmp_path, capsys):
     ray_nodes.add_node("broken", bare_python(ray_nodes.root / "venv-broken", broken=("img2dataset",)))
     assert crawl(tmp_path / "data", tsv, distributor="ray", ray_address=ray_nodes.address) == reference
+    said = capsys.readouterr()
     assert "is left out: cannot import the downloader (ImportError: img2dataset is broken on this node)" \
-        in capsys.readouterr().err
+        in said.out + said.err
     assert ray_nodes.task_logs("broken", "_download") == 0
 
 
