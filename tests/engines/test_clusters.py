@@ -4,7 +4,6 @@ byte with the multiprocessing run of the same rows, and the cluster's own record
 each node, the Spark master's list of applications) show that the work really ran there."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -135,19 +134,3 @@ def test_ray_errors_name_the_cause_from_the_engine_log(tmp_path):
     log = tmp_path / "engine.log"
     log.write_text("Traceback ...\nValueError: x\n" + clusters.CAUSE_PREFIX + "no Ray node left: ImportError: y\n")
     assert clusters.engine_cause(log) == "no Ray node left: ImportError: y"
-
-
-@pytest.fixture(scope="module")
-def spark():
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("Java is not installed: no Spark standalone cluster can be started")
-    with spark_cluster() as cluster:
-        yield cluster
-
-
-def test_spark_standalone_gives_the_multiprocessing_bytes(spark, tsv, reference, tmp_path, monkeypatch):
-    monkeypatch.setenv("PYSPARK_PYTHON", str(spark.python))  # executors run a Python without vlprep
-    assert crawl(tmp_path / "data", tsv, distributor="pyspark", spark_master=spark.master) == reference
-    finished = [app for app in spark.applications() if app["name"].startswith("vlprep window")]
-    assert finished and all(app["state"] == "FINISHED" for app in finished)
