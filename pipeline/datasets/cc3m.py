@@ -48,7 +48,8 @@ class FetchOptions(PolitenessOptions):
                                "(transient: 5xx, 429, timeout, DNS, connection).", choices=RETRY_POLICIES)
     max_attempts: int = option(3, "Most runs that try one row (--retry-failed stops there).", type=int, low=1)
     threads: int = option(64, "Download threads per worker process.", type=int, low=1)
-    distributor: str = option("multiprocessing", "img2dataset distributor (pyspark and ray must be installed).",
+    distributor: str = option("multiprocessing", "img2dataset distributor (pyspark and ray must be installed; a "
+                              "cluster must be named: --ray-address, --spark-master).",
                               choices=DISTRIBUTORS)
     max_window: int | None = option(None, "Most rows tried in one window (one img2dataset job). Default: no cap; "
                                     "a probe window, then one sized for the rest from its success rate.",
@@ -56,6 +57,12 @@ class FetchOptions(PolitenessOptions):
     window_timeout: float | None = option(None, "Seconds before a stalled window is killed and run again (default: "
                                           "from its size).", type=float, low=1)
     shard_samples: int = option(10_000, "Samples per output shard.", type=int, low=1)
+    # -- cluster options (engines/clusters.py; docs/clusters.md) --
+    ray_address: str | None = option(None, "Ray cluster for --distributor ray: the head's HOST:PORT (default: "
+                                     "RAY_ADDRESS), or 'local' for a Ray on this machine.", metavar="ADDRESS")
+    spark_master: str | None = option(None, "Spark master for --distributor pyspark: spark://HOST:PORT or local[N] "
+                                      "(default: your Spark configuration, MASTER or spark-defaults.conf).",
+                                      metavar="URL")
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,8 @@ def fetch(run: Run, options: FetchOptions) -> None:
         resize=options.resize, timeout=options.timeout, retries=options.retries, processes=run.common.workers,
         threads=options.threads, distributor=options.distributor, max_window=options.max_window,
         window_timeout=options.window_timeout, shard_samples=options.shard_samples,
-        retry_failed=options.retry_failed, max_attempts=options.max_attempts, politeness=politeness(options))
+        retry_failed=options.retry_failed, max_attempts=options.max_attempts, politeness=politeness(options),
+        ray_address=options.ray_address, spark_master=options.spark_master)
     webcrawl.check_distributor(config.distributor)
     tsv_path = fetch_tsv(run.layout, options.tsv, run.common.mirror)
     run.say(check_line(run.layout.raw(NAME), tsv_path.name))

@@ -66,7 +66,7 @@ from ..sources.politeness import AGENT_TOKEN, Politeness, host_of
 from ..sources.webimage import CAUSES, TRANSIENT, classify, url_problem
 from ..transforms.captions import MAX_BPE
 from ..transforms.text import clean_caption
-from . import imagetext
+from . import clusters, imagetext
 from .inputs import input_name
 from .webdownload import MODULE as ENGINE
 
@@ -152,6 +152,8 @@ class DownloadConfig:
     shard_samples: int = 10_000
     retry_failed: str = "transient"
     max_attempts: int = 3
+    ray_address: str | None = None
+    spark_master: str | None = None
 
     def __post_init__(self) -> None:
         if self.retry_failed not in RETRY_POLICIES:
@@ -340,6 +342,8 @@ class Crawl:
         self.windows_path = self.root / "windows.json"
         self.windows: list[Window] = ([Window(**w) for w in read_json(self.windows_path)["windows"]]
                                       if self.windows_path.exists() else [])
+        self.cluster = clusters.resolve(config.distributor, config.ray_address, config.spark_master)
+        self.checked = config.distributor == "multiprocessing"
 
     def window_dir(self, window: Window) -> Path:
         return self.root / "windows" / f"{window.index:06d}"
@@ -423,10 +427,14 @@ class Crawl:
         output = folder / "i2d"
         entries: dict[int, Attempt] = {}
         if given.rows:
+            if not self.checked:  # every node sees the crawl's folder and can run the downloader
+                self.cluster = clusters.preflight(self.cluster, self.root, self.config.processes, say=tqdm.write)
+                self.checked = True
             expected_shards = math.ceil(given.rows / part_rows)
             limit = self.config.time_limit(given.rows, given.busiest_host)
             for attempt in range(1, 4):
-                finished = _run_engine(folder, output, self.config, limit, verify_hash is not None, bar, part_rows)
+                finished = _run_engine(folder, output, self.config, limit, verify_hash is not None, bar, part_rows,
+                                       self.cluster)
                 if finished and _complete(output, expected_shards):
                     break
                 if bar is not None:
@@ -434,9 +442,10 @@ class Crawl:
                               f"{'past its ' + format(limit, '.0f') + ' s limit' if not finished else 'incomplete'}"
                               f", attempt {attempt} of 3; its finished parts are kept")
             else:
-                raise VlprepError(f"{label} did not complete in 3 attempts; img2dataset's log: "
-                                  f"{folder / 'engine.log'}",
-                                  fix="check the network and run the same command again (finished parts are kept)")
+                cause = clusters.engine_cause(folder / "engine.log")
+                raise VlprepError(f"{label} did not complete in 3 attempts"
+                                  f"{': ' + cause if cause else ''}; img2dataset's log: {folder / 'engine.log'}",
+                                  fix="run the same command again once that is fixed (finished parts are kept)")
             entries = _pass_entries(output, pass_no, time.time())
         if bar is not None:
             bar.update(len(rejected))
@@ -536,7 +545,8 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def _engine_config(folder: Path, output: Path, config: DownloadConfig, verify: bool, part_rows: int) -> dict:
+def _engine_config(folder: Path, output: Path, config: DownloadConfig, verify: bool, part_rows: int,
+                   cluster: clusters.ClusterConfig | None = None) -> dict:
     resize = {"resize_mode": "no"} if config.resize is None else {
         "resize_mode": "keep_ratio", "image_size": config.resize, "resize_only_if_bigger": True,
         "downscale_interpolation": "area"}
@@ -555,14 +565,16 @@ def _engine_config(folder: Path, output: Path, config: DownloadConfig, verify: b
         options["verify_hash"] = ["sha256", "sha256"]
     settings = {"max_bytes": config.max_bytes, "max_pixels": config.max_pixels,
                 "politeness": asdict(config.politeness)}
-    return {"img2dataset": options, "settings": settings, "parent_pid": os.getpid()}
+    return {"img2dataset": options, "settings": settings, "parent_pid": os.getpid(),
+            "cluster": (cluster or clusters.ClusterConfig(config.distributor)).to_json(),
+            "name": f"vlprep window {folder.name}"}
 
 
 def _run_engine(folder: Path, output: Path, config: DownloadConfig, limit: float, verify: bool,
-                bar: tqdm | None, part_rows: int) -> bool:
+                bar: tqdm | None, part_rows: int, cluster: clusters.ClusterConfig | None = None) -> bool:
     """img2dataset on the window in its own process group; False if it ran past ``limit`` and was killed."""
     config_path = folder / "engine.json"
-    write_json(config_path, _engine_config(folder, output, config, verify, part_rows), durable=False)
+    write_json(config_path, _engine_config(folder, output, config, verify, part_rows, cluster), durable=False)
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONUNBUFFERED": "1"}
     started = time.monotonic()
     with open(folder / "engine.log", "ab") as log:

@@ -187,15 +187,24 @@ def run_window(config: dict) -> None:
 
     import img2dataset
 
-    module = importlib.import_module(MODULE)  # not __main__: the classes pickled must be importable by name
+    from . import clusters
 
+    module = importlib.import_module(MODULE)  # not __main__: the classes pickled must be importable by name
     # ``img2dataset.main`` the attribute is the CLI function; the module is only in sys.modules.
     engine = sys.modules["img2dataset.main"]
     engine.Downloader = functools.partial(module.BoundedDownloader,
                                           vlprep_settings=module.FetchSettings.from_record(config["settings"]))
     # Its logger polls every 5 s and the run waits for it at the end; a window needs no such delay.
     engine.LoggerProcess = functools.partial(engine.LoggerProcess, log_interval=0.5)
-    img2dataset.download(**config["img2dataset"])
+    cluster = clusters.ClusterConfig.from_json(config.get("cluster"))
+    clusters.install(engine, cluster)
+    options = config["img2dataset"]
+    try:
+        with clusters.session(cluster, options["processes_count"], config.get("name", "vlprep-window")):
+            img2dataset.download(**options)
+    except Exception as exc:
+        clusters.write_cause(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+        raise
 
 
 def main() -> None:
