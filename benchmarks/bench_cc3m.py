@@ -110,7 +110,8 @@ def run_one(distributor: str, tsv: Path, args: argparse.Namespace, web) -> dict:
         seconds_v, peaks_v = timed([sys.executable, "-m", "vlprep.cli", "fetch", "cc3m", "--data-dir", str(data),
                                     "--tsv", str(tsv), "--limit", str(args.count), "--workers", str(args.processes),
                                     "--threads", str(args.threads), "--timeout", str(common["timeout"]),
-                                    "--retries", str(common["retries"]), "--distributor", distributor, *flags], env)
+                                    "--retries", str(common["retries"]), "--distributor", distributor, *flags,
+                                    *(["--per-host", str(args.per_host)] if args.per_host else [])], env)
         stats = json.loads((data / "out" / "cc3m" / "stats.json").read_text())["splits"]["train"]
         reference = write_reference(tsv, stats["rows_tried"], distributor)
         output = WORK / f"img2dataset-{distributor}"
@@ -155,6 +156,9 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--threads", type=int, default=32)
     parser.add_argument("--distributor", choices=(*DISTRIBUTORS, "all"), default="multiprocessing")
+    parser.add_argument("--per-host", type=int, default=None,
+                        help="vlprep's --per-host (default: its own, 8); every URL here is on one host, 127.0.0.1, "
+                             "so the default holds each process to 8 requests at a time where img2dataset has no limit")
     args = parser.parse_args()
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
@@ -167,7 +171,7 @@ def main() -> None:
             results.append(run_one(distributor, tsv, args, web))
             print(f"{distributor} done", flush=True)
     print(f"{args.rows:,} URLs (30 % failing), --limit {args.count:,}; {args.processes} processes x "
-          f"{args.threads} threads")
+          f"{args.threads} threads; vlprep --per-host {args.per_host or 'default (8)'}")
     print(f"{'':16} {'(v) s':>7} {'(i) s':>7} {'(v)/(i)':>8} {'img/s (v)':>10} {'windows':>8} {'rows tried':>11} "
           f"{'driver MB':>10} {'tree MB':>8}")
     for r in results:

@@ -6,11 +6,11 @@ calls :func:`fetch_first` or :func:`rebuild`. A row's identity is its 0-based in
 
 Rows are tried in windows of consecutive rows, as few as the success rate allows, because each
 window is one img2dataset job that waits for its slowest part (on a cluster, one job the cluster
-schedules): a *probe* window first (a quarter of the rows a 70 % success rate would need, at least
-1,000: its rows count like any other, and its size sets how well it measures the rate), then one
-window sized for all the successes still missing from the rate the probe measured, taken at its
-lower confidence bound so that it falls short only rarely, then, if it does, a short *tail* window
-sized the same way (:func:`plan_window`; ``--max-window`` caps a window's rows). The
+schedules). A small crawl (at most 20,000 rows at a 70 % success rate) is tried in one window of
+that size. A larger one starts with a *probe* window (a quarter of those rows: its rows count like
+any other, and its size sets how well it measures the rate), then one window sized for all the
+successes still missing from the rate the probe measured, taken at its lower confidence bound so
+that it falls short only rarely, then, if it does, a short *tail* window sized the same way (:func:`plan_window`; ``--max-window`` caps a window's rows). The
 run stops at the first window that completes the count and so never tries more rows than needed
 beyond that window; which windows ran never changes the result, which is the first N successes in
 index order. Each window is one img2dataset run in a child process (see :mod:`.webdownload`)
@@ -74,11 +74,15 @@ PRIOR_SUCCESS_RATE = 0.7
 MIN_RATE = 0.02
 WINDOW_MARGIN = 1.02
 """2 % more rows than the prior rate predicts, for the estimate the probe is a fraction of."""
+ONE_WINDOW_ROWS = 20_000
+"""A crawl the prior rate predicts to need at most this many rows is tried in one window of that size:
+a window's start (img2dataset's workers, 7-15 s on 2 cores; a Spark application) costs more than the
+rows a prior that is too low over-tries (at most 28 % of them, for a list whose rows all succeed)."""
 PROBE_FRACTION, PROBE_ROWS = 0.25, 1000
-"""The probe window: a quarter of the rows the prior rate predicts for the whole count, at least
-1,000. Its rows are not lost, so a larger probe costs nothing but measures the rate better: the
-window after it then over-tries fewer rows (for 10,000 rows, 3.3 % more than needed at a 70 % rate and
-8.2 % at 30 %, on average over 300 simulated crawls)."""
+"""The probe window of a larger crawl: a quarter of the rows the prior rate predicts for the whole
+count, at least 1,000. Its rows are not lost, so a larger probe costs nothing but measures the rate better: the
+window after it then over-tries fewer rows (for 50,000 rows, 1.4 % more than needed at a 70 % rate and
+3.6 % at 30 %, on average over 60 simulated crawls)."""
 CONFIDENCE_Z = 2.5
 """Standard deviations below the measured rate, and of the window's own successes, that a window is
 sized for: the window after the probe falls short (and a short tail window runs) in under 1 % of
@@ -217,13 +221,13 @@ def sub_shard_rows(rows: int) -> int:
 def plan_window(need: int, successes: int, tried: int, config: DownloadConfig) -> int:
     """Rows for the next window, expected to bring the ``need`` successes still missing.
 
-    With nothing tried yet it is the probe: :data:`PROBE_FRACTION` of what the prior rate predicts
-    (all of it when that is small). After that, the rate measured so far at its lower confidence
+    With nothing tried yet it is what the prior rate predicts when that is at most
+    :data:`ONE_WINDOW_ROWS`, else the probe, :data:`PROBE_FRACTION` of it. After that, the rate measured so far at its lower confidence
     bound, plus the spread of the window's own successes, both :data:`CONFIDENCE_Z` deviations.
     """
     if not tried:
         estimate = math.ceil(need / PRIOR_SUCCESS_RATE * WINDOW_MARGIN)
-        size = min(estimate, max(PROBE_ROWS, math.ceil(PROBE_FRACTION * estimate)))
+        size = estimate if estimate <= ONE_WINDOW_ROWS else max(PROBE_ROWS, math.ceil(PROBE_FRACTION * estimate))
     else:
         rate = successes / tried
         low = max(MIN_RATE, rate - CONFIDENCE_Z * math.sqrt(max(rate * (1 - rate), 1e-4) / tried))

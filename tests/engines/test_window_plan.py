@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from vlprep.pipeline.engines.webcrawl import (PROBE_ROWS, SUB_SHARD, DownloadConfig, plan_window,
+from vlprep.pipeline.engines.webcrawl import (SUB_SHARD, DownloadConfig, plan_window,
                                               sub_shard_rows)
 
 
@@ -38,17 +38,28 @@ def needed(outcomes: list[bool], count: int) -> int:
 @pytest.mark.parametrize("rate", [0.3, 0.55, 0.7, 0.9])
 def test_a_probe_then_one_window_almost_always_with_little_overshoot(rate):
     rng = random.Random(int(rate * 100))
-    count, runs = 10_000, 100
+    count, runs = 50_000, 40
     windows, overshoot = [], []
     for _ in range(runs):
-        outcomes = [rng.random() < rate for _ in range(40_000)]
+        outcomes = [rng.random() < rate for _ in range(200_000)]
         sizes, tried = simulate(outcomes, count, DownloadConfig())
         windows.append(len(sizes))
         overshoot.append(tried / needed(outcomes, count) - 1)
-        assert sizes[0] == 3_643  # a quarter of 10,000 / 0.7 * 1.02
-    assert sum(w <= 2 for w in windows) >= 0.97 * runs, windows  # probe + one window
+        assert sizes[0] == 18_215  # a quarter of 50,000 / 0.7 * 1.02
+    assert sum(w <= 2 for w in windows) >= 0.95 * runs, windows  # probe + one window
     assert max(windows) <= 3  # at most a short tail
-    assert sum(overshoot) / runs < 0.1 and max(overshoot) < 0.17, max(overshoot)
+    assert sum(overshoot) / runs < 0.05 and max(overshoot) < 0.08, max(overshoot)
+
+
+@pytest.mark.parametrize("rate, windows, most_over", [(0.3, 2, 0.08), (0.7, 1, 0.05), (0.9, 1, 0.33)])
+def test_a_small_crawl_is_one_window_at_the_prior_rate(rate, windows, most_over):
+    """Up to 20,000 rows at 70 %, one window start costs more than the rows a low prior over-tries."""
+    rng = random.Random(5)
+    for _ in range(20):
+        outcomes = [rng.random() < rate for _ in range(40_000)]
+        sizes, tried = simulate(outcomes, 10_000, DownloadConfig())
+        assert sizes[0] == 14_572 and len(sizes) == windows
+        assert tried / needed(outcomes, 10_000) - 1 < most_over
 
 
 def test_a_large_count_probes_a_quarter_and_plans_one_big_window():
@@ -72,8 +83,9 @@ def test_clustered_failures_cost_at_most_a_tail():
 
 def test_small_counts_take_one_window_and_max_window_caps_every_window():
     assert plan_window(16, 0, 0, DownloadConfig()) == 64  # min_window
-    assert plan_window(500, 0, 0, DownloadConfig()) == 729  # below the probe floor: all of it at once
-    assert plan_window(2_000, 0, 0, DownloadConfig()) == PROBE_ROWS
+    assert plan_window(500, 0, 0, DownloadConfig()) == 729  # a small crawl: all of it at once
+    assert plan_window(13_700, 0, 0, DownloadConfig()) == 19_963  # just under the one-window limit
+    assert plan_window(13_800, 0, 0, DownloadConfig()) == 5_028  # just over it: the probe
     capped = DownloadConfig(max_window=300)
     sizes, _ = simulate([True, False] * 5_000, 1_000, capped)
     assert max(sizes) == 300 and len(sizes) >= 7
