@@ -28,7 +28,7 @@ TSV_URL = "https://storage.googleapis.com/gcc-data/Train/GCC-training.tsv"
 
 
 @dataclass(frozen=True)
-class FetchOptions(crawl.CrawlOptions):
+class FetchOptions(crawl.ListFileOptions):
     tsv: Path | None = option(None, "Train_GCC-training.tsv you have (hard-linked, else copied, into "
                               "DATA_DIR/raw/cc3m; "
                               "default: fetched from --mirror or its published URL).",

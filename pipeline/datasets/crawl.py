@@ -51,6 +51,12 @@ class CrawlOptions:
     window_timeout: float | None = option(None, "Seconds before a stalled window is killed and run again (default: "
                                           "from its size).", type=float, low=1)
     shard_samples: int = option(10_000, "Samples per output shard.", type=int, low=1)
+
+
+@dataclass(frozen=True)
+class ListFileOptions(CrawlOptions):
+    """The options of a fetch that reads a list file line by line (or record by record): the line cap."""
+
     max_line_kb: int = option(LINE_BYTES >> 10, "A line (or CSV field) of the list longer than this many KiB stops "
                               "the fetch with an error naming it.", type=int, low=1)
 
@@ -133,9 +139,9 @@ def details(name: str, list_note: str, split: str = SPLIT) -> str:
 
 
 def fetch_stage(run, options: type, name: str, summary_text: str, examples: tuple[str, ...], list_note: str,
-                split: str = SPLIT) -> Stage:
+                split: str = SPLIT, common: tuple[str, ...] = (*FETCH_COMMON, "workers", "limit", "tokenizer")) -> Stage:
     """The fetch stage of a web-list recipe: its own options class, the shared common options and limit."""
-    return Stage(run, options, summary_text, examples, common=(*FETCH_COMMON, "workers", "limit", "tokenizer"),
+    return Stage(run, options, summary_text, examples, common=common,
                  limit=Limit("Keep the first N rows, in index order, whose image downloads and decodes.",
                              default=COUNT),
                  aliases={"limit": ("--count",), "workers": ("--processes",)},
