@@ -215,7 +215,7 @@ class JsonlList(_Indexed):
 
 def _object(line: bytes) -> dict | None:
     try:
-        item = json.loads(line.decode("utf-8", errors="replace"))
+        item = json.loads(line.decode("utf-8", errors="replace"), strict=False)  # a raw NUL or tab in a caption
     except ValueError:
         return None
     return item if isinstance(item, dict) else None
