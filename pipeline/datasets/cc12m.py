@@ -10,10 +10,9 @@ from pathlib import Path
 
 from ..records import cc12m as records
 from ..records.urllist import TsvList
-from ..sinks.features import IMAGE_FIELDS, INT64, STRING, TEXT_FIELDS, Field, SampleSchema
 from ..sinks.folder import About
-from . import crawl, shards
-from .recipe import Recipe, Run, option
+from . import crawl
+from .recipe import Run, option
 
 NAME = "cc12m"
 SPLIT = crawl.SPLIT
@@ -35,19 +34,7 @@ def fetch(run: Run, options: FetchOptions) -> None:
                                       raw_name=records.TSV_NAME, command=RECIPE.command("fetch"), split=SPLIT))
 
 
-SAMPLE = SampleSchema(
-    fields=(
-        Field("dataset", STRING, "Always 'cc12m'."),
-        Field("row", INT64, "0-based line of the row in cc12m.tsv (the sample key is it, 9 digits)."),
-        Field("url", STRING, "The image URL of the row."),
-        Field("caption", STRING, "The row's caption, cleaned."),
-        Field("sha256", STRING, "sha256 of the image bytes as fetched (the manifest records it)."),
-        *TEXT_FIELDS,
-        *IMAGE_FIELDS,
-    ),
-    image="the image fetched from the row's URL, JPEG",
-    caption=("caption",),
-)
+SAMPLE = crawl.sample_schema(NAME, "0-based line of the row in cc12m.tsv (the sample key is it, 9 digits).")
 """One TSV row: its one caption, and the image its URL gave."""
 
 ABOUT = About(
@@ -78,29 +65,16 @@ ABOUT = About(
            "--tsv cc12m.tsv --from-manifest cc12m-train-<N>.tsv.gz` rebuilds exactly those rows.",),
 )
 
-RECIPE = Recipe(
-    name=NAME,
-    title="Conceptual 12M, the first N reachable rows of the TSV (pairs, fetched from the web)",
-    kind="pairs",
-    builder="fetch",
-    stages={
-        "fetch": crawl.fetch_stage(
-            fetch, FetchOptions, NAME, "Fetch the first N reachable CC12M rows from the web into DATA_DIR/out/cc12m "
-            "shards.",
-            ("vlprep fetch cc12m --tsv cc12m.tsv --limit 500000 --workers 16",
-             "vlprep fetch cc12m --tsv cc12m.tsv --from-manifest cc12m-train-500000.tsv.gz"),
-            "cc12m.tsv is url<TAB>caption with no header (12,423,374 rows); it has no published checksum: its "
-            "sha256 is recorded, never called verified."),
-        "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),
-        "preview": shards.preview_stage(NAME, crawl.PreviewOptions),
-    },
-    manifest=crawl.manifest(NAME, "Conceptual 12M", "Rebuild CC12M exactly with `vlprep fetch cc12m --tsv cc12m.tsv "
-                            "--from-manifest cc12m-train-<N>.tsv.gz`."),
-    demo="vlprep.pipeline.samples.demo:cc12m",
-    summary=crawl.summary,
-    splits=(SPLIT,),
-    default_split=SPLIT,
-    pretraining_split=SPLIT,
-    sample=SAMPLE,
-    about=ABOUT,
-)
+RECIPE = crawl.recipe(
+    NAME,
+    "Conceptual 12M, the first N reachable rows of the TSV (pairs, fetched from the web)",
+    crawl.fetch_stage(
+        fetch, FetchOptions, NAME, "Fetch the first N reachable CC12M rows from the web into DATA_DIR/out/cc12m "
+        "shards.",
+        ("vlprep fetch cc12m --tsv cc12m.tsv --limit 500000 --workers 16",
+         "vlprep fetch cc12m --tsv cc12m.tsv --from-manifest cc12m-train-500000.tsv.gz"),
+        "cc12m.tsv is url<TAB>caption with no header (12,423,374 rows); it has no published checksum: its "
+        "sha256 is recorded, never called verified."),
+    crawl.manifest(NAME, "Conceptual 12M", "Rebuild CC12M exactly with `vlprep fetch cc12m --tsv cc12m.tsv "
+                   "--from-manifest cc12m-train-<N>.tsv.gz`."),
+    SAMPLE, ABOUT)

@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING
 from ..layout import Layout
 from ..records import cc3m as records
 from ..records.urllist import LINE_BYTES, TsvList
-from ..sinks.features import IMAGE_FIELDS, INT64, STRING, TEXT_FIELDS, Field, SampleSchema
 from ..sinks.folder import About
-from . import crawl, shards
-from .recipe import Recipe, Run, option
+from . import crawl
+from .recipe import Run, option
 
 if TYPE_CHECKING:
     from ..engines.webcrawl import UrlList
@@ -54,19 +53,8 @@ def fetch(run: Run, options: FetchOptions) -> None:
     crawl.crawl(run, options, url_list(tsv_path, options.max_line))
 
 
-SAMPLE = SampleSchema(
-    fields=(
-        Field("dataset", STRING, "Always 'cc3m'."),
-        Field("row", INT64, "0-based line of the row in Train_GCC-training.tsv (the sample key is it, 9 digits)."),
-        Field("url", STRING, "The image URL of the row."),
-        Field("caption", STRING, "The row's caption, cleaned."),
-        Field("sha256", STRING, "sha256 of the image bytes as fetched (the manifest records it)."),
-        *TEXT_FIELDS,
-        *IMAGE_FIELDS,
-    ),
-    image="the image fetched from the row's URL, JPEG",
-    caption=("caption",),
-)
+SAMPLE = crawl.sample_schema(NAME, "0-based line of the row in Train_GCC-training.tsv (the sample key is "
+                             "it, 9 digits).")
 """One TSV row: its one caption, and the image its URL gave."""
 
 ABOUT = About(
@@ -97,30 +85,17 @@ ABOUT = About(
 )
 
 
-RECIPE = Recipe(
-    name=NAME,
-    title="Conceptual Captions 3M, the first N reachable rows of the TSV (pairs, fetched from the web)",
-    kind="pairs",
-    builder="fetch",
-    stages={
-        "fetch": crawl.fetch_stage(
-            fetch, FetchOptions, NAME, "Fetch the first N reachable CC3M rows from the web into DATA_DIR/out/cc3m "
-            "shards.",
-            ("vlprep fetch cc3m --tsv Train_GCC-training.tsv --limit 500000 --workers 16",
-             "vlprep fetch cc3m --tsv Train_GCC-training.tsv --from-manifest "
-             "cc3m-train-500000.tsv.gz   # a manifest you or others published"),
-            "The TSV has no published checksum: its sha256 is recorded. CC3M has no shard stage: this fetch writes "
-            "its shards."),
-        "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),
-        "preview": shards.preview_stage(NAME, crawl.PreviewOptions),
-    },
-    manifest=crawl.manifest(NAME, "Conceptual Captions", "Rebuild CC3M exactly with `vlprep fetch cc3m --tsv "
-                            "Train_GCC-training.tsv --from-manifest cc3m-train-<N>.tsv.gz`."),
-    demo="vlprep.pipeline.samples.demo:cc3m",
-    summary=crawl.summary,
-    splits=(SPLIT,),
-    default_split=SPLIT,
-    pretraining_split=SPLIT,
-    sample=SAMPLE,
-    about=ABOUT,
-)
+RECIPE = crawl.recipe(
+    NAME,
+    "Conceptual Captions 3M, the first N reachable rows of the TSV (pairs, fetched from the web)",
+    crawl.fetch_stage(
+        fetch, FetchOptions, NAME, "Fetch the first N reachable CC3M rows from the web into DATA_DIR/out/cc3m "
+        "shards.",
+        ("vlprep fetch cc3m --tsv Train_GCC-training.tsv --limit 500000 --workers 16",
+         "vlprep fetch cc3m --tsv Train_GCC-training.tsv --from-manifest "
+         "cc3m-train-500000.tsv.gz   # a manifest you or others published"),
+        "The TSV has no published checksum: its sha256 is recorded. CC3M has no shard stage: this fetch writes "
+        "its shards."),
+    crawl.manifest(NAME, "Conceptual Captions", "Rebuild CC3M exactly with `vlprep fetch cc3m --tsv "
+                   "Train_GCC-training.tsv --from-manifest cc3m-train-<N>.tsv.gz`."),
+    SAMPLE, ABOUT)

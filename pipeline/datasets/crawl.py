@@ -17,8 +17,10 @@ from ..errors import VlprepError
 from ..layout import Layout
 from ..records.urllist import LINE_BYTES
 from ..sinks import manifests as manifest_sink
+from ..sinks.features import IMAGE_FIELDS, INT64, STRING, TEXT_FIELDS, Field, SampleSchema
+from ..sinks.folder import About
 from . import shards
-from .recipe import FETCH_COMMON, Limit, Manifest, Run, Stage, option
+from .recipe import FETCH_COMMON, Limit, Manifest, Recipe, Run, Stage, option
 
 if TYPE_CHECKING:
     from ..engines.webcrawl import UrlList
@@ -139,7 +141,8 @@ def details(name: str, list_note: str, split: str = SPLIT) -> str:
 
 
 def fetch_stage(run, options: type, name: str, summary_text: str, examples: tuple[str, ...], list_note: str,
-                split: str = SPLIT, common: tuple[str, ...] = (*FETCH_COMMON, "workers", "limit", "tokenizer")) -> Stage:
+                split: str = SPLIT, common: tuple[str, ...] = (*FETCH_COMMON, "workers", "limit", "tokenizer"),
+                ) -> Stage:
     """The fetch stage of a web-list recipe: its own options class, the shared common options and limit."""
     return Stage(run, options, summary_text, examples, common=common,
                  limit=Limit("Keep the first N rows, in index order, whose image downloads and decodes.",
@@ -153,3 +156,27 @@ def manifest(name: str, what: str, rebuild: str) -> Manifest:
     return Manifest(f"{name}-*.tsv.gz", manifest_sink.URL_ROWS,
                     f"{what} rows kept (0-based row index), their URL, sha256 of the bytes, caption hash (first 16 "
                     "hex digits of its sha256)", rebuild=rebuild)
+
+
+def sample_schema(name: str, row: str, url: str = "The image URL of the row.", caption: str = "The row's caption, "
+                  "cleaned.", extra: tuple[Field, ...] = ()) -> SampleSchema:
+    """The sample of a web list: one row, its caption (and any column kept beside it), the image its URL gave."""
+    return SampleSchema(
+        fields=(Field("dataset", STRING, f"Always {name!r}."), Field("row", INT64, row), Field("url", STRING, url),
+                Field("caption", STRING, caption), *extra,
+                Field("sha256", STRING, "sha256 of the image bytes as fetched (the manifest records it)."),
+                *TEXT_FIELDS, *IMAGE_FIELDS),
+        image="the image fetched from the row's URL, JPEG",
+        caption=("caption",),
+    )
+
+
+def recipe(name: str, title: str, fetch: Stage, manifest: Manifest, sample: SampleSchema, about: About,
+           splits: tuple[str, ...] = (SPLIT,), preview: type = PreviewOptions) -> Recipe:
+    """A web list's recipe: its fetch builds the shards; verify and preview are those of every sharded dataset."""
+    return Recipe(
+        name=name, title=title, kind="pairs", builder="fetch",
+        stages={"fetch": fetch, "verify": shards.verify_stage(name, "token ids within the <s> + <=62 + </s> rule"),
+                "preview": shards.preview_stage(name, preview)},
+        manifest=manifest, demo=f"vlprep.pipeline.samples.demo:{name}", summary=summary, splits=splits,
+        default_split=SPLIT, pretraining_split=SPLIT, sample=sample, about=about)

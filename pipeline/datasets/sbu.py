@@ -14,10 +14,10 @@ from pathlib import Path
 
 from ..layout import Layout
 from ..records import sbu as records
-from ..sinks.features import IMAGE_FIELDS, INT64, STRING, TEXT_FIELDS, Field, SampleSchema
+from ..sinks.features import STRING, Field
 from ..sinks.folder import About
-from . import crawl, shards
-from .recipe import Recipe, Run, option
+from . import crawl
+from .recipe import Run, option
 
 NAME = "sbu"
 SPLIT = crawl.SPLIT
@@ -55,21 +55,10 @@ def fetch(run: Run, options: FetchOptions) -> None:
                                       raw_name=records.CANONICAL_NAME, command=RECIPE.command("fetch"), split=SPLIT))
 
 
-SAMPLE = SampleSchema(
-    fields=(
-        Field("dataset", STRING, "Always 'sbu'."),
-        Field("row", INT64, "0-based index of the row in the parallel lists of sbu-captions-all.json (the sample "
-                            "key is it, 9 digits)."),
-        Field("url", STRING, "The image URL of the row (image_urls)."),
-        Field("caption", STRING, "The row's caption (captions), cleaned."),
-        Field("user_id", STRING, "The Flickr user id of the row (user_ids), as published."),
-        Field("sha256", STRING, "sha256 of the image bytes as fetched (the manifest records it)."),
-        *TEXT_FIELDS,
-        *IMAGE_FIELDS,
-    ),
-    image="the image fetched from the row's URL, JPEG",
-    caption=("caption",),
-)
+SAMPLE = crawl.sample_schema(
+    NAME, "0-based index of the row in the parallel lists of sbu-captions-all.json (the sample key is it, 9 "
+    "digits).", url="The image URL of the row (image_urls).", caption="The row's caption (captions), cleaned.",
+    extra=(Field("user_id", STRING, "The Flickr user id of the row (user_ids), as published."),))
 """One row of the parallel lists: its caption, its user id, and the image its URL gave."""
 
 ABOUT = About(
@@ -99,31 +88,18 @@ ABOUT = About(
            "--from-manifest sbu-train-<N>.tsv.gz` rebuilds exactly those rows.",),
 )
 
-RECIPE = Recipe(
-    name=NAME,
-    title="SBU Captions, the first N reachable rows of the parallel lists (pairs, fetched from the web)",
-    kind="pairs",
-    builder="fetch",
-    stages={
-        "fetch": crawl.fetch_stage(
-            fetch, FetchOptions, NAME, "Fetch the first N reachable SBU Captions rows from the web into "
-            "DATA_DIR/out/sbu shards.",
-            ("vlprep fetch sbu --limit 500000 --workers 16",
-             "vlprep fetch sbu --archive sbu-captions-all.tar.gz --from-manifest sbu-train-500000.tsv.gz"),
-            "sbu-captions-all.tar.gz holds sbu-captions-all.json, three parallel lists (image_urls, captions, "
-            "user_ids; 1,000,000 rows), turned once into one row a line in DATA_DIR/work/sbu/rows-<sha256>/; the "
-            "row is the index in the lists, and each sample keeps its user_id. The archive has no published "
-            "checksum: its sha256 is recorded."),
-        "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),
-        "preview": shards.preview_stage(NAME, crawl.PreviewOptions),
-    },
-    manifest=crawl.manifest(NAME, "SBU Captions", "Rebuild SBU exactly with `vlprep fetch sbu --from-manifest "
-                            "sbu-train-<N>.tsv.gz`."),
-    demo="vlprep.pipeline.samples.demo:sbu",
-    summary=crawl.summary,
-    splits=(SPLIT,),
-    default_split=SPLIT,
-    pretraining_split=SPLIT,
-    sample=SAMPLE,
-    about=ABOUT,
-)
+RECIPE = crawl.recipe(
+    NAME,
+    "SBU Captions, the first N reachable rows of the parallel lists (pairs, fetched from the web)",
+    crawl.fetch_stage(
+        fetch, FetchOptions, NAME, "Fetch the first N reachable SBU Captions rows from the web into "
+        "DATA_DIR/out/sbu shards.",
+        ("vlprep fetch sbu --limit 500000 --workers 16",
+         "vlprep fetch sbu --archive sbu-captions-all.tar.gz --from-manifest sbu-train-500000.tsv.gz"),
+        "sbu-captions-all.tar.gz holds sbu-captions-all.json, three parallel lists (image_urls, captions, "
+        "user_ids; 1,000,000 rows), turned once into one row a line in DATA_DIR/work/sbu/rows-<sha256>/; the "
+        "row is the index in the lists, and each sample keeps its user_id. The archive has no published "
+        "checksum: its sha256 is recorded."),
+    crawl.manifest(NAME, "SBU Captions", "Rebuild SBU exactly with `vlprep fetch sbu --from-manifest "
+                   "sbu-train-<N>.tsv.gz`."),
+    SAMPLE, ABOUT)

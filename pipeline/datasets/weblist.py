@@ -18,10 +18,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..sinks.features import IMAGE_FIELDS, INT64, STRING, TEXT_FIELDS, Field, SampleSchema
 from ..sinks.folder import About
 from . import crawl, shards
-from .recipe import Recipe, Run, option
+from .recipe import Run, option
 
 NAME = "weblist"
 FORMATS = ("tsv", "csv", "parquet", "jsonl")
@@ -87,20 +86,9 @@ def fetch(run: Run, options: FetchOptions) -> None:
                                               f"--split {options.split}", split=options.split, reader_key=key))
 
 
-SAMPLE = SampleSchema(
-    fields=(
-        Field("dataset", STRING, "Always 'weblist'."),
-        Field("row", INT64, "0-based index of the row among the list's data rows (a header line is not a row; in a "
-                            "CSV, a record spanning several lines is one row). The sample key is it, 9 digits."),
-        Field("url", STRING, "The image URL of the row."),
-        Field("caption", STRING, "The row's caption, cleaned."),
-        Field("sha256", STRING, "sha256 of the image bytes as fetched (the manifest records it)."),
-        *TEXT_FIELDS,
-        *IMAGE_FIELDS,
-    ),
-    image="the image fetched from the row's URL, JPEG",
-    caption=("caption",),
-)
+SAMPLE = crawl.sample_schema(
+    NAME, "0-based index of the row among the list's data rows (a header line is not a row; in a CSV, a "
+    "record spanning several lines is one row). The sample key is it, 9 digits.")
 """One row of the list: its one caption, and the image its URL gave."""
 
 ABOUT = About(
@@ -122,34 +110,22 @@ ABOUT = About(
            "rebuilds exactly those rows from the same list.",),
 )
 
-RECIPE = Recipe(
-    name=NAME,
-    title="Any caption/URL list (TSV, CSV, parquet, JSONL), the first N reachable rows (pairs, fetched from the web)",
-    kind="pairs",
-    builder="fetch",
-    stages={
-        "fetch": crawl.fetch_stage(
-            fetch, FetchOptions, NAME, "Fetch the first N reachable rows of any caption/URL list into "
-            "DATA_DIR/out/weblist shards of split --split.",
-            ("vlprep fetch weblist --list laion-part.parquet --url-col URL --caption-col TEXT --split laion --limit "
-             "100000",
-             "vlprep fetch weblist --list pairs.csv --split mine --limit 1000",
-             "vlprep fetch weblist --list cc12m.tsv --no-header --url-col 0 --caption-col 1 --split cc12m-trial "
-             "--limit 1000"),
-            "The list: TSV (tab-separated lines, no quoting), CSV (quoted fields, --delimiter), parquet (read in "
-            "batches) or JSONL (one object a line), with --url-col and --caption-col naming its columns (0-based "
-            "positions in a TSV or CSV with --no-header). A row is its 0-based index among the data rows. See "
-            "docs/lists.md.", split="SPLIT",
-            common=("workers", "limit", "tokenizer")),
-        "verify": shards.verify_stage(NAME, "token ids within the <s> + <=62 + </s> rule"),
-        "preview": shards.preview_stage(NAME, shards.PreviewOptions),
-    },
-    manifest=crawl.manifest(NAME, "A caption/URL list's", "Rebuild a list's split exactly with `vlprep fetch weblist "
-                            "--list FILE --split <split> --from-manifest weblist-<split>-<N>.tsv.gz`."),
-    demo="vlprep.pipeline.samples.demo:weblist",
-    summary=crawl.summary,
-    default_split="train",
-    pretraining_split="train",
-    sample=SAMPLE,
-    about=ABOUT,
-)
+RECIPE = crawl.recipe(
+    NAME,
+    "Any caption/URL list (TSV, CSV, parquet, JSONL), the first N reachable rows (pairs, fetched from the web)",
+    crawl.fetch_stage(
+        fetch, FetchOptions, NAME, "Fetch the first N reachable rows of any caption/URL list into "
+        "DATA_DIR/out/weblist shards of split --split.",
+        ("vlprep fetch weblist --list lists/laion-part.parquet --url-col URL --caption-col TEXT --split laion --limit "
+         "100000",
+         "vlprep fetch weblist --list lists/pairs.csv --split mine --limit 1000",
+         "vlprep fetch weblist --list lists/cc12m.tsv --no-header --url-col 0 --caption-col 1 --split cc12m-trial "
+         "--limit 1000"),
+        "The list: TSV (tab-separated lines, no quoting), CSV (quoted fields, --delimiter), parquet (read in "
+        "batches) or JSONL (one object a line), with --url-col and --caption-col naming its columns (0-based "
+        "positions in a TSV or CSV with --no-header). A row is its 0-based index among the data rows. See "
+        "docs/lists.md.", split="SPLIT",
+        common=("workers", "limit", "tokenizer")),
+    crawl.manifest(NAME, "A caption/URL list's", "Rebuild a list's split exactly with `vlprep fetch weblist "
+                   "--list FILE --split <split> --from-manifest weblist-<split>-<N>.tsv.gz`."),
+    SAMPLE, ABOUT, splits=(), preview=shards.PreviewOptions)

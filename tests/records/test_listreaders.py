@@ -104,7 +104,8 @@ def test_names_without_a_header_and_a_header_only_file_are_clear(tmp_path):
 POSITIONS = Columns(url="0", caption="1")
 
 
-@pytest.mark.parametrize("reader,name", [(TsvList(max_line=1024), "l.tsv"), (DelimitedList(POSITIONS, False, 1024), "l.tsv"),
+@pytest.mark.parametrize("reader,name", [(TsvList(max_line=1024), "l.tsv"),
+                                         (DelimitedList(POSITIONS, False, 1024), "l.tsv"),
                                          (CsvList(POSITIONS, False, ",", 1024), "l.csv"),
                                          (JsonlList(Columns(), 1024), "l.jsonl")])
 def test_a_huge_line_is_an_error_naming_file_line_and_option(tmp_path, reader, name):
