@@ -107,14 +107,14 @@ def sbu(layout: Layout, workers: int, say: Say) -> list[Path]:
 
 
 def weblist(layout: Layout, workers: int, say: Say) -> list[Path]:
-    """A list of the user's own: the same rows as a CSV with quoted fields, split ``demo``."""
+    """A list of the user's own: the same rows as a CSV with quoted fields (split train, the default)."""
     from .lists import list_rows, write_list
     from .web import serve_web
 
     with serve_web() as web:
         path = write_list(layout.root / MIRROR / "weblist" / "pairs.csv", "csv", list_rows(web, LIST_KINDS))
         say(f"sample: a {len(LIST_KINDS)}-row CSV (header id,caption,url; quoted fields) of a web on 127.0.0.1")
-        _stage(layout, "weblist", "fetch", say, list_path=path, split="demo", workers=max(1, workers), **CRAWL)
+        _stage(layout, "weblist", "fetch", say, list_path=path, workers=max(1, workers), **CRAWL)
     _stage(layout, "weblist", "verify", say)
     return _files(layout.out("weblist"))
 
