@@ -96,7 +96,9 @@ def rebuild_command(recipe: Recipe, split: str, variant: str | None, entry: Mapp
     command = [recipe.command(recipe.builder)]
     if variant and recipe.variants and variant != recipe.variants[0]:
         command.append(f"--variant {variant}")
-    if split and len(recipe.splits) > 1:
+    builder_fields = {f.name for f in dataclasses.fields(recipe.stages[recipe.builder].options)}
+    open_splits = not recipe.splits and "split" in builder_fields
+    if split and (len(recipe.splits) > 1 or open_splits):  # a recipe whose splits the user names
         command.append(f"--split {split}")
     command += _option_flags(recipe, entry)
     limit = built_limit(entry)

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from ..errors import VlprepError
 from ..layout import Layout
-from . import cc3m, coco, glue, imagenet, owt, vg
+from . import cc3m, cc12m, coco, glue, imagenet, owt, sbu, vg, weblist
 from .recipe import COMMON_FIELDS, Common, Recipe, Run, checked
 
 RECIPES: tuple[Recipe, ...] = (
@@ -19,6 +19,9 @@ RECIPES: tuple[Recipe, ...] = (
     coco.RECIPE,
     vg.RECIPE,
     cc3m.RECIPE,
+    cc12m.RECIPE,
+    sbu.RECIPE,
+    weblist.RECIPE,
     imagenet.RECIPE,
     glue.RECIPE,
 )

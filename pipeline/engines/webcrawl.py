@@ -129,6 +129,8 @@ class UrlList:
     command: str
     """The command that builds the output from this list (``vlprep fetch <name>``), named in fixes."""
     split: str = "train"
+    reader_key: str = ""
+    """Added to the crawl's key when one file can be read as other rows (columns a user chose)."""
 
 
 def missing_name(name: str, split: str) -> str:
@@ -514,7 +516,7 @@ def _write_window_input(path: Path, rows: Iterable[Row], verify_hash: dict[int, 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([("url", pa.string()), ("caption", pa.string()), ("row", pa.int64())]
+    schema = pa.schema([("url", pa.string()), ("caption", pa.string()), ("row", pa.int64()), ("extra", pa.string())]
                        + ([("sha256", pa.string())] if verify_hash is not None else []))
     hosts: Counter = Counter()
     given = PassInput()
@@ -525,7 +527,8 @@ def _write_window_input(path: Path, rows: Iterable[Row], verify_hash: dict[int, 
                 if not kept:
                     continue
                 hosts.update(host_of(row.url) for row in kept)
-                columns = [[r.url for r in kept], [r.caption for r in kept], [r.row for r in kept]]
+                columns = [[r.url for r in kept], [r.caption for r in kept], [r.row for r in kept],
+                           [json.dumps(dict(r.extra)) if r.extra else "" for r in kept]]
                 if verify_hash is not None:
                     columns.append([verify_hash[r.row] for r in kept])
                 writer.write_batch(pa.record_batch(columns, schema=schema))
@@ -556,7 +559,7 @@ def _engine_config(folder: Path, output: Path, config: DownloadConfig, verify: b
         "downscale_interpolation": "area"}
     options = {
         "url_list": str(folder / "input.parquet"), "input_format": "parquet", "url_col": "url",
-        "caption_col": "caption", "save_additional_columns": ["row"], "output_format": "parquet",
+        "caption_col": "caption", "save_additional_columns": ["row", "extra"], "output_format": "parquet",
         "output_folder": str(output), "processes_count": config.processes, "thread_count": config.threads,
         "number_sample_per_shard": part_rows, "timeout": config.timeout, "retries": config.retries,
         "encode_format": "jpg", "encode_quality": 95, "skip_reencode": True, "compute_hash": "sha256",
@@ -650,7 +653,7 @@ def fetch_first(layout: Layout, urls: UrlList, count: int, config: DownloadConfi
     """
     check_distributor(config.distributor)
     total_rows = urls.reader.count_rows(urls.path)
-    crawl = Crawl(layout, urls, config, f"tsv:{_list_identity(urls.path)}")  # "tsv:", so earlier crawls resume
+    crawl = Crawl(layout, urls, config, f"tsv:{_list_identity(urls.path)}{urls.reader_key}")  # "tsv:", so earlier crawls resume
     with tqdm(desc=f"{urls.name} rows tried", unit="row", disable=None) as bar:
         retried, recovered = _retry_windows(crawl, bar, below=_nth_success(crawl, count))
         results = [crawl.run(window, bar) for window in crawl.windows]  # finish what an earlier run planned
@@ -751,7 +754,7 @@ def rebuild(layout: Layout, urls: UrlList, manifest: Path, config: DownloadConfi
         raise VlprepError(f"{manifest}: {len(mismatched):,} rows differ from {urls.path} (url or caption), first "
                           f"rows {mismatched[:5]}", fix=f"pass the {urls.raw_name} the manifest was made from")
     manifest_sha = _file_sha256(manifest)
-    crawl = Crawl(layout, urls, config, f"manifest:{manifest_sha}:tsv:{_list_identity(urls.path)}")
+    crawl = Crawl(layout, urls, config, f"manifest:{manifest_sha}:tsv:{_list_identity(urls.path)}{urls.reader_key}")
     ordered = sorted(wanted)
     hashes = {r: wanted[r][2] for r in ordered}
     if not crawl.windows:
@@ -855,11 +858,12 @@ def _pass_samples(files: list[Path], pass_no: int, wanted: dict[int, int]) -> It
     import pyarrow.parquet as pq
 
     for path in files:
-        table = pq.read_table(path, columns=SAMPLE_COLUMNS).to_pydict()
+        extra = ["extra"] if "extra" in pq.read_schema(path).names else []  # a row's further columns, if any
+        table = pq.read_table(path, columns=SAMPLE_COLUMNS + extra).to_pydict()
         order = sorted((row, i) for i, row in enumerate(table["row"])
                        if wanted.get(row) == pass_no and table["status"][i] == "success")
         for row, i in order:
-            yield row, {column: table[column][i] for column in SAMPLE_COLUMNS}
+            yield row, {column: table[column][i] for column in SAMPLE_COLUMNS + extra}
 
 
 def _kept_samples(crawl: Crawl, kept: dict[int, int], tokenizer: str | None, counts: Counter,
@@ -878,7 +882,8 @@ def _kept_samples(crawl: Crawl, kept: dict[int, int], tokenizer: str | None, cou
             texts = [clean_caption(c) for c in captions]
             for (row, values), caption, text, token in zip(batch, captions, texts, encoder.encode(texts)):
                 data = values["jpg"]
-                meta = {"dataset": crawl.urls.name, "row": row, "url": values["url"], "caption": text,
+                meta = {**json.loads(values.get("extra") or "{}"),  # first: a list's column never replaces ours
+                        "dataset": crawl.urls.name, "row": row, "url": values["url"], "caption": text,
                         "sha256": values["sha256"], "width": values["width"], "height": values["height"],
                         "texts": [text], "tokens": [token.ids], "lengths": [token.length]}
                 changed = hashlib.sha256(data).hexdigest() != meta["sha256"]

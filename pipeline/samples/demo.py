@@ -73,6 +73,52 @@ def cc3m(layout: Layout, workers: int, say: Say) -> list[Path]:
     return _files(layout.out("cc3m"))
 
 
+LIST_KINDS = ["good", "404", "png", "invalid", "good", "html", "redirect", "empty-caption", "webp", "good", "quoted",
+              "good"]
+"""The rows of the CC12M, SBU and weblist samples: good images and failures of the web and of the list."""
+CRAWL = {"limit": 5, "timeout": 3.0, "retries": 1, "threads": 8, "max_window": 12, "shard_samples": 4}
+
+
+def cc12m(layout: Layout, workers: int, say: Say) -> list[Path]:
+    """Conceptual 12M: a url-first TSV of the sample web."""
+    from .lists import list_rows, write_url_first_tsv
+    from .web import serve_web
+
+    with serve_web() as web:
+        tsv = write_url_first_tsv(layout.root / MIRROR / "cc12m" / "cc12m.tsv", list_rows(web, LIST_KINDS))
+        say(f"sample: a {len(LIST_KINDS)}-row cc12m.tsv (url first) of a web on 127.0.0.1")
+        _stage(layout, "cc12m", "fetch", say, tsv=tsv, workers=max(1, workers), **CRAWL)
+    _stage(layout, "cc12m", "verify", say)
+    return _files(layout.out("cc12m"))
+
+
+def sbu(layout: Layout, workers: int, say: Say) -> list[Path]:
+    """SBU Captions: the archive of parallel lists, served as a mirror."""
+    from .lists import list_rows, write_sbu_archive
+    from .web import serve_web
+
+    root = ensure_dir(layout.root / MIRROR / "sbu")
+    with serve_web() as web, serve_directory(root) as url:
+        write_sbu_archive(root / "sbu-captions-all.tar.gz", list_rows(web, LIST_KINDS))
+        say(f"sample: sbu-captions-all.tar.gz ({len(LIST_KINDS)} rows of parallel lists) served on 127.0.0.1")
+        _stage(layout, "sbu", "fetch", say, mirror=url, workers=max(1, workers), **CRAWL)
+    _stage(layout, "sbu", "verify", say)
+    return _files(layout.out("sbu"))
+
+
+def weblist(layout: Layout, workers: int, say: Say) -> list[Path]:
+    """A list of the user's own: the same rows as a CSV with quoted fields (split train, the default)."""
+    from .lists import list_rows, write_list
+    from .web import serve_web
+
+    with serve_web() as web:
+        path = write_list(layout.root / MIRROR / "weblist" / "pairs.csv", "csv", list_rows(web, LIST_KINDS))
+        say(f"sample: a {len(LIST_KINDS)}-row CSV (header id,caption,url; quoted fields) of a web on 127.0.0.1")
+        _stage(layout, "weblist", "fetch", say, list_path=path, workers=max(1, workers), **CRAWL)
+    _stage(layout, "weblist", "verify", say)
+    return _files(layout.out("weblist"))
+
+
 def coco(layout: Layout, workers: int, say: Say) -> list[Path]:
     """COCO captions: sample zips of real JPEGs and the Karpathy split → fetch → shard → verify."""
     from .images import build_coco_mirror
