@@ -12,7 +12,6 @@ from ..caps import DEFAULT_CAPS, Caps
 from ..errors import VlprepError
 from ..layout import Layout
 from ..records import coco as records
-from ..transforms.text import clean_caption
 from . import shards
 from ..sinks import manifests as manifest_sink
 from ..sinks.features import IMAGE_FIELDS, INT64, STRING, TEXT_FIELDS, Field, SampleSchema, list_of
@@ -72,12 +71,9 @@ def specs(found: list[records.CocoImage], rejected: list[dict]) -> Iterator[imag
             rejected.append({"key": key, "file": f"{image.image_zip}:{image.member}", "error": imagetext.DUPLICATE_KEY})
             continue
         seen.add(image.cocoid)
-        kept = [(i, text) for i, text in zip(image.caption_ids, map(clean_caption, image.captions)) if text]
-        meta = {"dataset": NAME, "image_id": image.cocoid, "cocoid": image.cocoid, "file_name": image.file_name,
-                "text_ids": [i for i, _ in kept]}
-        yield imagetext.SampleSpec(key, image.image_zip, image.member, meta,
-                                   [text for _, text in kept], dropped_texts=len(image.captions) - len(kept),
-                                   text_errors=list(image.dropped))
+        meta = {"dataset": NAME, "image_id": image.cocoid, "cocoid": image.cocoid, "file_name": image.file_name}
+        yield imagetext.caption_spec(key, image.image_zip, image.member, meta, image.captions, image.caption_ids,
+                                     image.dropped)
 
 
 def shard(layout: Layout, split: str = DEFAULT_SPLIT, workers: int = 1, seed: int = 0, resize: int | None = None,

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from ..errors import VlprepError
 from ..layout import Layout
-from . import cc3m, coco, glue, imagenet, owt, vg
+from . import cc3m, coco, flickr30k, glue, imagenet, imagenet_prompts, owt, vg
 from .recipe import COMMON_FIELDS, Common, Recipe, Run, checked
 
 RECIPES: tuple[Recipe, ...] = (
@@ -21,6 +21,8 @@ RECIPES: tuple[Recipe, ...] = (
     cc3m.RECIPE,
     imagenet.RECIPE,
     glue.RECIPE,
+    flickr30k.RECIPE,
+    imagenet_prompts.RECIPE,
 )
 BY_NAME = {r.name: r for r in RECIPES}
 STAGE_ORDER = ("fetch", "binarize", "shard", "verify", "preview")
