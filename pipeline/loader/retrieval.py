@@ -113,16 +113,17 @@ def recall_at_k(scores: torch.Tensor, split: RetrievalSet, ks: Sequence[int] = (
     """Image→text and text→image recall@K (in %) from ``scores`` [images, texts] (higher is closer).
 
     Image→text: an image is a hit at K when any of its captions is among its K best-scored captions;
-    text→image: a caption is a hit when its image is among its K best-scored images."""
+    text→image: a caption is a hit when its image is among its K best-scored images. Ties rank the
+    lower index first (a stable sort), so the result never depends on the sort's implementation."""
     if tuple(scores.shape) != (len(split), len(split.text_to_image)):
         raise ValueError(f"scores {tuple(scores.shape)}: expected [{len(split)}, {len(split.text_to_image)}]")
     result = {}
-    image_ranks = scores.argsort(dim=1, descending=True)
-    text_ranks = scores.T.argsort(dim=1, descending=True)
+    image_ranks = torch.argsort(scores, dim=1, descending=True, stable=True)
+    text_ranks = torch.argsort(scores.T, dim=1, descending=True, stable=True)
     owner = split.text_to_image
     for k in ks:
         i2t = (owner[image_ranks[:, :k]] == torch.arange(len(split)).unsqueeze(1)).any(dim=1)
         t2i = (text_ranks[:, :k] == owner.unsqueeze(1)).any(dim=1)
-        result[f"i2t_r{k}"] = 100.0 * i2t.float().mean().item()
-        result[f"t2i_r{k}"] = 100.0 * t2i.float().mean().item()
+        result[f"i2t_r{k}"] = 100.0 * int(i2t.sum()) / len(i2t)
+        result[f"t2i_r{k}"] = 100.0 * int(t2i.sum()) / len(t2i)
     return result
