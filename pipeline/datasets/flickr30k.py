@@ -17,7 +17,8 @@ from ..errors import VlprepError
 from ..layout import Layout
 from ..records import flickr30k as records
 from ..sinks import manifests as manifest_sink
-from ..sinks.features import IMAGE_FIELDS, INT64, STRING, TEXT_FIELDS, Field, SampleSchema, list_of
+from ..records.karpathy import KARPATHY_CITATION
+from ..sinks.features import INT64, STRING, Field, list_of
 from ..sinks.folder import About
 from . import shards
 from .coco import URLS as COCO_URLS
@@ -151,21 +152,17 @@ def shard(layout: Layout, split: str = DEFAULT_SPLIT, workers: int = 1, seed: in
 
 # ------------------------------------------------------------------------------------------ recipe
 
-SAMPLE = SampleSchema(
-    fields=(
+SAMPLE = shards.captioned_sample(
+    (
         Field("dataset", STRING, "Always 'flickr30k'."),
         Field("key", STRING, "The sample key: the Flickr photo id (the file name's stem)."),
         Field("image_id", INT64, "Karpathy's imgid of the image."),
         Field("flickr_id", STRING, "The Flickr photo id, as in the file name."),
         Field("file_name", STRING, "The image's file name in flickr30k-images/."),
         Field("text_ids", list_of(INT64), "Per caption: Karpathy's sentid."),
-        *TEXT_FIELDS,
-        *IMAGE_FIELDS,
     ),
-    image="the Flickr30K image, JPEG",
-    caption=("texts", 0),
+    "the Flickr30K image, JPEG",
 )
-"""One image with all its captions; Energon gets the first caption."""
 
 ABOUT = About(
     pretty_name="Flickr30K",
@@ -189,12 +186,7 @@ ABOUT = About(
   pages={67--78},
   year={2014}
 }
-@inproceedings{karpathy2015deep,
-  title={Deep Visual-Semantic Alignments for Generating Image Descriptions},
-  author={Karpathy, Andrej and Fei-Fei, Li},
-  booktitle={IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year={2015}
-}""",
+""" + KARPATHY_CITATION,
     task_categories=("image-to-text", "text-to-image"),
     sources={f"{NAME}/{records.KARPATHY_ZIP}": URLS[records.KARPATHY_ZIP],
              f"{NAME}/{records.IMAGES_TAR}": "on request from https://shannon.cs.illinois.edu/DenotationGraph/"},
@@ -231,11 +223,7 @@ def fetch_stage(run: Run, options: FetchOptions) -> None:
         run.say_fetch(report, "the published URL and your --images")
 
 
-def shard_stage(run: Run, options: ShardOptions) -> None:
-    stats = shard(run.layout, options.split, workers=run.common.workers, seed=options.seed, resize=options.resize,
-                  limit=run.common.limit, max_count=options.shard_samples, max_bytes=options.shard_mb * 1_000_000,
-                  tokenizer=run.common.tokenizer, force=options.force, caps=shards.caps_of(options))
-    run.say_built(shards.pairs_summary(stats))
+shard_stage = shards.captioned_shard_stage(shard)
 
 
 RECIPE = Recipe(

@@ -17,6 +17,13 @@ from ..errors import VlprepError
 from ..sources.jsonstream import iter_zip_json, text_problem
 
 KARPATHY_ZIP = "caption_datasets.zip"
+KARPATHY_CITATION = r"""@inproceedings{karpathy2015deep,
+  title={Deep Visual-Semantic Alignments for Generating Image Descriptions},
+  author={Karpathy, Andrej and Fei-Fei, Li},
+  booktitle={IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year={2015}
+}"""
+"""The split files' paper, cited by every dataset read in Karpathy's split."""
 
 
 @dataclass(frozen=True)
