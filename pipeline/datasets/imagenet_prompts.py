@@ -128,7 +128,7 @@ def binarize_stage(run: Run, options: BinarizeOptions) -> None:
 
 def verify_stage(run: Run, options: VerifyOptions) -> None:
     found = verify(run.layout)
-    run.say(f"{NAME}: ok ({found['items']:,} items, {found['ids']:,} ids, every item <s> … </s>)")
+    run.say(f"{NAME} {PREFIX}: ok ({found['items']:,} items, {found['ids']:,} ids, every item <s> … </s>)")
 
 
 RECIPE = Recipe(
