@@ -295,7 +295,7 @@ def stale_folders(layout: Layout, held: Iterable[Claim]) -> list[Path]:
 
 def variant_folders(layout: Layout, dataset: str) -> list[Path]:
     """The ``out/<dataset>-<variant>`` folders of ``dataset``, never another dataset's whose name
-    starts as this one's does (``imagenet-prompts`` beside ``imagenet``)."""
+    starts as this one's does (``<dataset>-<word>`` may be a dataset of its own)."""
     from .datasets.registry import names
 
     others = {name for name in names() if name != dataset}

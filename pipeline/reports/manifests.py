@@ -56,7 +56,7 @@ class ManifestFile:
 
 def dataset_of(path: Path) -> str:
     """The dataset a manifest file belongs to: the longest registered name it starts with, then ``-``
-    (``imagenet-prompts-items.tsv.gz`` is imagenet-prompts', not imagenet's)."""
+    (a dataset whose name begins with another's and a dash keeps its own manifests)."""
     from ..datasets.registry import names
 
     owners = [name for name in names() if path.name.startswith(name + "-")]
