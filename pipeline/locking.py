@@ -289,8 +289,17 @@ def stale_folders(layout: Layout, held: Iterable[Claim]) -> list[Path]:
             folders.append(layout.raw(dataset))
         else:
             folders += [layout.out(dataset), layout.work(dataset)]
-            folders += sorted(p for p in layout.out_root().glob(f"{dataset}-*") if p.is_dir())
+            folders += variant_folders(layout, dataset)
     return folders
+
+
+def variant_folders(layout: Layout, dataset: str) -> list[Path]:
+    """The ``out/<dataset>-<variant>`` folders of ``dataset``, never another dataset's whose name
+    starts as this one's does (``<dataset>-<word>`` may be a dataset of its own)."""
+    from .datasets.registry import names
+
+    others = {name for name in names() if name != dataset}
+    return sorted(p for p in layout.out_root().glob(f"{dataset}-*") if p.is_dir() and p.name not in others)
 
 
 def report_cleanup(cleanup: Cleanup, layout: Layout, say: Say) -> None:

@@ -12,10 +12,10 @@ from ..caps import DEFAULT_CAPS, Caps
 from ..errors import VlprepError
 from ..layout import Layout
 from ..records import coco as records
-from ..transforms.text import clean_caption
 from . import shards
 from ..sinks import manifests as manifest_sink
-from ..sinks.features import IMAGE_FIELDS, INT64, STRING, TEXT_FIELDS, Field, SampleSchema, list_of
+from ..records.karpathy import KARPATHY_CITATION
+from ..sinks.features import INT64, STRING, Field, list_of
 from ..sinks.folder import About
 from .recipe import FETCH_COMMON, Manifest, Recipe, Run, Stage, option
 
@@ -72,12 +72,9 @@ def specs(found: list[records.CocoImage], rejected: list[dict]) -> Iterator[imag
             rejected.append({"key": key, "file": f"{image.image_zip}:{image.member}", "error": imagetext.DUPLICATE_KEY})
             continue
         seen.add(image.cocoid)
-        kept = [(i, text) for i, text in zip(image.caption_ids, map(clean_caption, image.captions)) if text]
-        meta = {"dataset": NAME, "image_id": image.cocoid, "cocoid": image.cocoid, "file_name": image.file_name,
-                "text_ids": [i for i, _ in kept]}
-        yield imagetext.SampleSpec(key, image.image_zip, image.member, meta,
-                                   [text for _, text in kept], dropped_texts=len(image.captions) - len(kept),
-                                   text_errors=list(image.dropped))
+        meta = {"dataset": NAME, "image_id": image.cocoid, "cocoid": image.cocoid, "file_name": image.file_name}
+        yield imagetext.caption_spec(key, image.image_zip, image.member, meta, image.captions, image.caption_ids,
+                                     image.dropped)
 
 
 def shard(layout: Layout, split: str = DEFAULT_SPLIT, workers: int = 1, seed: int = 0, resize: int | None = None,
@@ -107,21 +104,17 @@ def split_inputs(layout: Layout, split: str, found: list[records.CocoImage]) -> 
 
 # ------------------------------------------------------------------------------------------ recipe
 
-SAMPLE = SampleSchema(
-    fields=(
+SAMPLE = shards.captioned_sample(
+    (
         Field("dataset", STRING, "Always 'coco'."),
         Field("key", STRING, "The sample key: the cocoid, 12 digits."),
         Field("image_id", INT64, "COCO image id."),
         Field("cocoid", INT64, "COCO image id (Karpathy's name for it)."),
         Field("file_name", STRING, "The image's file name in train2014.zip or val2014.zip."),
         Field("text_ids", list_of(INT64), "Per caption: its id (COCO's annotation id, or Karpathy's sentid)."),
-        *TEXT_FIELDS,
-        *IMAGE_FIELDS,
     ),
-    image="the COCO image, JPEG",
-    caption=("texts", 0),
+    "the COCO image, JPEG",
 )
-"""One image with all its captions; Energon gets the first caption."""
 
 ABOUT = About(
     pretty_name="COCO Captions 2014",
@@ -141,12 +134,7 @@ ABOUT = About(
   booktitle={European Conference on Computer Vision (ECCV)},
   year={2014}
 }
-@inproceedings{karpathy2015deep,
-  title={Deep Visual-Semantic Alignments for Generating Image Descriptions},
-  author={Karpathy, Andrej and Fei-Fei, Li},
-  booktitle={IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year={2015}
-}""",
+""" + KARPATHY_CITATION,
     task_categories=("image-to-text", "text-to-image"),
     sources={f"{NAME}/{relpath}": url for relpath, url in URLS.items()},
     published={split: (images, "images") for split, (images, _) in EXPECTED.items()},
@@ -177,12 +165,7 @@ def fetch_stage(run: Run, options: FetchOptions) -> None:
     run.say_fetch(fetch(run.layout, run.common.mirror, options.allow_unpublished), "the official URLs")
 
 
-def shard_stage(run: Run, options: ShardOptions) -> None:
-    caps = shards.caps_of(options)
-    stats = shard(run.layout, options.split, workers=run.common.workers, seed=options.seed, resize=options.resize,
-                  limit=run.common.limit, max_count=options.shard_samples, max_bytes=options.shard_mb * 1_000_000,
-                  tokenizer=run.common.tokenizer, force=options.force, caps=caps)
-    run.say_built(shards.pairs_summary(stats))
+shard_stage = shards.captioned_shard_stage(shard)
 
 
 RECIPE = Recipe(

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from ..errors import VlprepError
 from ..layout import Layout
-from . import cc3m, cc12m, coco, glue, imagenet, owt, sbu, vg, weblist
+from . import cc3m, cc12m, coco, flickr30k, glue, imagenet, imagenet_prompts, owt, sbu, vg, weblist
 from .recipe import COMMON_FIELDS, Common, Recipe, Run, checked
 
 RECIPES: tuple[Recipe, ...] = (
@@ -24,6 +24,8 @@ RECIPES: tuple[Recipe, ...] = (
     weblist.RECIPE,
     imagenet.RECIPE,
     glue.RECIPE,
+    flickr30k.RECIPE,
+    imagenet_prompts.RECIPE,
 )
 BY_NAME = {r.name: r for r in RECIPES}
 STAGE_ORDER = ("fetch", "binarize", "shard", "verify", "preview")

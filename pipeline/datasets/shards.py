@@ -51,6 +51,28 @@ def caps_of(options: TextShardOptions) -> Caps:
                 json_depth=options.max_json_depth)
 
 
+def captioned_sample(fields: tuple, image: str):
+    """The sample of an image with all its captions (COCO, Flickr30K): the dataset's own id fields, then
+    the text and image fields every image-text writer stores; Energon gets the first caption."""
+    from ..sinks.features import IMAGE_FIELDS, TEXT_FIELDS, SampleSchema
+
+    return SampleSchema(fields=(*fields, *TEXT_FIELDS, *IMAGE_FIELDS), image=image, caption=("texts", 0))
+
+
+def captioned_shard_stage(shard: Callable[..., dict]) -> Callable[[Run, TextShardOptions], None]:
+    """The shard stage of a dataset whose ``shard(layout, split, workers=, seed=, resize=, limit=,
+    max_count=, max_bytes=, tokenizer=, force=, caps=)`` writes one split of captioned images."""
+
+    def shard_stage(run: Run, options: TextShardOptions) -> None:
+        stats = shard(run.layout, options.split, workers=run.common.workers, seed=options.seed,
+                      resize=options.resize, limit=run.common.limit, max_count=options.shard_samples,
+                      max_bytes=options.shard_mb * 1_000_000, tokenizer=run.common.tokenizer, force=options.force,
+                      caps=caps_of(options))
+        run.say_built(pairs_summary(stats))
+
+    return shard_stage
+
+
 def pairs_summary(stats: dict) -> list[str]:
     """The ``vlprep stats`` table of an image–text dataset's splits."""
     from ..engines import imagetext

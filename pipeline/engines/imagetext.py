@@ -36,6 +36,7 @@ from ..transforms.bpe import get_backend
 from ..transforms.captions import MAX_BPE, MAX_TOKENS, CaptionEncoder
 from ..transforms.dictionary import Dictionary, load_dictionary
 from ..transforms.images import ImageError, prepare_image
+from ..transforms.text import clean_caption
 from .inputs import check_inputs, work_key
 
 WORK_VERSION = "imagetext-1"
@@ -57,6 +58,15 @@ class SampleSpec:
     """Texts of the annotations left empty by cleaning (not in ``texts``; counted)."""
     text_errors: list[dict] = field(default_factory=list)
     """Texts left out for their value (over ``--max-text-kb``, not a string): ``errors.jsonl`` lines."""
+
+
+def caption_spec(key: str, image_zip: str, member: str, meta: dict, captions: list[str], caption_ids: list[int],
+                 text_errors: list[dict]) -> SampleSpec:
+    """One image with its captions cleaned (:func:`clean_caption`); a caption left empty by cleaning is
+    counted, not kept, and ``meta["text_ids"]`` lists the ids of the kept ones in their order."""
+    kept = [(i, text) for i, text in zip(caption_ids, map(clean_caption, captions)) if text]
+    return SampleSpec(key, image_zip, member, {**meta, "text_ids": [i for i, _ in kept]}, [text for _, text in kept],
+                      dropped_texts=len(captions) - len(kept), text_errors=list(text_errors))
 
 
 @dataclass(frozen=True)
@@ -242,7 +252,8 @@ def write_one_shard(job: ShardJob) -> dict:
 
 def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], workers: int,
           extra: dict | None = None, expected: tuple[int | None, int | None] | None = None,
-          inputs: dict[str, str] | None = None, force: bool = False, rejected: list[dict] | None = None) -> dict:
+          inputs: dict[str, str] | None = None, force: bool = False, rejected: list[dict] | None = None,
+          images_root: Path | None = None) -> dict:
     """Write ``out/<folder>/<folder>-<split>-*.tar`` + index, errors, stats and the manifest; return stats.
 
     ``inputs`` (``{<dataset>/<relpath>: sha256}`` of every raw file the split reads) is part of the
@@ -251,11 +262,13 @@ def build(layout: Layout, config: ShardConfig, specs: Iterable[SampleSpec], work
     written; a ``--limit`` build does not replace a more complete split unless ``force``.
 
     ``rejected``: ``errors.jsonl`` lines of images the dataset left out before they became samples
-    (a key seen before); filled while ``specs`` is consumed.
+    (a key seen before); filled while ``specs`` is consumed. ``images_root``: the folder the specs'
+    image zips are relative to (default ``raw/<dataset>``; a zip repacked from a tarball lies under
+    ``work/``).
     """
     dictionary = shipped_dictionary()
     key = config.key(dictionary.sha256, inputs)
-    raw = layout.raw(config.dataset)
+    raw = images_root or layout.raw(config.dataset)
     writer = split_sink.SplitWriter.start(layout, config.dataset, config.split, key, config.limit, force,
                                           folder=config.folder)
     work = writer.work

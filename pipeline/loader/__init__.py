@@ -25,6 +25,8 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
 from .augment import IMAGE_SCALE, IMAGENET_MEAN, IMAGENET_STD, PAIR_SCALE, RATIO, Crop, ViewConfig, crop_params
 from .decode import normalize
 from .images import CAPTION_LENGTH, image_dataset, pair_dataset
+from .prompts import prompt_tokens
+from .retrieval import RetrievalSet, recall_at_k, retrieval_dataset
 from .shards import ShardStream
 from .state import merge_states
 from .text import collate_tokens, glue_dataset, text_dataset
@@ -32,5 +34,5 @@ from .text import collate_tokens, glue_dataset, text_dataset
 __all__ = [
     "CAPTION_LENGTH", "IMAGE_SCALE", "IMAGENET_MEAN", "IMAGENET_STD", "PAIR_SCALE", "RATIO", "Crop", "ShardStream",
     "ViewConfig", "collate_tokens", "crop_params", "glue_dataset", "image_dataset", "merge_states", "normalize",
-    "pair_dataset", "text_dataset",
+    "pair_dataset", "prompt_tokens", "recall_at_k", "retrieval_dataset", "RetrievalSet", "text_dataset",
 ]

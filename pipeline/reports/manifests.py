@@ -55,7 +55,12 @@ class ManifestFile:
 
 
 def dataset_of(path: Path) -> str:
-    return path.name.split("-", 1)[0]
+    """The dataset a manifest file belongs to: the longest registered name it starts with, then ``-``
+    (a dataset whose name begins with another's and a dash keeps its own manifests)."""
+    from ..datasets.registry import names
+
+    owners = [name for name in names() if path.name.startswith(name + "-")]
+    return max(owners, key=len) if owners else path.name.split("-", 1)[0]
 
 
 def build(layout: Layout, datasets: tuple[str, ...], manifest_dir: Path | None = None) -> list[ManifestFile]:
@@ -69,7 +74,7 @@ def build(layout: Layout, datasets: tuple[str, ...], manifest_dir: Path | None =
         declared = schema(dataset)
         if declared.build is not None:
             declared.build(layout)
-        found = sorted(layout.manifests().glob(f"{dataset}-*.tsv.gz"))
+        found = sorted(p for p in layout.manifests().glob(f"{dataset}-*.tsv.gz") if dataset_of(p) == dataset)
         if not found:
             raise VlprepError(f"no manifest of {dataset} in {layout.manifests()}",
                               fix=f"run the stage that builds {dataset} again; it writes the manifest")

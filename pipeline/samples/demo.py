@@ -183,6 +183,29 @@ def glue(layout: Layout, workers: int, say: Say) -> list[Path]:
     return _files(layout.out("glue"))  # the <TASK>-bin folders and stats.json
 
 
+def flickr30k(layout: Layout, workers: int, say: Say) -> list[Path]:
+    """Flickr30K: a Karpathy split file and an images tarball of real JPEGs → fetch → shard test → verify."""
+    from .images import build_flickr30k_mirror
+
+    root = layout.root / MIRROR
+    build_flickr30k_mirror(root / "flickr30k")
+    with serve_directory(root) as url:
+        say("sample: Flickr30K's Karpathy split file and a flickr30k-images.tar.gz of real JPEGs served on 127.0.0.1 "
+            "(the images archive has no published checksum: recorded, or checked against the mirror's sums)")
+        _stage(layout, "flickr30k", "fetch", say, mirror=f"{url}/flickr30k", allow_unpublished=True)
+    _stage(layout, "flickr30k", "shard", say, workers=workers, limit=TRIAL)
+    _stage(layout, "flickr30k", "shard", say, workers=workers, limit=TRIAL, split="train")
+    _stage(layout, "flickr30k", "verify", say)
+    return _files(layout.out("flickr30k"))
+
+
+def imagenet_prompts(layout: Layout, workers: int, say: Say) -> list[Path]:
+    """ImageNet zero-shot prompts: the shipped 1,000 classes × 80 templates → binarize → verify."""
+    _stage(layout, "imagenet-prompts", "binarize", say)
+    _stage(layout, "imagenet-prompts", "verify", say)
+    return _files(layout.out("imagenet-prompts"))
+
+
 def dataset_steps() -> dict[str, Step]:
     """One step per recipe of the registry (its ``demo`` field), in registry order."""
     from ..datasets.recipe import load
@@ -234,7 +257,21 @@ def trainer(layout: Layout, say: Say) -> list[Path]:
         f"({int((~mask).sum())} real), image_dataset imagenet -> class "
         f"{next(iter(image_dataset(layout.out('imagenet') / 'imagenet-train')))[1]}, text_dataset owt -> "
         f"{len(text_dataset(layout.out('owt'), 'train'))} blocks of 512")
+    evaluation(layout, say)
     return [layout.out("coco") / "coco-karpathy-train.preview-augmented.png"]
+
+
+def evaluation(layout: Layout, say: Say) -> None:
+    """The evaluation loaders, on what the steps built: retrieval maps of Flickr30K test, prompt tokens."""
+    from ..loader import prompt_tokens, retrieval_dataset
+
+    if (layout.out("flickr30k") / "flickr30k-test.index.json").exists():
+        test = retrieval_dataset(layout.out("flickr30k") / "flickr30k-test")
+        say(f"loader: retrieval_dataset flickr30k test -> {len(test)} images {tuple(test[0][0].shape)}, "
+            f"{len(test.text_to_image)} captions {tuple(test.tokens.shape)}")
+    if (layout.out("imagenet-prompts") / "stats.json").exists():
+        tokens, mask = prompt_tokens(layout.out("imagenet-prompts"))
+        say(f"loader: prompt_tokens imagenet-prompts -> tokens {tuple(tokens.shape)} ({int((~mask).sum())} real)")
 
 
 @dataclass

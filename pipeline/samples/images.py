@@ -73,6 +73,19 @@ def _coco_ids(rng: random.Random, n_train: int, n_val: int) -> tuple[list[int], 
     return train_ids, val_ids, karpathy_split
 
 
+def _tar_gz(path: Path, files: list[tuple[str, bytes]]) -> None:
+    """A .tar.gz with no time or temp name in its gzip header, so the same sample gives the same bytes."""
+    import tarfile
+
+    with (atomic_path(path, durable=False) as tmp, open(tmp, "wb") as raw,
+          gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as zipped,
+          tarfile.open(fileobj=zipped, mode="w", format=tarfile.USTAR_FORMAT) as tar):
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1_300_000_000
+            tar.addfile(info, io.BytesIO(data))
+
+
 def _by_split(karpathy_split: dict[int, str]) -> dict[str, list[int]]:
     by_split: dict[str, list[int]] = {}
     for i, split in karpathy_split.items():
@@ -198,20 +211,44 @@ def build_imagenet_mirror(root: Path, train_per_class: tuple[int, ...] = (9, 7, 
             v += 1
             val.append((f"ILSVRC2012_val_{v:08d}_{synset}.JPEG", jpeg(rng, (56, 48))))
 
-    def write(path: Path, files: list[tuple[str, bytes]], extra: bool = False) -> None:
-        """A .tar.gz with no time or temp name in its gzip header, so the same sample gives the same bytes."""
-        with (atomic_path(path, durable=False) as tmp, open(tmp, "wb") as raw,
-              gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as zipped,
-              tarfile.open(fileobj=zipped, mode="w", format=tarfile.USTAR_FORMAT) as tar):
-            for name, data in files + ([("README.txt", b"not an image")] if extra else []):
-                info = tarfile.TarInfo(name)
-                info.size, info.mtime = len(data), 1_300_000_000
-                tar.addfile(info, io.BytesIO(data))
-
     for index, files in enumerate(train):
-        write(root / f"data/train_images_{index}.tar.gz", files, extra=index == 0)
-    write(root / "data/val_images.tar.gz", val)
+        _tar_gz(root / f"data/train_images_{index}.tar.gz", files + [("README.txt", b"not an image")] * (index == 0))
+    _tar_gz(root / "data/val_images.tar.gz", val)
     relpaths = ["classes.py", *(f"data/train_images_{i}.tar.gz" for i in range(5)), "data/val_images.tar.gz"]
     write_sums(root, relpaths)
     return {"train": sum(train_per_class), "val": val_per_class * len(IMAGENET_SAMPLE_CLASSES),
             "damaged": 1, "converted": 2}
+
+
+FLICKR30K_SAMPLE = {"train": 10, "val": 4, "test": 6}
+"""Images per split of the sample (the published file: 29,000 / 1,014 / 1,000)."""
+
+
+def build_flickr30k_mirror(root: Path, counts: dict[str, int] = FLICKR30K_SAMPLE, seed: int = 0) -> dict:
+    """Flickr30K at its mirror paths: ``caption_datasets.zip`` with ``dataset_flickr30k.json`` in
+    Karpathy's format, and ``flickr30k-images.tar.gz`` of real JPEGs (a truncated, a missing and a
+    CMYK one in train; a test image with 6 captions, one of them empty once cleaned). Returns the
+    image file names by split."""
+    rng = random.Random(f"flickr30k-{seed}")
+    rows, names, sent = [], {}, 0
+    photo = 1000092795
+    for split, count in counts.items():
+        for _ in range(count):
+            photo += rng.randint(1, 9_000)
+            names.setdefault(split, []).append(f"{photo}.jpg")
+    damaged = {names["train"][1]: "truncated", names["train"][2]: "missing", names["train"][3]: "cmyk"}
+    for imgid, (split, name) in enumerate((s, n) for s, ns in names.items() for n in ns):
+        texts = [caption(rng, rng.random() < 0.3) for _ in range(5)]
+        if name == names["test"][1]:
+            texts.append(" \x00\t ")  # a sixth caption, empty once cleaned: the image keeps 5
+        sentences = [{"tokens": t.lower().split(), "raw": t, "imgid": imgid, "sentid": sent + i}
+                     for i, t in enumerate(texts)]
+        sent += len(texts)
+        rows.append({"filename": name, "imgid": imgid, "sentences": sentences, "split": split,
+                     "sentids": [s["sentid"] for s in sentences]})
+    karpathy = json.dumps({"images": rows, "dataset": "flickr30k"}).encode()
+    _zip(root / "caption_datasets.zip", {"dataset_flickr30k.json": karpathy, "dataset_flickr8k.json": b'{"images": []}'})
+    images = _images(rng, "flickr30k-images", [n for ns in names.values() for n in ns], damaged)
+    _tar_gz(root / "flickr30k-images.tar.gz", sorted(images.items()) + [("flickr30k-images/readme.txt", b"x")])
+    write_sums(root, ["caption_datasets.zip", "flickr30k-images.tar.gz"])
+    return names

@@ -128,7 +128,10 @@ SOURCE_FILES = Schema(("file", STRING), ("split", STRING), ("sha256", STRING), (
 """The source files of a text corpus: split, sha256, documents read and kept, where it came from."""
 TASK_FILES = Schema(("file", STRING), ("task", STRING), ("split", STRING), ("rows", INT64), ("sha256", STRING))
 """The parquet files of a set of tasks binarized: task, fairseq split, rows, sha256."""
-SCHEMAS: tuple[Schema, ...] = (IMAGE_IDS, LABELLED_FILES, URL_ROWS, SOURCE_FILES, TASK_FILES)
+PROMPT_ITEMS = Schema(("item", INT64), ("class_index", INT64), ("template_index", INT64), ("synset", STRING),
+                      ("prompt", STRING))
+"""Every item of a prompt binary: its position, class index (torchvision order), template index, text."""
+SCHEMAS: tuple[Schema, ...] = (IMAGE_IDS, LABELLED_FILES, URL_ROWS, SOURCE_FILES, TASK_FILES, PROMPT_ITEMS)
 """Every kind of manifest; a manifest's header names its kind (no two share a header)."""
 
 

@@ -43,9 +43,10 @@ def test_build_writes_every_manifest_and_an_index_deterministically(built):
     folder = built / "manifests"
     names = sorted(p.name for p in folder.glob("*.tsv.gz"))
     assert names == ["cc12m-train-5.tsv.gz", "cc3m-train-16.tsv.gz", "coco-karpathy-test.tsv.gz",
-                     "coco-karpathy-train.tsv.gz", "glue-files.tsv.gz", "imagenet-train.tsv.gz", "imagenet-val.tsv.gz",
-                     "owt-subsets.tsv.gz", "sbu-train-5.tsv.gz", "vg-concat.tsv.gz", "vg-regions.tsv.gz",
-                     "weblist-train-5.tsv.gz"]
+                     "coco-karpathy-train.tsv.gz", "flickr30k-test.tsv.gz", "flickr30k-train.tsv.gz",
+                     "glue-files.tsv.gz", "imagenet-prompts-items.tsv.gz", "imagenet-train.tsv.gz",
+                     "imagenet-val.tsv.gz", "owt-subsets.tsv.gz", "sbu-train-5.tsv.gz", "vg-concat.tsv.gz",
+                     "vg-regions.tsv.gz", "weblist-train-5.tsv.gz"]
     first = {p.name: p.read_bytes() for p in folder.iterdir()}
     run_cli("manifest", "build", "--data-dir", str(built))
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == first

@@ -15,7 +15,7 @@ import pytest
 
 from vlprep.pipeline.datasets import registry
 from vlprep.pipeline.errors import VlprepError
-from vlprep.pipeline.reports.manifests import collect, validate
+from vlprep.pipeline.reports.manifests import collect, dataset_of, validate
 from vlprep.pipeline.sinks import manifests as manifest_sink
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "manifests.md"
@@ -34,9 +34,9 @@ def _both_ways(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_every_demo_manifest_reads_with_its_declared_types_both_ways(demo_data):
     paths = _tsv_paths(demo_data / "manifests")
-    assert {p.name.split("-", 1)[0] for p in paths} == set(registry.names())
+    assert {dataset_of(p) for p in paths} == set(registry.names())
     for path in paths:
-        schema = registry.recipe(path.name.split("-", 1)[0]).manifest.header
+        schema = registry.recipe(dataset_of(path)).manifest.header
         header, text_rows = manifest_sink.read_tsv_gz(path)
         for frame in _both_ways(path):
             assert list(frame.columns) == list(schema) and len(frame) == len(text_rows), path.name
@@ -48,7 +48,7 @@ def test_every_demo_manifest_reads_with_its_declared_types_both_ways(demo_data):
                 else:
                     assert values.dtype == object or isinstance(values.dtype, pd.StringDtype), (path.name, column)
                     assert values.tolist() == [r[index] for r in text_rows], (path.name, column)
-        dataset = path.name.split("-", 1)[0]
+        dataset = dataset_of(path)
         if dataset in ZERO_PADDED:
             keys = _both_ways(path)[1]["key"]
             assert keys.str.fullmatch(rf"\d{{{ZERO_PADDED[dataset]}}}").all() and keys.str.startswith("0").all()
