@@ -23,7 +23,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -31,7 +30,7 @@ from typing import Iterator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
-from bench_owt import _rss, _tree  # noqa: E402
+from bench_owt import PeakRss  # noqa: E402
 
 from vlprep.pipeline.samples.web import serve_web, write_tsv  # noqa: E402
 
@@ -54,33 +53,11 @@ img2dataset.download(**options)
 """
 
 
-class Peaks:
-    """The peak RSS of a process alone and of its whole tree, sampled every 50 ms."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.driver, self.tree, self._stop = pid, 0, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "Peaks":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.driver = max(self.driver, _rss(self.pid))
-            self.tree = max(self.tree, sum(_rss(p) for p in _tree(self.pid)))
-            time.sleep(0.05)
-
-
-def timed(command: list[str], env: dict) -> tuple[float, Peaks]:
+def timed(command: list[str], env: dict) -> tuple[float, PeakRss]:
     started = time.perf_counter()
     with open(WORK / "runs.log", "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=log, env={**env, "NO_ALBUMENTATIONS_UPDATE": "1"})
-        with Peaks(process.pid) as peaks:
+        with PeakRss(process.pid) as peaks:
             if process.wait():
                 raise SystemExit(f"{command[:6]} failed; see {WORK / 'runs.log'}")
     return time.perf_counter() - started, peaks
@@ -126,7 +103,7 @@ def run_one(distributor: str, tsv: Path, args: argparse.Namespace, web) -> dict:
     successes_i = sum(json.loads(p.read_text())["successes"] for p in output.glob("*_stats.json"))
     return {"distributor": distributor, "seconds_v": seconds_v, "seconds_i": seconds_i, "images_v": stats["images"],
             "images_i": successes_i, "tried": stats["rows_tried"], "windows": len(stats["windows"]),
-            "driver_v": peaks_v.driver, "tree_v": peaks_v.tree, "driver_i": peaks_i.driver, "tree_i": peaks_i.tree,
+            "driver_v": peaks_v.own, "tree_v": peaks_v.peak, "driver_i": peaks_i.own, "tree_i": peaks_i.peak,
             "shards": sorted(p.name for p in (data / "out" / "cc3m").glob("*.tar")), "data": data}
 
 

@@ -44,10 +44,11 @@ WORK = HERE / "_work"
 
 
 class PeakRss:
-    """Samples the summed RSS of a process and all its descendants until stopped."""
+    """Samples the summed RSS of a process and all its descendants (``peak``), and of the process
+    alone (``own``), until stopped."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self.pid, self.peak, self.own, self._stop = pid, 0, 0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> "PeakRss":
@@ -61,6 +62,7 @@ class PeakRss:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.peak = max(self.peak, sum(_rss(p) for p in _tree(self.pid)))
+            self.own = max(self.own, _rss(self.pid))
             time.sleep(0.05)
 
 
