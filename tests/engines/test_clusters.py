@@ -4,6 +4,11 @@ byte with the multiprocessing run of the same rows, and the cluster's own record
 each node, the Spark master's list of applications) show that the work really ran there."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +20,7 @@ from vlprep.pipeline.records.cc3m import READER
 from vlprep.pipeline.samples.web import serve_web, write_tsv
 
 from ..helpers import run_cli
-from .clusters_fixtures import bare_python, ray_cluster, spark_cluster
+from .clusters_fixtures import bare_python, ray_cluster
 
 pytest.importorskip("ray")
 KINDS = ["good", "404", "good", "png", "good", "html", "webp", "good", "redirect", "good", "good", "bomb"]
@@ -107,6 +112,35 @@ def test_ray_two_nodes_give_the_multiprocessing_bytes(ray_nodes, tsv, reference,
     assert crawl(tmp_path / "data", tsv, distributor="ray", ray_address=ray_nodes.address) == reference
     ran = {name: ray_nodes.task_logs(name, "_download") - before[name] for name in ray_nodes.nodes}
     assert ran["head"] > 0 and ran["bare"] > 0  # both nodes ran shards; "bare" has no vlprep installed
+
+
+def test_a_killed_driver_resumes_on_the_cluster_to_the_same_bytes(ray_nodes, tsv, reference, tmp_path):
+    """kill -9 of ``vlprep`` while its window runs on Ray: the window's child (the Ray job's driver)
+    ends itself, and the same command then finishes with the multiprocessing run's bytes."""
+    data = tmp_path / "data"
+    command = [sys.executable, "-m", "vlprep.cli", "fetch", "cc3m", "--data-dir", str(data), "--tsv", str(tsv),
+               "--limit", str(COUNT), "--timeout", "3", "--retries", "0", "--workers", "1", "--threads", "4",
+               "--shard-samples", "4", "--distributor", "ray", "--ray-address", ray_nodes.address]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(data.glob("work/cc3m/*/windows/000000/engine.json")) and time.monotonic() < deadline:
+        assert process.poll() is None, "the fetch ended before its first window started"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (data / "out" / "cc3m" / "stats.json").exists()  # killed mid-window, not after it
+    time.sleep(2)  # the window's child notices within 0.5 s that its parent is gone
+    assert not [p for p in Path("/proc").glob("[0-9]*") if _runs_in(p, str(data))]
+    run_cli(*command[3:])
+    assert {p.name: p.read_bytes() for p in sorted((data / "out" / "cc3m").glob("cc3m-train-*.tar"))} == reference
+
+
+def _runs_in(proc: Path, text: str) -> bool:
+    try:
+        return text.encode() in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def test_a_node_that_cannot_run_the_downloader_is_left_out(ray_nodes, tsv, reference, tmp_path, capsys):
