@@ -62,7 +62,7 @@ class CrawlOptions(PolitenessOptions):
     resize: int | None = option(None, "Scale the shorter side down to PIXELS (never up) and store JPEG q95. "
                                 "Default: the original bytes.", type=int, low=16, metavar="PIXELS")
     timeout: float = option(10.0, "Seconds for a whole image answer (not per read).", type=float, low=0.1)
-    retries: int = option(1, "Extra tries after 5xx, timeouts and dropped connections (never after 4xx).",
+    retries: int = option(1, "Extra tries after 5xx, 429, timeouts and dropped connections (never after other 4xx).",
                           type=int, low=0)
     retry_failed: str = option("transient", "Rows an earlier run failed that this run tries again first "
                                "(transient: 5xx, 429, timeout, DNS, connection).", choices=RETRY_POLICIES)
@@ -142,8 +142,28 @@ def crawl(run: Run, options: CrawlOptions, urls: UrlList) -> None:
     if options.from_manifest is not None:
         stats = webcrawl.rebuild(run.layout, urls, options.from_manifest, config, run.common.tokenizer)
     else:
+        check_first_rows(urls)
         stats = webcrawl.fetch_first(run.layout, urls, run.common.limit, config, run.common.tokenizer)
     run.say_built(webcrawl.summary_lines(stats))
+
+
+FIRST_ROWS = 200
+"""Rows read before a crawl starts to tell a list read with the wrong columns from a dirty one."""
+
+
+def check_first_rows(urls: UrlList) -> None:
+    """Refuse a list whose first rows hold no http(s) URL at all: the columns, the format or the header
+    option are wrong, and every row would fail as ``invalid_url`` after the whole list was tried."""
+    from ..sources.webimage import url_problem
+
+    first = list(urls.reader.iter_rows(urls.path, 0, FIRST_ROWS))
+    if not first:
+        raise VlprepError(f"{urls.path}: the list has no rows", fix="pass the list's file (a header alone is no row)")
+    if all(url_problem(row.url) for row in first):
+        raise VlprepError(f"{urls.path}: none of its first {len(first)} rows has an http(s) URL where the URL is "
+                          f"read (row 0 gives {first[0].url[:80]!r}, caption {first[0].caption[:60]!r})",
+                          fix="check --format, the URL and caption columns (--url-col, --caption-col) and "
+                              "--header/--no-header")
 
 
 def check_options(options: CrawlOptions) -> None:

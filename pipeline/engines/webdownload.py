@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..sources.politeness import AGENT_TOKEN, ROBOTS_FETCH_BYTES, HostGates, Politeness, RobotsRules, host_of
+from ..sources.politeness import AGENT_TOKEN, ROBOTS_MAX_BYTES, HostGates, Politeness, RobotsRules, host_of
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -89,7 +89,7 @@ def _robots(settings: FetchSettings, timeout: float) -> RobotsRules:
     agent = settings.politeness.user_agent
     with _STATE_LOCK:
         return _ROBOTS.setdefault((agent, timeout), RobotsRules(
-            lambda url: fetch(url, timeout, ROBOTS_FETCH_BYTES, agent)))
+            lambda url: fetch(url, timeout, ROBOTS_MAX_BYTES, agent, prefix=True)))
 
 
 def _opted_out(headers, directives) -> bool:

@@ -29,6 +29,9 @@ from .urllist import LINE_BYTES, LINE_OPTION, Row, count_lines, decode_line, ite
 FORMATS = ("tsv", "csv", "parquet", "jsonl")
 SUFFIXES = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl",
             ".ndjson": "jsonl"}
+MAX_RECORD_LINES = 100
+"""Lines one CSV record may span: captions hold a few line breaks at most, and a stray quote would
+otherwise join every later line into one caption until the next quote."""
 PARQUET_BATCH = 8192
 """Rows per parquet batch: a few MB of URLs and captions, whatever a row group holds."""
 
@@ -168,22 +171,45 @@ class CsvList(_Indexed):
 
     def _rows(self, path: Path) -> Iterator[tuple[int, Row]]:
         text = (decode_line(line) + "\n" for line in iter_lines(path, self.max_line))
-        reader = csv.reader(text, delimiter=self.delimiter, strict=False)
+        # strict: a quote left open at the end of the file is an error, never the rest of the file as one field
+        reader = csv.reader(text, delimiter=self.delimiter, strict=True)
         previous = csv.field_size_limit(self.max_line)
         try:
             names = None
             if self.header:
-                names = next(reader, [])
+                names = self._record(path, reader)
+                if names is None:
+                    raise VlprepError(f"{path}: the list is empty (no header line)", fix="pass the list's file")
             positions = self.columns.positions(path, names)
-            for index, values in enumerate(reader):
+            index = 0
+            while (values := self._record(path, reader)) is not None:
                 yield index, self.columns.row(index, values, positions)
+                index += 1
+        finally:
+            csv.field_size_limit(previous)
+
+    def _record(self, path: Path, reader) -> list[str] | None:
+        """The next record (None at the end). A record malformed after a closing quote is an empty one
+        (it keeps its row and fails as ``invalid_url``); one that spans more than
+        :data:`MAX_RECORD_LINES` lines, or a quote still open at the end of the file, is an error."""
+        start = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return None
         except csv.Error as exc:
             if "field larger than field limit" in str(exc):
                 raise line_too_long(Path(path), reader.line_num, self.max_line) from None
-            raise VlprepError(f"{path}, line {reader.line_num:,}: not CSV ({exc})",
-                              fix="check the file and --format/--delimiter") from None
-        finally:
-            csv.field_size_limit(previous)
+            if "unexpected end of data" in str(exc):
+                raise VlprepError(f"{path}, line {start:,}: a quoted field opened here is never closed (the rest "
+                                  "of the file would be one caption)", fix="close the quote; a quote inside a "
+                                  'quoted field is written twice ("")') from None
+            values = []
+        if reader.line_num - start >= MAX_RECORD_LINES:
+            raise VlprepError(f"{path}, line {start:,}: one record spans {reader.line_num - start + 1:,} lines (a "
+                              f"quoted field may hold at most {MAX_RECORD_LINES - 1} line breaks): an unclosed quote?",
+                              fix='close the quote; a quote inside a quoted field is written twice ("")')
+        return values
 
 
 @dataclass(frozen=True)
@@ -216,7 +242,7 @@ class JsonlList(_Indexed):
 def _object(line: bytes) -> dict | None:
     try:
         item = json.loads(line.decode("utf-8", errors="replace"), strict=False)  # a raw NUL or tab in a caption
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python's parser goes
         return None
     return item if isinstance(item, dict) else None
 

@@ -55,6 +55,11 @@ def line_too_long(path: Path, line: int, cap: int) -> VlprepError:
                        fix=f"check the file (and --format); if its lines really are this long, raise {LINE_OPTION}")
 
 
+BOM = b"\xef\xbb\xbf"
+"""The UTF-8 byte-order mark spreadsheet programs write first: dropped, so a header's first column
+is named as it reads."""
+
+
 def iter_lines(path: Path, max_line: int = LINE_BYTES) -> Iterator[bytes]:
     """The file's lines as bytes (``\\n`` kept), none longer than ``max_line`` bytes: a longer one is an error."""
     with open(path, "rb") as handle:
@@ -63,7 +68,7 @@ def iter_lines(path: Path, max_line: int = LINE_BYTES) -> Iterator[bytes]:
             number += 1
             if len(line) > max_line and not (len(line) == max_line + 1 and line.endswith(b"\n")):
                 raise line_too_long(Path(path), number, max_line)
-            yield line
+            yield line.removeprefix(BOM) if number == 1 else line  # a spreadsheet's byte-order mark
 
 
 def count_lines(path: Path) -> int:

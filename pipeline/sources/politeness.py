@@ -31,8 +31,9 @@ AGENT_TOKEN = "vlprep"
 """The product token robots.txt groups and ``X-Robots-Tag: <token>: ...`` directives address."""
 ROBOTS_MAX_BYTES = 512 * 1024
 """RFC 9309 asks crawlers to parse at least the first 500 KiB of a robots.txt."""
-ROBOTS_FETCH_BYTES = 4 * 1024 * 1024
-"""The most of a robots.txt read (the rules come from its first :data:`ROBOTS_MAX_BYTES`)."""
+ROBOTS_RETRY_SECONDS = 60.0
+"""A robots.txt that could not be read (5xx, timeout, no connection) is not asked for again for this
+long by one process: its URLs fail with that transient cause meanwhile, for a later run to retry."""
 
 
 def check_contact(contact: str) -> str:
@@ -42,12 +43,18 @@ def check_contact(contact: str) -> str:
     every host of the list.
     """
     if not contact or len(contact) > 200 or not contact.isascii() or not contact.isprintable():
-        raise ValueError("the contact must be 1-200 printable ASCII characters (a URL or mailto: address)")
+        raise ValueError("the contact must be 1-200 printable ASCII characters (a URL or mailto: address; "
+                         "a non-ASCII host in its punycode form)")
+    if any(c in contact for c in ' ()"\\<>'):
+        raise ValueError("the contact holds a space, a parenthesis, a quote, a backslash or <>, which would end the "
+                         "User-Agent's comment")
     parts = urllib.parse.urlsplit(contact)
-    if parts.scheme in ("http", "https") and (parts.username or parts.password):
+    if parts.scheme not in ("http", "https", "mailto"):
+        raise ValueError("the contact must be an http(s) URL or a mailto: address")
+    if parts.username or parts.password:
         raise ValueError("the contact URL holds credentials; every host of the list would receive them")
-    if parts.scheme in ("http", "https") and parts.query:
-        raise ValueError("the contact URL has a query string; give the page without it (it may hold a token)")
+    if parts.query:
+        raise ValueError("the contact has a query string; give it without one (it may hold a token)")
     return contact
 
 
@@ -140,6 +147,7 @@ class RobotsRules:
         self._lock = threading.Lock()
         self._host_locks: dict[str, threading.Lock] = {}
         self._rules: dict[str, urllib.robotparser.RobotFileParser | bool] = {}
+        self._failed: dict[str, tuple[float, Exception]] = {}
 
     def allowed(self, url: str) -> bool:
         """Whether ``url`` may be fetched by ``vlprep``; raises what reading robots.txt raised when
@@ -150,7 +158,14 @@ class RobotsRules:
             host_lock = self._host_locks.setdefault(origin, threading.Lock())
         with host_lock:
             if origin not in self._rules:
-                self._rules[origin] = self._read(origin)
+                when, error = self._failed.get(origin, (0.0, None))
+                if error is not None and time.monotonic() - when < ROBOTS_RETRY_SECONDS:
+                    raise error
+                try:
+                    self._rules[origin] = self._read(origin)
+                except Exception as exc:
+                    self._failed[origin] = (time.monotonic(), exc)
+                    raise
         rules = self._rules[origin]
         return rules if isinstance(rules, bool) else rules.can_fetch(AGENT_TOKEN, url)
 
@@ -160,12 +175,12 @@ class RobotsRules:
         try:
             body = self._fetch_text(f"{origin}/robots.txt")
         except WebImageError as exc:
-            if exc.cause == "http_4xx":
-                return True  # RFC 9309 2.3.1.3: "unavailable" (4xx, but not 429) means no rules
-            if exc.cause == "too_large":
-                raise WebImageError("robots_txt", f"robots.txt of {origin} is larger than "
-                                    f"{ROBOTS_FETCH_BYTES:,} bytes; its rules cannot be read") from None
+            if exc.cause in ("http_4xx", "http_other", "invalid_url"):
+                # RFC 9309 2.3.1.3: "unavailable" (4xx but 429, or redirects that lead nowhere) means no rules
+                return True
             raise WebImageError(exc.cause, f"robots.txt of {origin} could not be read ({exc})") from None
         parser = urllib.robotparser.RobotFileParser()
-        parser.parse(body[:ROBOTS_MAX_BYTES].decode("utf-8", errors="replace").splitlines())
+        if len(body) >= ROBOTS_MAX_BYTES:  # cut: its last line may be a rule cut short ("Disallow: /")
+            body = body[:body.rfind(b"\n") + 1]
+        parser.parse(body.decode("utf-8", errors="replace").splitlines())
         return parser

@@ -92,9 +92,10 @@ def _opener() -> urllib.request.OpenerDirector:
 
 
 def fetch(url: str, timeout: float, max_bytes: int, user_agent: str | None = None,
-          disallowed: Callable[[object], bool] | None = None) -> bytes:
+          disallowed: Callable[[object], bool] | None = None, prefix: bool = False) -> bytes:
     """The body of ``url``, or :class:`WebImageError`; the whole answer must arrive within ``timeout``
-    (``user_agent``: the crawl's, by default vlprep's with its default contact)."""
+    (``user_agent``: the crawl's, by default vlprep's with its default contact). ``prefix``: a body
+    longer than ``max_bytes`` gives its first ``max_bytes`` instead of ``too_large`` (robots.txt)."""
     deadline = time.monotonic() + timeout
     problem = url_problem(url)
     if problem is not None:
@@ -108,9 +109,11 @@ def fetch(url: str, timeout: float, max_bytes: int, user_agent: str | None = Non
             if disallowed is not None and disallowed(response.headers):
                 raise WebImageError("opted_out", "Use of image disallowed by X-Robots-Tag directive")
             announced = response.headers.get("Content-Length")
-            if announced and announced.isdigit() and int(announced) > max_bytes:
+            if announced and announced.isdigit() and int(announced) > max_bytes and not prefix:
                 raise WebImageError("too_large", f"Content-Length {int(announced):,} bytes > {max_bytes:,}")
-            body = _read_until(response, deadline, max_bytes, timeout)
+            body = _read_until(response, deadline, max_bytes, timeout, prefix)
+            if prefix:
+                return body
     except WebImageError:
         raise
     except urllib.error.HTTPError as exc:
@@ -129,7 +132,7 @@ def fetch(url: str, timeout: float, max_bytes: int, user_agent: str | None = Non
     return body
 
 
-def _read_until(response, deadline: float, max_bytes: int, timeout: float) -> bytes:
+def _read_until(response, deadline: float, max_bytes: int, timeout: float, prefix: bool = False) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -140,6 +143,9 @@ def _read_until(response, deadline: float, max_bytes: int, timeout: float) -> by
             return b"".join(chunks)
         size += len(chunk)
         if size > max_bytes:
+            if prefix:
+                chunks.append(chunk)
+                return b"".join(chunks)[:max_bytes]
             raise WebImageError("too_large", f"body larger than {max_bytes:,} bytes")
         chunks.append(chunk)
 

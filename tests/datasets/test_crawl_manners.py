@@ -91,3 +91,13 @@ def test_a_contact_with_a_line_break_is_refused_before_any_request(tmp_path, web
                      "--contact", "https://x.org/?token=abc", check=False)
     assert result.returncode != 0 and "--contact" in result.stderr and "query" in result.stderr
     assert len(web.requests) == before
+
+
+def test_a_list_read_with_the_wrong_columns_is_refused_before_any_window(tmp_path):
+    csv_list = tmp_path / "pairs.csv"
+    csv_list.write_text("url,caption\n" + "".join(f"http://127.0.0.1:9/{n}.jpg,caption {n}\n" for n in range(30)))
+    data = tmp_path / "d"
+    result = run_cli("fetch", "weblist", "--data-dir", str(data), "--list", str(csv_list), "--format", "jsonl",
+                     "--split", "mine", "--limit", "5", check=False)
+    assert result.returncode == 1 and "none of its first 31 rows has an http(s) URL" in result.stderr
+    assert "--url-col" in result.stderr and not list(data.glob("work/weblist/*/windows"))

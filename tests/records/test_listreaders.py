@@ -78,8 +78,8 @@ def test_malformed_rows_keep_their_index(tmp_path):
     found = rows_of(DelimitedList(Columns()), tsv)
     assert found == [(0, "no tab here", ""), (1, "", "http://x"), (2, "http://h/3.jpg", "cap\x00\ufffd")]
     csv_path = tmp_path / "l.csv"
-    csv_path.write_bytes(b'url,caption\nonly-one-field\n"http://h/1.jpg","unterminated\n')
-    assert rows_of(CsvList(Columns()), csv_path) == [(0, "only-one-field", ""), (1, "http://h/1.jpg", "unterminated\n")]
+    csv_path.write_bytes(b'url,caption\nonly-one-field\n"http://h/1.jpg","two\nlines"\n')
+    assert rows_of(CsvList(Columns()), csv_path) == [(0, "only-one-field", ""), (1, "http://h/1.jpg", "two\nlines")]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -202,3 +202,33 @@ def test_a_million_rows_stream_in_bounded_memory(tmp_path):
         print(f"{name}: {int(count) / float(seconds):,.0f} rows/s (read + select the last), peak RSS "
               f"{int(peak) / 1e6:.0f} MB")
         assert int(count) == n and int(last) == n - 1 and int(peak) < 300e6
+
+
+def test_a_csv_quote_left_open_is_an_error_naming_its_line_never_one_long_caption(tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text('url,caption\nhttp://h/0.jpg,"never closed\nhttp://h/1.jpg,b\nhttp://h/2.jpg,c\n')
+    with pytest.raises(VlprepError, match=r"line 2: a quoted field opened here is never closed"):
+        list(CsvList(Columns()).iter_rows(path))
+    path.write_text("url,caption\n" + 'http://h/0.jpg,"open\n' + "more text\n" * 150 + '"\nhttp://h/1.jpg,b\n')
+    with pytest.raises(VlprepError, match=r"line 2: one record spans 1\d\d lines"):
+        list(CsvList(Columns()).iter_rows(path))
+    path.write_text('url,caption\nhttp://h/0.jpg,"ab"cd\nhttp://h/1.jpg,"two\nlines"\nhttp://h/2.jpg,c\n')
+    rows = list(CsvList(Columns()).iter_rows(path))  # a record malformed after its closing quote keeps its row
+    assert [(r.row, r.url, r.caption) for r in rows] == [(0, "", ""), (1, "http://h/1.jpg", "two\nlines"),
+                                                          (2, "http://h/2.jpg", "c")]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path, fmt):
+    path = tmp_path / f"list.{fmt}"
+    body = {"csv": "url,caption\nhttp://h/0.jpg,a\n", "tsv": "url\tcaption\nhttp://h/0.jpg\ta\n",
+            "jsonl": '{"url": "http://h/0.jpg", "caption": "a"}\n'}[fmt]
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    assert [(r.url, r.caption) for r in reader_for(fmt, Columns()).iter_rows(path)] == [("http://h/0.jpg", "a")]
+
+
+def test_a_jsonl_line_nested_past_the_parser_is_a_malformed_row(tmp_path):
+    path = tmp_path / "list.jsonl"
+    path.write_bytes(b'{"url": "http://h/0.jpg", "caption": "a"}\n' + b"[" * 100_000 + b"]" * 100_000 + b"\n")
+    rows = list(JsonlList(Columns()).iter_rows(path))
+    assert [(r.row, r.url) for r in rows] == [(0, "http://h/0.jpg"), (1, "")]

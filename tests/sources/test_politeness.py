@@ -51,6 +51,8 @@ class Host:
     def _answer(self, handler, path: str, first: bool) -> None:
         if path == "/robots.txt":
             status, body = self.robots or (404, b"")
+            if status == 302:  # a redirect to itself, for ever
+                return send(handler, 302, b"", "text/plain", {"Location": "/robots.txt"})
             return send(handler, status, body, "text/plain")
         time.sleep(self.delay)
         kind = path.split("/")[1]
@@ -99,6 +101,8 @@ def test_user_agent_names_vlprep_and_the_contact():
 
 
 @pytest.mark.parametrize("contact", ["https://x.org/\r\nX-Evil: 1", "https://user:pw@x.org/", "https://x.org/?token=s",
+                                     "javascript:alert(1)", "me@example.org", "https://a.example/)(", "https://a b/",
+                                     "mailto:me@x.org?subject=hi", "ftp://x.org/",
                                      "", "é@x.org", "a" * 201])
 def test_a_contact_that_would_inject_headers_or_leak_a_secret_is_refused(contact):
     with pytest.raises(ValueError):
@@ -177,10 +181,20 @@ def test_robots_txt_is_read_once_per_host_and_obeyed_when_asked():
 
 
 def test_robots_txt_unavailable_allows_and_unreachable_disallows_for_now():
-    with serve(Host(robots=(404, b""))) as host:
-        _, _, error = download(f"{host.base}/private/1.jpg", Politeness(robots_txt=True))
-        assert error is None
+    for unavailable in ((404, b""), (302, b"")):  # a 4xx, or redirects that lead nowhere: no rules
+        with serve(Host(robots=unavailable)) as host:
+            _, _, error = download(f"{host.base}/private/1.jpg", Politeness(robots_txt=True))
+            assert error is None, (unavailable, error)
     with serve(Host(robots=(503, b"down"))) as host:
-        _, _, error = download(f"{host.base}/img/1.jpg", Politeness(robots_txt=True), retries=0)
-        assert classify(error) == "http_5xx" and "robots.txt" in error
-        assert "/img/1.jpg" not in host.paths
+        results = [download(f"{host.base}/img/{n}.jpg", Politeness(robots_txt=True), retries=0) for n in range(5)]
+        assert all(classify(e) == "http_5xx" and "robots.txt" in e for _, _, e in results)
+        assert not any(p.startswith("/img/") for p in host.paths)
+        assert host.paths.count("/robots.txt") == 1  # asked once; its failure holds for the process a minute
+
+
+def test_a_huge_robots_txt_is_read_for_its_first_512_kib():
+    rules = b"User-agent: vlprep\nDisallow: /private/\n" + b"Disallow: /x\n" * 400_000  # 5 MB
+    with serve(Host(robots=(200, rules))) as host:
+        manners = Politeness(robots_txt=True)
+        assert download(f"{host.base}/img/1.jpg", manners)[2] is None
+        assert classify(download(f"{host.base}/private/2.jpg", manners)[2]) == "robots_txt"
