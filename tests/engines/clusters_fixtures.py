@@ -43,7 +43,7 @@ def bare_python(root: Path, broken: tuple[str, ...] = ()) -> Path:
     if broken:
         shadow = root / "shadow"
         for name in broken:
-            (shadow / name).mkdir(parents=True)
+            (shadow / name).mkdir(parents=True, exist_ok=True)  # a test may make the same node again
             (shadow / name / "__init__.py").write_text(f"raise ImportError('{name} is broken on this node')\n")
         lines.append(str(shadow))
     (site / "main-venv.pth").write_text("\n".join([*lines, SITE_PACKAGES]) + "\n")
@@ -54,10 +54,25 @@ def imports(python: Path, module: str) -> bool:
     return subprocess.run([str(python), "-c", f"import {module}"], capture_output=True).returncode == 0
 
 
-def _ray_ports() -> list[str]:
-    ports = {"--node-manager-port": free_port(), "--object-manager-port": free_port(),
-             "--runtime-env-agent-port": free_port(), "--dashboard-agent-grpc-port": free_port(),
-             "--dashboard-agent-listen-port": free_port(), "--metrics-export-port": free_port()}
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: each socket stays bound until all are taken, so the kernel never
+    hands out one port twice (separate ``free_port`` calls may, and Ray refuses a port given twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _ray_ports(head_port: int) -> list[str]:
+    """Ports for one node's Ray components: distinct, and never the head's."""
+    names = ("--node-manager-port", "--object-manager-port", "--runtime-env-agent-port",
+             "--dashboard-agent-grpc-port", "--dashboard-agent-listen-port", "--metrics-export-port")
+    found = [p for p in free_ports(len(names) + 1) if p != head_port][:len(names)]
+    ports = dict(zip(names, found))
     low = 20000 + (os.getpid() * 97) % 30000
     return [*(f"{k}={v}" for k, v in ports.items()), f"--min-worker-port={low}", f"--max-worker-port={low + 200}"]
 
@@ -76,7 +91,7 @@ class RayCluster:
         temp = self.root / name
         temp.mkdir(exist_ok=True)
         _ray_start(python, self.env, ["--address", self.address, f"--temp-dir={temp}", f"--num-cpus={cpus}",
-                                      *_ray_ports()])
+                                      *_ray_ports(int(self.address.rsplit(":", 1)[1]))])
         self.nodes[name] = temp
         wait_for(lambda: self.alive_nodes() >= len(self.nodes), f"ray node {name}", 60)
 
@@ -141,7 +156,7 @@ def ray_cluster() -> Iterator[RayCluster]:
         (root / "head").mkdir()
         _ray_start(VENV_BIN / "python", env, ["--head", f"--port={port}", f"--temp-dir={root / 'head'}",
                                               "--num-cpus=1", "--include-dashboard=false",
-                                              *_ray_ports()])
+                                              *_ray_ports(port)])
         cluster.nodes["head"] = root / "head"
         bare = bare_python(root / "venv-bare")
         assert not imports(bare, "vlprep") and imports(bare, "ray") and imports(bare, "img2dataset")
